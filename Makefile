@@ -1,0 +1,65 @@
+# Needs only python3 and make. Everything else is installed into $(VENV).
+#
+#   make test                                   # newest SQLAlchemy allowed by pyproject.toml
+#   make test VENV=.venv-sa20 EXTRA_REQS='sqlalchemy>=2.0,<2.1'
+#   make test PYTEST_ARGS='-x -k history'
+#   make check                                  # ruff, mypy, import-linter
+
+PYTHON ?= python3
+VENV ?= .venv
+# Extra pip requirement specs, space separated, installed together with '.[dev]'.
+EXTRA_REQS ?=
+PYTEST_ARGS ?=
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Quote each spec for the shell ('<' and '>' would otherwise be redirections).
+QUOTED_REQS := $(foreach req,$(EXTRA_REQS),'$(req)')
+
+.DEFAULT_GOAL := test
+.PHONY: install demo test check bench clean FORCE
+
+install: $(STAMP)
+
+# Rewritten only when EXTRA_REQS differs from what is recorded, so that its mtime (and so the
+# stamp below) changes only then.
+$(VENV)/.extra: FORCE
+	@mkdir -p $(VENV)
+	@printf '%s\n' '$(EXTRA_REQS)' > $@.tmp
+	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv -f $@.tmp $@; fi
+
+$(STAMP): pyproject.toml $(VENV)/.extra
+	@if [ -f $@ ] && [ $(VENV)/.extra -nt $@ ]; then \
+		echo "EXTRA_REQS changed: recreating $(VENV)"; \
+		$(PYTHON) -m venv --clear $(VENV) && \
+		printf '%s\n' '$(EXTRA_REQS)' > $(VENV)/.extra; \
+	else \
+		$(PYTHON) -m venv $(VENV); \
+	fi
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install -e '.[dev]' $(QUOTED_REQS)
+	@touch $@
+
+demo: $(STAMP)
+	$(BIN)/python -m sqlalchemy_chronicle demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+check: $(STAMP)
+	$(BIN)/ruff check src tests
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+bench: $(STAMP)
+	@if [ -d benchmarks ]; then \
+		$(BIN)/python -m pip install --quiet -e '.[dev,bench]' $(QUOTED_REQS) && \
+		$(BIN)/python -m benchmarks; \
+	else \
+		echo "bench: no benchmarks/ directory yet, nothing to run"; \
+	fi
+
+clean:
+	rm -rf $(VENV) .venv-* build dist .mypy_cache .ruff_cache .pytest_cache .import_linter_cache
+	find . -path ./.git -prune -o \( -name __pycache__ -o -name '*.egg-info' \) -prune \
+		-exec rm -rf {} +
