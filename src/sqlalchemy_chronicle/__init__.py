@@ -1,0 +1,98 @@
+"""sqlalchemy-chronicle: versioning and auditing for SQLAlchemy.
+
+Keep the history of your data: every insert, update and delete of a versioned
+model is copied into its version table, grouped by database transaction::
+
+    import sqlalchemy as sa
+    from sqlalchemy import orm
+    from sqlalchemy_chronicle import make_versioned
+
+    make_versioned(user_cls=None)          # before the models are defined
+
+    class Article(Base):
+        __tablename__ = "article"
+        __versioned__ = {}
+        ...
+
+    orm.configure_mappers()                # builds ArticleVersion and its table
+
+    article.versions[0].name               # the first version
+    article.versions[0].revert()           # back to it (the caller commits)
+
+The API and the default tables are those of SQLAlchemy-Continuum, so code written
+for it works by changing the import.
+"""
+
+from __future__ import annotations
+
+from .capture.unit_of_work import UnitOfWork
+from .config import Operation, Strategy
+from .exc import (
+    ChronicleError,
+    ClassNotVersioned,
+    ConfigurationError,
+    ImproperlyConfigured,
+    NotSupportedError,
+    VersioningError,
+    VersioningStateError,
+)
+from .hooks import Plugin, PluginCollection
+from .manager import VersioningManager, make_versioned, remove_versioning, versioning_manager
+from .read.transaction import TransactionBase
+from .read.version import VersionClassBase
+from .utils import (
+    changeset,
+    count_versions,
+    end_tx_column_name,
+    get_versioning_manager,
+    is_modified,
+    is_modified_or_deleted,
+    is_session_modified,
+    is_versioned,
+    parent_class,
+    transaction_class,
+    tx_column_name,
+    vacuum,
+    version_class,
+    version_table,
+    versioned_objects,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ChronicleError",
+    "ClassNotVersioned",
+    "ConfigurationError",
+    "ImproperlyConfigured",
+    "NotSupportedError",
+    "Operation",
+    "Plugin",
+    "PluginCollection",
+    "Strategy",
+    "TransactionBase",
+    "UnitOfWork",
+    "VersionClassBase",
+    "VersioningError",
+    "VersioningManager",
+    "VersioningStateError",
+    "__version__",
+    "changeset",
+    "count_versions",
+    "end_tx_column_name",
+    "get_versioning_manager",
+    "is_modified",
+    "is_modified_or_deleted",
+    "is_session_modified",
+    "is_versioned",
+    "make_versioned",
+    "parent_class",
+    "remove_versioning",
+    "transaction_class",
+    "tx_column_name",
+    "vacuum",
+    "version_class",
+    "version_table",
+    "versioned_objects",
+    "versioning_manager",
+]

@@ -1,0 +1,155 @@
+"""ORM capture: session and mapper events that feed the unit of work.
+
+Mapper events (``after_insert``/``after_update``/``after_delete``) note which rows a
+flush wrote; ``after_flush`` then writes their versions, set-based, on the flush's
+own connection, inside the user's transaction. Session transaction events keep the
+unit of work in step with commits, rollbacks and savepoints.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import event
+from sqlalchemy import inspect as sa_inspect
+
+from ..config import Operation
+from .unit_of_work import CaptureConfig, UnitOfWork
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Mapper, Session, SessionTransaction
+
+    from ..schema.models import VersionedModel
+
+__all__ = ["OrmCapture"]
+
+_counter = itertools.count(1)
+
+
+class OrmCapture:
+    """The event listeners of one versioning manager."""
+
+    def __init__(self, manager: CaptureConfig, enabled: Any) -> None:
+        self.manager = manager
+        #: A zero-argument callable telling whether versioning is on (the global option).
+        self._enabled = enabled
+        self.info_key = f"sqlalchemy_chronicle.uow.{next(_counter)}"
+        self._session_targets: list[Any] = []
+        self._mapper_listeners: list[tuple[Any, str, Any]] = []
+
+    # -- unit of work access ---------------------------------------------------------
+
+    def unit_of_work(self, session: Session) -> UnitOfWork:
+        """The unit of work of ``session``'s current transaction, created on demand."""
+        uow: UnitOfWork | None = session.info.get(self.info_key)
+        if uow is None:
+            factory = getattr(self.manager, "uow_class", UnitOfWork)
+            uow = session.info[self.info_key] = factory(self.manager, session)
+        return uow
+
+    def existing_unit_of_work(self, session: Session) -> UnitOfWork | None:
+        return session.info.get(self.info_key)
+
+    # -- installation ----------------------------------------------------------------
+
+    _SESSION_EVENTS = (
+        "before_flush",
+        "after_flush",
+        "after_transaction_create",
+        "after_rollback",
+        "after_transaction_end",
+    )
+
+    def install(self, session_target: Any) -> None:
+        for name in self._SESSION_EVENTS:
+            event.listen(session_target, name, getattr(self, name))
+        self._session_targets.append(session_target)
+
+    def uninstall(self) -> None:
+        for target in self._session_targets:
+            for name in self._SESSION_EVENTS:
+                if event.contains(target, name, getattr(self, name)):
+                    event.remove(target, name, getattr(self, name))
+        self._session_targets.clear()
+        for target, name, fn in self._mapper_listeners:
+            if event.contains(target, name, fn):
+                event.remove(target, name, fn)
+        self._mapper_listeners.clear()
+
+    def watch_mapper(self, mapper: Mapper[Any], model: VersionedModel) -> None:
+        """Record the rows ``mapper`` writes as changes of ``model``."""
+        key = self.info_key
+
+        def make(op: Operation) -> Any:
+            def listener(mapper: Mapper[Any], connection: Any, target: Any) -> None:
+                state = sa_inspect(target)
+                session = state.session
+                if session is None:
+                    return
+                uow = session.info.get(key)
+                if uow is not None:
+                    uow.record(model, state, op)
+
+            return listener
+
+        for name, op in (
+            ("after_insert", Operation.INSERT),
+            ("after_update", Operation.UPDATE),
+            ("after_delete", Operation.DELETE),
+        ):
+            fn = make(op)
+            event.listen(mapper, name, fn)
+            self._mapper_listeners.append((mapper, name, fn))
+
+    def listen_attribute(self, attribute: Any) -> None:
+        """Make ``attribute`` keep its old value on change, so no-op updates are seen."""
+        event.listen(attribute, "set", _noop_set, active_history=True, propagate=True)
+        self._mapper_listeners.append((attribute, "set", _noop_set))
+
+    # -- session events --------------------------------------------------------------
+
+    def before_flush(self, session: Session, flush_context: Any, instances: Any) -> None:
+        if not self._enabled():
+            return
+        uow = self.unit_of_work(session)
+        uow.discard_pending()
+        plugins = self.manager.plugins
+        if len(plugins):
+            if any(plugins.is_session_modified(session)):
+                uow.create_transaction(session)
+            plugins.before_flush(uow, session)
+
+    def after_flush(self, session: Session, flush_context: Any) -> None:
+        uow: UnitOfWork | None = session.info.get(self.info_key)
+        if uow is not None and self._enabled():
+            uow.make_versions(session)
+
+    def after_transaction_create(self, session: Session, transaction: SessionTransaction) -> None:
+        if transaction.nested:
+            self.unit_of_work(session).savepoint_started(transaction)
+
+    def after_rollback(self, session: Session) -> None:
+        # Fired right after a real ROLLBACK (or ROLLBACK TO SAVEPOINT), before the
+        # transaction objects are closed: the innermost savepoint still open is the
+        # one rolled back; with none open, the whole transaction was.
+        uow: UnitOfWork | None = session.info.get(self.info_key)
+        if uow is None:
+            return
+        savepoint = session.get_nested_transaction()
+        if savepoint is None:
+            session.info.pop(self.info_key, None)
+        else:
+            uow.savepoint_ended(session, savepoint, rolled_back=True)
+
+    def after_transaction_end(self, session: Session, transaction: SessionTransaction) -> None:
+        if transaction.parent is None:
+            session.info.pop(self.info_key, None)
+        elif transaction.nested:
+            uow: UnitOfWork | None = session.info.get(self.info_key)
+            if uow is not None:
+                uow.savepoint_ended(session, transaction, rolled_back=False)
+
+
+def _noop_set(target: Any, value: Any, oldvalue: Any, initiator: Any) -> None:
+    """Listener whose only purpose is to turn on ``active_history``."""

@@ -1,0 +1,414 @@
+"""Per-session-transaction capture state and the set-based version writer.
+
+A :class:`UnitOfWork` lives in ``session.info`` for as long as the session's
+outermost transaction; it is created by the first flush that needs it and dropped
+when that transaction ends (commit, rollback or close). Savepoints snapshot it,
+and a rolled-back savepoint restores the snapshot. Nothing is kept anywhere else,
+so sessions in other threads or tasks never see each other's state.
+
+Writing versions is set-based. For each flush, per version table, it runs at most:
+
+* one ``DELETE`` of rows this transaction already wrote for entities changed again
+  (several flushes fold into one version row),
+* one ``INSERT ... SELECT`` from the live table for inserted and updated rows,
+* one ``INSERT ... SELECT`` from the version table for deleted rows (their last
+  version, re-stamped as a DELETE),
+* one ``UPDATE`` turning this transaction's row into a DELETE when an entity it
+  inserted or updated is deleted,
+* one ``UPDATE`` closing the previous versions (validity strategy).
+
+Each statement carries the keys of up to :data:`CHUNK_PARAMS` parameters, so the
+number of statements does not grow with the number of rows until a flush changes
+thousands of them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import weakref
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy import orm
+from sqlalchemy.orm import attributes
+from sqlalchemy.orm import util as orm_util
+
+from ..config import Operation, Strategy
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.orm import InstanceState, Mapper, Session, SessionTransaction
+
+    from ..hooks import PluginCollection
+    from ..schema.models import VersionedModel
+    from ..schema.tables import VersionTableSpec
+
+__all__ = ["CHUNK_PARAMS", "CaptureConfig", "UnitOfWork"]
+
+#: The most bound parameters one key list of a statement carries.
+CHUNK_PARAMS = 2000
+
+PK = tuple[Any, ...]
+
+
+class CaptureConfig(Protocol):
+    """What the write path needs from the versioning manager."""
+
+    plugins: PluginCollection
+
+    @property
+    def transaction_table(self) -> sa.Table: ...
+
+    @property
+    def transaction_cls(self) -> Any: ...
+
+    def model_for_mapper(self, mapper: Mapper[Any]) -> VersionedModel | None: ...
+
+
+def utc_now() -> datetime.datetime:
+    """The current time as a naive UTC datetime (the ``issued_at`` convention)."""
+    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+
+
+@dataclass
+class _Change:
+    model: VersionedModel
+    state: InstanceState[Any]
+    op: Operation
+
+
+@dataclass
+class _TablePlan:
+    """What one flush does to one version table."""
+
+    spec: VersionTableSpec
+    #: key -> the operation its version row must end up with.
+    ops: dict[PK, Operation] = field(default_factory=dict)
+    #: keys with no row of this transaction in the version table yet.
+    new: set[PK] = field(default_factory=set)
+    states: dict[PK, InstanceState[Any]] = field(default_factory=dict)
+
+
+def _chunks(keys: Sequence[PK], width: int) -> Iterator[Sequence[PK]]:
+    size = max(1, CHUNK_PARAMS // max(1, width))
+    for start in range(0, len(keys), size):
+        yield keys[start:start + size]
+
+
+def _key_in(columns: Sequence[sa.ColumnElement[Any]], keys: Sequence[PK]) -> sa.ColumnElement[bool]:
+    if len(columns) == 1:
+        return columns[0].in_([k[0] for k in keys])
+    return sa.tuple_(*columns).in_(list(keys))
+
+
+# The fold table: what an operation does when this transaction already wrote a
+# version of the same entity with operation ``before``. ``None`` means "nothing".
+_FOLD: dict[tuple[Operation, Operation], Operation | None] = {
+    (Operation.INSERT, Operation.UPDATE): Operation.INSERT,
+    (Operation.INSERT, Operation.DELETE): Operation.DELETE,
+    (Operation.INSERT, Operation.INSERT): Operation.INSERT,
+    (Operation.UPDATE, Operation.UPDATE): Operation.UPDATE,
+    (Operation.UPDATE, Operation.DELETE): Operation.DELETE,
+    (Operation.UPDATE, Operation.INSERT): Operation.UPDATE,
+    (Operation.DELETE, Operation.INSERT): Operation.UPDATE,
+    (Operation.DELETE, Operation.UPDATE): Operation.UPDATE,
+    (Operation.DELETE, Operation.DELETE): None,
+}
+
+
+class UnitOfWork:
+    """The versioning state of one session transaction.
+
+    Get it with ``versioning_manager.unit_of_work(session)``. ``current_transaction``
+    is the transaction row of this database transaction (None until something was
+    versioned or :meth:`create_transaction` was called).
+    """
+
+    def __init__(self, manager: CaptureConfig, session: Session) -> None:
+        self.manager = manager
+        self._session_ref = weakref.ref(session)
+        self._transaction_values: dict[str, Any] = {}
+        self.transaction_id: int | None = None
+        self._transaction_obj: Any = None
+        self._connection: Connection | None = None
+        #: (version table, key) -> the operation of the row this transaction wrote.
+        self._written: dict[tuple[sa.Table, PK], Operation] = {}
+        self._changes: list[_Change] = []
+        self._savepoints: list[tuple[SessionTransaction, tuple[Any, ...]]] = []
+
+    # -- the transaction row ---------------------------------------------------------
+
+    @property
+    def current_transaction(self) -> Any:
+        """The transaction object of this unit of work, or None if none was written.
+
+        It is attached to the session on first access (no query is made).
+        """
+        if self.transaction_id is None:
+            return None
+        if self._transaction_obj is None:
+            session = self._session_ref()
+            if session is not None:
+                self._transaction_obj = self._attach_transaction(session, self.transaction_id)
+        return self._transaction_obj
+
+    def _attach_transaction(self, session: Session, tx_id: int) -> Any:
+        cls = self.manager.transaction_cls
+        if cls is None:
+            return None
+        existing = session.identity_map.get(orm_util.identity_key(cls, tx_id))
+        if existing is not None:
+            return existing
+        obj = sa.inspect(cls).class_manager.new_instance()
+        for key, value in self._transaction_values.items():
+            attributes.set_committed_value(obj, key, value)
+        attributes.set_committed_value(obj, "id", tx_id)
+        orm.make_transient_to_detached(obj)
+        session.add(obj)
+        return obj
+
+    def create_transaction(self, session: Session) -> Any:
+        """Write this transaction's row now (if not written yet) and return it.
+
+        Useful to give the transaction metadata before the first flush.
+        """
+        if self.transaction_id is None:
+            self._ensure_transaction(session, self._connection_for(session, None))
+        return self.current_transaction
+
+    def _connection_for(self, session: Session, mapper: Mapper[Any] | None) -> Connection:
+        if self._connection is None:
+            args = {"mapper": mapper} if mapper is not None else None
+            if args is None and self.manager.transaction_cls is not None:
+                args = {"mapper": sa.inspect(self.manager.transaction_cls)}
+            self._connection = session.connection(bind_arguments=args)
+        return self._connection
+
+    def _ensure_transaction(self, session: Session, connection: Connection) -> int:
+        if self.transaction_id is not None:
+            return self.transaction_id
+        values: dict[str, Any] = {"issued_at": utc_now()}
+        plugins = self.manager.plugins
+        if len(plugins):
+            for args in plugins.transaction_args(self, session):
+                values.update(args or {})
+        table = self.manager.transaction_table
+        values = {k: v for k, v in values.items() if k in table.c}
+        result = connection.execute(sa.insert(table).values(values))
+        tx_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+        self.transaction_id = tx_id
+        self._transaction_values = values
+        self._transaction_obj = None
+        return tx_id
+
+    # -- recording -------------------------------------------------------------------
+
+    def record(self, model: VersionedModel, state: InstanceState[Any], op: Operation) -> None:
+        """Note that the current flush wrote ``state`` with ``op`` (from mapper events)."""
+        self._changes.append(_Change(model, state, op))
+
+    def discard_pending(self) -> None:
+        self._changes.clear()
+
+    # -- savepoints ------------------------------------------------------------------
+
+    def _snapshot(self) -> tuple[Any, ...]:
+        return (self.transaction_id, self._transaction_obj, self._transaction_values, dict(self._written))
+
+    def savepoint_started(self, transaction: SessionTransaction) -> None:
+        self._savepoints.append((transaction, self._snapshot()))
+
+    def savepoint_ended(
+        self, session: Session, transaction: SessionTransaction, rolled_back: bool
+    ) -> None:
+        """Forget the savepoint; on rollback, return to the state it started with."""
+        for i in range(len(self._savepoints) - 1, -1, -1):
+            if self._savepoints[i][0] is transaction:
+                snapshot = self._savepoints[i][1]
+                del self._savepoints[i:]
+                if rolled_back:
+                    tx_obj = self._transaction_obj
+                    (self.transaction_id, self._transaction_obj, self._transaction_values,
+                     self._written) = snapshot
+                    self._changes.clear()
+                    if tx_obj is not None and tx_obj is not self._transaction_obj:
+                        # Its row was rolled back with the savepoint.
+                        if tx_obj in session:
+                            session.expunge(tx_obj)
+                return
+
+    # -- writing versions ------------------------------------------------------------
+
+    @staticmethod
+    def _changed(model: VersionedModel, state: InstanceState[Any]) -> bool:
+        keys = model.versioned_keys
+        committed = state.committed_state
+        if not committed:
+            return False
+        for key in committed.keys() & keys:
+            if attributes.get_history(state.obj(), key, attributes.PASSIVE_NO_INITIALIZE).has_changes():
+                return True
+        return False
+
+    @staticmethod
+    def _key(
+        state: InstanceState[Any], keys: Sequence[str], positions: Sequence[int], op: Operation
+    ) -> PK:
+        # A deleted row is known by its identity key; an inserted or updated one by its
+        # current values, which hold a new key when the primary key itself changed.
+        if op is not Operation.DELETE:
+            values = state.dict
+            try:
+                return tuple(values[k] for k in keys)
+            except KeyError:
+                pass
+        assert state.key is not None
+        identity = state.key[1]
+        return tuple(identity[i] for i in positions)
+
+    def _plan(self) -> dict[sa.Table, _TablePlan]:
+        plans: dict[sa.Table, _TablePlan] = {}
+        for change in self._changes:
+            model, state, op = change.model, change.state, change.op
+            if op is Operation.UPDATE and not self._changed(model, state):
+                continue
+            for spec, keys, positions in zip(model.specs, model.pk_keys, model.pk_positions, strict=True):
+                plan = plans.get(spec.version)
+                if plan is None:
+                    plan = plans[spec.version] = _TablePlan(spec)
+                key = self._key(state, keys, positions, op)
+                planned = plan.ops.get(key)
+                before = planned if planned is not None else self._written.get((spec.version, key))
+                plan.states[key] = state
+                if before is None:
+                    plan.ops[key] = op
+                    plan.new.add(key)
+                    continue
+                folded = _FOLD[(before, op)]
+                if folded is not None:
+                    plan.ops[key] = folded
+        return plans
+
+    def make_versions(self, session: Session) -> None:
+        """Write the versions of everything flushed since the last call (after a flush)."""
+        if not self._changes:
+            return
+        mapper = self._changes[0].model.mapper
+        plans = self._plan()
+        self._changes.clear()
+        if not plans:
+            return
+        connection = self._connection_for(session, mapper)
+        tx_id = self._ensure_transaction(session, connection)
+        plugins = self.manager.plugins
+        if len(plugins):
+            plugins.before_create_version_objects(self, session)
+        for plan in plans.values():
+            self._write(connection, plan, tx_id)
+        if len(plugins):
+            plugins.after_create_version_objects(self, session)
+
+    def _write(self, connection: Connection, plan: _TablePlan, tx_id: int) -> None:
+        spec = plan.spec
+        version = spec.version
+        vpk = spec.version_pk
+        width = len(vpk)
+        tx_param = sa.literal(tx_id, spec.tx.type)
+        replace: list[PK] = []
+        from_live: dict[Operation, list[PK]] = {}
+        from_last_version: list[PK] = []
+        mark_deleted: list[PK] = []
+        for key, op in plan.ops.items():
+            if key in plan.new:
+                if op is Operation.DELETE:
+                    from_last_version.append(key)
+                else:
+                    from_live.setdefault(op, []).append(key)
+            elif op is Operation.DELETE:
+                mark_deleted.append(key)
+            else:
+                replace.append(key)
+                from_live.setdefault(op, []).append(key)
+            self._written[(version, key)] = op
+
+        for keys in _chunks(replace, width):
+            connection.execute(sa.delete(version).where(spec.tx == tx_id, _key_in(vpk, keys)))
+
+        if from_last_version:
+            self._write_deletes(connection, plan, from_last_version, tx_id, tx_param)
+
+        target = [v for _, v in spec.columns] + [spec.tx, spec.op]
+        ppk = [p for p, _ in spec.pk]
+        for op, keys_of_op in from_live.items():
+            for keys in _chunks(keys_of_op, width):
+                select = sa.select(
+                    *[p for p, _ in spec.columns], tx_param, sa.literal(int(op), spec.op.type)
+                ).where(_key_in(ppk, keys))
+                connection.execute(sa.insert(version).from_select(target, select))
+
+        for keys in _chunks(mark_deleted, width):
+            connection.execute(
+                sa.update(version)
+                .where(spec.tx == tx_id, _key_in(vpk, keys))
+                .values({spec.op: int(Operation.DELETE)})
+            )
+
+        if spec.end_tx is not None and plan.new:
+            for keys in _chunks(list(plan.new), width):
+                connection.execute(
+                    sa.update(version)
+                    .where(_key_in(vpk, keys), spec.end_tx.is_(None), spec.tx != tx_id)
+                    .values({spec.end_tx: tx_id})
+                )
+
+    def _write_deletes(
+        self, connection: Connection, plan: _TablePlan, keys_all: list[PK], tx_id: int,
+        tx_param: Any,
+    ) -> None:
+        """Write DELETE versions as copies of each entity's last version.
+
+        The row is gone from the live table by now; its last version holds its last
+        values (every write to it was versioned). Entities with no version at all
+        (rows older than versioning) are written from the values the session holds.
+        """
+        spec = plan.spec
+        version = spec.version
+        prev = version.alias("chronicle_prev")
+        newest = version.alias("chronicle_newest")
+        vpk = spec.version_pk
+        width = len(vpk)
+        target = [v for _, v in spec.columns] + [spec.tx, spec.op]
+        written = 0
+        for keys in _chunks(keys_all, width):
+            latest = (
+                sa.select(sa.func.max(newest.c[spec.tx.key]))
+                .where(*[newest.c[c.key] == prev.c[c.key] for c in vpk])
+                .scalar_subquery()
+            )
+            select = sa.select(
+                *[prev.c[v.key] for _, v in spec.columns],
+                tx_param,
+                sa.literal(int(Operation.DELETE), spec.op.type),
+            ).where(_key_in([prev.c[c.key] for c in vpk], keys), prev.c[spec.tx.key] == latest)
+            result = connection.execute(sa.insert(version).from_select(target, select))
+            written += max(result.rowcount, 0)
+        if written >= len(keys_all):
+            return
+        found: set[PK] = set()
+        for keys in _chunks(keys_all, width):
+            rows = connection.execute(sa.select(*vpk).where(spec.tx == tx_id, _key_in(vpk, keys)))
+            found.update(tuple(row) for row in rows)
+        rows_to_add = []
+        for key in keys_all:
+            if key in found:
+                continue
+            state = plan.states[key]
+            row = {v.key: state.dict.get(v.key) for _, v in spec.columns}
+            row.update({c.key: value for c, value in zip(vpk, key, strict=True)})
+            row[spec.tx.key] = tx_id
+            row[spec.op.key] = int(Operation.DELETE)
+            rows_to_add.append(row)
+        if rows_to_add:
+            connection.execute(sa.insert(version), rows_to_add)

@@ -1,0 +1,70 @@
+"""The exceptions of sqlalchemy-chronicle.
+
+Every error the library raises on purpose derives from :class:`ChronicleError`.
+Each leaf also derives from the builtin or SQLAlchemy error it specialises, so
+generic ``except`` clauses keep working::
+
+    ChronicleError (Exception)
+     +-- ConfigurationError (+ sqlalchemy.exc.ArgumentError)
+     |    +-- ImproperlyConfigured
+     +-- ClassNotVersioned (+ TypeError)
+     +-- NotSupportedError (+ NotImplementedError)
+     +-- VersioningStateError (+ RuntimeError)
+
+``VersioningError`` is kept as an alias of :class:`ChronicleError` for code written
+against SQLAlchemy-Continuum.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy.exc as sa_exc
+
+__all__ = [
+    "ChronicleError",
+    "ClassNotVersioned",
+    "ConfigurationError",
+    "ImproperlyConfigured",
+    "NotSupportedError",
+    "VersioningError",
+    "VersioningStateError",
+]
+
+
+class ChronicleError(Exception):
+    """Root of every error raised by sqlalchemy-chronicle."""
+
+
+#: SQLAlchemy-Continuum's name for the root error.
+VersioningError = ChronicleError
+
+
+class ConfigurationError(ChronicleError, sa_exc.ArgumentError):
+    """A versioning option, a versioned model or a call's arguments are invalid.
+
+    The message names the model and the option at fault. Raised when the models are
+    configured (``sqlalchemy.orm.configure_mappers()``) or when the invalid value is
+    given, never halfway through a user's write.
+    """
+
+
+class ImproperlyConfigured(ConfigurationError):
+    """The versioning set-up cannot be built, e.g. the user class does not exist.
+
+    Kept under SQLAlchemy-Continuum's name.
+    """
+
+
+class ClassNotVersioned(ChronicleError, TypeError):
+    """The class or object given is not versioned (it has no versioning manager)."""
+
+
+class NotSupportedError(ChronicleError, NotImplementedError):
+    """The requested feature is recognised but not available (yet) in this release."""
+
+
+class VersioningStateError(ChronicleError, RuntimeError):
+    """The versioning state of a session is not what an operation needs.
+
+    For example, asking for the current transaction of a session that has no
+    versioning manager installed.
+    """

@@ -1,0 +1,163 @@
+"""The plugin hook contract.
+
+A plugin is an object with some of the methods of :class:`Plugin`; subclassing
+:class:`Plugin` gives no-op defaults for the rest. The manager calls the hooks
+through a :class:`PluginCollection`, which also checks, when a plugin is added,
+that every ``before_*``/``after_*`` method it defines is a hook that exists (a typo
+would otherwise be a hook that silently never runs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, MutableSequence
+from typing import TYPE_CHECKING, Any, overload
+
+from .exc import ConfigurationError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Column, Table
+    from sqlalchemy.orm import Session
+
+__all__ = ["HOOK_NAMES", "Plugin", "PluginCollection"]
+
+
+class Plugin:
+    """Base class of plugins: every hook, each a no-op.
+
+    Hooks run inside the user's transaction; an exception raised by a hook aborts
+    the flush and so the user's write, as any flush error does.
+    """
+
+    def is_session_modified(self, session: Session) -> bool:
+        """Return True if ``session`` holds a change this plugin versions.
+
+        A True answer makes the flush open a versioning transaction even when no
+        versioned row changed (e.g. a pending activity record).
+        """
+        return False
+
+    def transaction_args(self, uow: Any, session: Session) -> dict[str, Any]:
+        """Return extra column values for the transaction row about to be written."""
+        return {}
+
+    def after_build_tx_class(self, manager: Any) -> None:
+        """Called once the transaction class exists (``manager.transaction_cls``)."""
+
+    def after_build_models(self, manager: Any) -> None:
+        """Called once all version classes of a configuration pass are built."""
+
+    def after_build_version_table_columns(self, table_builder: Any, columns: list[Column[Any]]) -> None:
+        """Called with the column list of a version table before the Table is made.
+
+        Append columns to ``columns`` to add them; ``table_builder.parent_table``
+        and ``table_builder.options`` describe the table being built.
+        """
+
+    def after_version_class_built(self, parent_cls: type, version_cls: type) -> None:
+        """Called for each version class right after it is mapped."""
+
+    def before_flush(self, uow: Any, session: Session) -> None:
+        """Called at the start of every flush that has versioned changes."""
+
+    def before_create_version_objects(self, uow: Any, session: Session) -> None:
+        """Called in a flush before its version rows are written."""
+
+    def after_create_version_objects(self, uow: Any, session: Session) -> None:
+        """Called in a flush after its version rows are written."""
+
+    def after_create_version_object(self, uow: Any, parent_obj: Any, version_obj: Any) -> None:
+        """Called for each version row written through the object path."""
+
+    def after_construct_changeset(self, version_obj: Any, changeset: dict[str, Any]) -> None:
+        """Called with a version's changeset dict; may edit it in place."""
+
+
+#: The names of all hooks a plugin may define.
+HOOK_NAMES = frozenset(
+    name for name in vars(Plugin) if not name.startswith("_") and callable(getattr(Plugin, name))
+)
+
+
+def _check_plugin(plugin: object) -> object:
+    if isinstance(plugin, type):
+        raise ConfigurationError(
+            f"Plugin {plugin.__name__} was given as a class; pass an instance, "
+            f"e.g. {plugin.__name__}()."
+        )
+    for name in dir(plugin):
+        if (name.startswith(("before_", "after_")) and name not in HOOK_NAMES
+                and callable(getattr(plugin, name, None))):
+            known = ", ".join(sorted(n for n in HOOK_NAMES if n.startswith(("before_", "after_"))))
+            raise ConfigurationError(
+                f"Plugin {type(plugin).__name__} defines {name}(), which is not a "
+                f"versioning hook. Known hooks: {known}."
+            )
+    return plugin
+
+
+class PluginCollection(MutableSequence[Any]):
+    """An ordered list of plugins that broadcasts hook calls to all of them.
+
+    ``plugins.before_flush(uow, session)`` calls ``before_flush`` on every plugin
+    that has it and returns the list of their results.
+    """
+
+    def __init__(self, plugins: Iterable[Any] | None = None) -> None:
+        self._plugins: list[Any] = []
+        for plugin in plugins or ():
+            self.append(plugin)
+
+    @overload
+    def __getitem__(self, index: int) -> Any: ...
+    @overload
+    def __getitem__(self, index: slice) -> PluginCollection: ...
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return PluginCollection(self._plugins[index])
+        return self._plugins[index]
+
+    @overload
+    def __setitem__(self, index: int, value: Any) -> None: ...
+    @overload
+    def __setitem__(self, index: slice, value: Iterable[Any]) -> None: ...
+    def __setitem__(self, index: int | slice, value: Any) -> None:
+        if isinstance(index, slice):
+            self._plugins[index] = [_check_plugin(p) for p in value]
+        else:
+            self._plugins[index] = _check_plugin(value)
+
+    def __delitem__(self, index: int | slice) -> None:
+        del self._plugins[index]
+
+    def __len__(self) -> int:
+        return len(self._plugins)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._plugins)
+
+    def insert(self, index: int, value: Any) -> None:
+        self._plugins.insert(index, _check_plugin(value))
+
+    def __repr__(self) -> str:
+        return f"PluginCollection({self._plugins!r})"
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name not in HOOK_NAMES:
+            raise AttributeError(name)
+
+        def broadcast(*args: Any, **kwargs: Any) -> list[Any]:
+            return [
+                getattr(plugin, name)(*args, **kwargs)
+                for plugin in self._plugins
+                if hasattr(plugin, name)
+            ]
+
+        return broadcast
+
+    def implementing(self, name: str) -> list[Any]:
+        """The plugins that override hook ``name`` (not just inherit the no-op)."""
+        base = getattr(Plugin, name)
+        return [
+            p for p in self._plugins
+            if getattr(type(p), name, base) is not base and hasattr(p, name)
+        ]

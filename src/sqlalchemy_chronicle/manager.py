@@ -1,0 +1,427 @@
+"""The versioning manager: the registry of versioned classes of one configuration.
+
+A :class:`VersioningManager` collects the classes that declare ``__versioned__``,
+builds their version tables and classes when SQLAlchemy configures its mappers,
+and installs the capture events on a session class or ``sessionmaker``. It can be
+uninstalled again. ``make_versioned()`` and the module-level
+``versioning_manager`` are the SQLAlchemy-Continuum-compatible facade over the
+default instance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event, orm
+
+from .capture.orm import OrmCapture
+from .capture.unit_of_work import UnitOfWork
+from .config import ClassOptions, OptionsDict, resolve_options
+from .exc import ClassNotVersioned, ConfigurationError, ImproperlyConfigured, NotSupportedError
+from .hooks import PluginCollection
+from .read.transaction import TransactionBase
+from .read.version import VersionClassBase
+from .schema.models import (
+    VersionedModel,
+    add_versions_relationship,
+    build_transaction_class,
+    build_version_class,
+    declarative_base_of,
+)
+from .schema.tables import VersionTableSpec, build_transaction_table, build_version_table
+
+__all__ = ["VersioningManager", "make_versioned", "remove_versioning", "versioning_manager"]
+
+
+class VersioningManager:
+    """Builds and tracks the versioning of a set of models.
+
+    :param unit_of_work_cls: the class of per-transaction capture state.
+    :param transaction_cls: a ready transaction class to use instead of building one.
+    :param user_cls: the user class (or its name in the registry) that transactions
+        reference through ``user_id``; None for no user column.
+    :param options: default options for every versioned class.
+    :param plugins: plugin instances.
+    :param transaction_class_name: the name of the transaction class built in the
+        models' registry, for applications that have a ``Transaction`` model already.
+    :param transaction_table_name: the name of the transaction table.
+    """
+
+    def __init__(
+        self,
+        unit_of_work_cls: type[UnitOfWork] = UnitOfWork,
+        transaction_cls: type | None = None,
+        user_cls: type | str | None = None,
+        options: Mapping[str, Any] | None = None,
+        plugins: Iterable[Any] | None = None,
+        builder: Any = None,
+        *,
+        transaction_class_name: str = "Transaction",
+        transaction_table_name: str = "transaction",
+    ) -> None:
+        self.uow_class = unit_of_work_cls
+        self.builder = builder
+        self.user_cls = user_cls
+        self.options: OptionsDict = OptionsDict(options)
+        self._plugins = PluginCollection(plugins)
+        self._given_transaction_cls = transaction_cls
+        self.transaction_class_name = transaction_class_name
+        self.transaction_table_name = transaction_table_name
+        self._capture = OrmCapture(self, lambda: bool(self.options["versioning"]))
+        self._installed = False
+        self.reset()
+
+    # -- state -----------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget every built class and table (options, plugins and user class stay)."""
+        self.pending_classes: list[type] = []
+        self.version_class_map: dict[type, type] = {}
+        self.parent_class_map: dict[type, type] = {}
+        self.tables: dict[type, sa.Table] = {}
+        self.association_tables: set[sa.Table] = set()
+        self.association_version_tables: set[sa.Table] = set()
+        self.declarative_base: type | None = None
+        self.metadata: sa.MetaData | None = None
+        self.transaction_cls: Any = self._given_transaction_cls
+        self._transaction_table: sa.Table | None = (
+            sa.inspect(self._given_transaction_cls).local_table
+            if self._given_transaction_cls is not None else None
+        )
+        self._models: dict[type, VersionedModel] = {}
+        self._models_by_mapper: dict[orm.Mapper[Any], VersionedModel] = {}
+        self._specs: dict[sa.Table, VersionTableSpec] = {}
+        self._unversioned: set[type] = set()
+        self._building = False
+
+    @property
+    def plugins(self) -> PluginCollection:
+        """The registered plugins; assigning a list replaces them."""
+        return self._plugins
+
+    @plugins.setter
+    def plugins(self, plugins: Iterable[Any]) -> None:
+        self._plugins = PluginCollection(plugins)
+
+    @property
+    def transaction_table(self) -> sa.Table:
+        if self._transaction_table is None:
+            raise ImproperlyConfigured(
+                "The transaction table does not exist yet: call "
+                "sqlalchemy.orm.configure_mappers() after the versioned models are defined."
+            )
+        return self._transaction_table
+
+    def model_for_mapper(self, mapper: orm.Mapper[Any]) -> VersionedModel | None:
+        return self._models_by_mapper.get(mapper)
+
+    def versioned_model(self, cls: type) -> VersionedModel:
+        """The :class:`VersionedModel` of a parent or version class."""
+        model = getattr(cls, "__chronicle_model__", None)
+        if model is None:
+            model = self._models.get(cls)
+        if model is None:
+            raise ClassNotVersioned(f"{cls.__name__} is not versioned by this manager.")
+        return model  # type: ignore[no-any-return]
+
+    def option(self, model: Any, name: str) -> Any:
+        """The value of option ``name`` for ``model`` (``__versioned__`` over defaults)."""
+        cls = model if isinstance(model, type) else type(model)
+        versioned = getattr(cls, "__versioned__", None)
+        if versioned is None:
+            raise TypeError(f"{cls.__name__} has no __versioned__ options.")
+        if cls in self._models:
+            return getattr(self._models[cls].options, name)
+        return getattr(resolve_options(cls.__name__, self.options, versioned), name)
+
+    def is_excluded_property(self, model: type, key: str) -> bool:
+        options: ClassOptions = resolve_options(model.__name__, self.options, getattr(model, "__versioned__", None))
+        return options.is_excluded(key)
+
+    def is_excluded_column(self, model: type, column: sa.Column[Any]) -> bool:
+        try:
+            key = sa.inspect(model).get_property_by_column(column).key
+        except orm.exc.UnmappedColumnError:
+            key = column.key
+        return self.is_excluded_property(model, key)
+
+    # -- sessions --------------------------------------------------------------------
+
+    def unit_of_work(self, session: orm.Session) -> UnitOfWork:
+        """The capture state of ``session``'s current transaction (created if needed)."""
+        return self._capture.unit_of_work(session)
+
+    # -- installation ----------------------------------------------------------------
+
+    def install(self, mapper: Any = orm.Mapper, session: Any = orm.Session) -> None:
+        """Listen for versioned classes mapped through ``mapper`` and capture the
+        writes of sessions of ``session`` (a Session class, a ``sessionmaker`` or a
+        ``scoped_session``)."""
+        if not self._installed:
+            event.listen(mapper, "instrument_class", self._instrument_class)
+            event.listen(mapper, "after_configured", self.configure_versioned_classes)
+            self._mapper_target = mapper
+            self._installed = True
+        self._capture.install(session)
+
+    def uninstall(self) -> None:
+        """Remove every listener this manager installed."""
+        if self._installed:
+            target = self._mapper_target
+            for name, fn in (
+                ("instrument_class", self._instrument_class),
+                ("after_configured", self.configure_versioned_classes),
+            ):
+                if event.contains(target, name, fn):
+                    event.remove(target, name, fn)
+            self._installed = False
+        self._capture.uninstall()
+
+    def _instrument_class(self, mapper: orm.Mapper[Any], cls: type) -> None:
+        versioned = getattr(cls, "__versioned__", None)
+        if versioned is None:
+            return
+        if isinstance(versioned, Mapping) and versioned.get("class"):
+            return  # SQLAlchemy-Continuum's legacy marker of a class it built itself
+        owner = getattr(cls, "__versioning_manager__", None)
+        if owner is not None and owner is not self:
+            return
+        cls.__versioning_manager__ = self  # type: ignore[attr-defined]
+        if cls not in self.pending_classes:
+            self.pending_classes.append(cls)
+
+    # -- building --------------------------------------------------------------------
+
+    def configure_versioned_classes(self) -> None:
+        """Build what the pending versioned classes need (runs after mapper configuration)."""
+        if self._building or not self.options["versioning"]:
+            return
+        pending = [
+            c for c in self.pending_classes
+            if c not in self._models and c not in self._unversioned
+        ]
+        if not pending:
+            return
+        self._building = True
+        try:
+            self._build(pending)
+        finally:
+            self._building = False
+        orm.configure_mappers()
+
+    def _resolve(self, pending: list[type]) -> list[tuple[type, ClassOptions]]:
+        resolved = []
+        for cls in sorted(pending, key=lambda c: len(c.__mro__)):
+            options = resolve_options(cls.__name__, self.options, getattr(cls, "__versioned__", None))
+            if not options.versioning:
+                self._unversioned.add(cls)
+                continue
+            if options.native_versioning:
+                raise NotSupportedError(
+                    f"{cls.__name__}: the option 'native_versioning' (PostgreSQL triggers) is "
+                    f"not supported yet by this release; remove it to use ORM versioning."
+                )
+            mapper = sa.inspect(cls)
+            if not mapper.primary_key:
+                raise ConfigurationError(
+                    f"Versioned model {cls.__name__} has no primary key; a version table needs one."
+                )
+            resolved.append((cls, options))
+        return resolved
+
+    def _resolve_user_cls(self, registry: orm.registry) -> type | None:
+        user = self.user_cls
+        if user is None or isinstance(user, type):
+            return user
+        for mapper in registry.mappers:
+            if mapper.class_.__name__ == user:
+                return mapper.class_
+        raise ImproperlyConfigured(
+            f"Could not build relationship between {self.transaction_class_name} and "
+            f"{user}: no mapped class named {user!r} exists. Pass user_cls=None to "
+            f"make_versioned() if transactions need no user, or pass the user class."
+        )
+
+    def _build_transaction_class(self, first: type) -> None:
+        if self.transaction_cls is not None:
+            return
+        mapper = sa.inspect(first)
+        registry = mapper.registry
+        for existing in registry.mappers:
+            if existing.class_.__name__ == self.transaction_class_name:
+                raise ConfigurationError(
+                    f"A mapped class named {self.transaction_class_name!r} already exists "
+                    f"({existing.class_.__module__}); pass "
+                    f"VersioningManager(transaction_class_name=...) another name."
+                )
+        user_cls = self._resolve_user_cls(registry)
+        user_pk = None
+        if user_cls is not None:
+            user_pk = sa.inspect(user_cls).primary_key[0]
+        metadata = mapper.local_table.metadata
+        schema = self.options.get("schema")
+        table = build_transaction_table(
+            metadata, name=self.transaction_table_name, schema=schema, user_pk=user_pk
+        )
+        base = declarative_base_of(first)
+        bases = ((base,) if base is not None else ()) + (TransactionBase,)
+        self.transaction_cls = build_transaction_class(
+            self.transaction_class_name, table, bases, registry,
+            manager=self, user_cls=user_cls, module=first.__module__,
+        )
+        self._transaction_table = table
+        self.declarative_base = base
+        self.metadata = metadata
+        if len(self.plugins):
+            self.plugins.after_build_tx_class(self)
+
+    def _tables_of(self, mapper: orm.Mapper[Any]) -> list[tuple[sa.Table, orm.Mapper[Any]]]:
+        """The tables ``mapper`` writes, base first, each with the mapper that owns it."""
+        result: list[tuple[sa.Table, orm.Mapper[Any]]] = []
+        for m in reversed(list(mapper.iterate_to_root())):
+            table = m.local_table
+            if isinstance(table, sa.Table) and all(t is not table for t, _ in result):
+                result.append((table, m))
+        return result
+
+    def _build(self, pending: list[type]) -> None:
+        resolved = self._resolve(pending)
+        if not resolved:
+            return
+        self._build_transaction_class(resolved[0][0])
+        options_of = dict(resolved)
+        models: list[VersionedModel] = []
+        for cls, options in resolved:
+            mapper: orm.Mapper[Any] = sa.inspect(cls)
+            specs = []
+            for table, owner in self._tables_of(mapper):
+                spec = self._specs.get(table)
+                if spec is None:
+                    owner_options = options_of.get(owner.class_, options)
+                    spec = build_version_table(
+                        table, owner_options, table.metadata, mapper=owner,
+                        model_name=owner.class_.__name__, plugins=self.plugins,
+                    )
+                    self._specs[table] = spec
+                specs.append(spec)
+            pk_keys = []
+            pk_positions = []
+            for spec in specs:
+                keys, positions = [], []
+                for parent_col, _ in spec.pk:
+                    prop = mapper.get_property_by_column(parent_col)
+                    keys.append(prop.key)
+                    positions.append(next(
+                        i for i, c in enumerate(mapper.primary_key)
+                        if c is parent_col or c in prop.columns
+                    ))
+                pk_keys.append(tuple(keys))
+                pk_positions.append(tuple(positions))
+            versioned_keys = frozenset(
+                attr.key for attr in mapper.column_attrs if not options.is_excluded(attr.key)
+            )
+            model = VersionedModel(
+                parent=cls, mapper=mapper, options=options, specs=tuple(specs),
+                pk_keys=tuple(pk_keys), pk_positions=tuple(pk_positions),
+                versioned_keys=versioned_keys,
+            )
+            self._models[cls] = model
+            self._models_by_mapper[mapper] = model
+            self.tables[cls] = model.local_spec.version
+            models.append(model)
+
+        for model in models:
+            options = model.options
+            if options.create_models and options.create_tables:
+                self._build_version_class(model)
+            self._capture.watch_mapper(model.mapper, model)
+            for key in model.versioned_keys:
+                if "." not in key and key in model.mapper.attrs and key not in _inherited_keys(model):
+                    self._capture.listen_attribute(getattr(model.parent, key))
+        if len(self.plugins):
+            self.plugins.after_build_models(self)
+
+    def _build_version_class(self, model: VersionedModel) -> None:
+        parent = model.parent
+        base_version = next(
+            (self.version_class_map[b] for b in parent.__mro__[1:] if b in self.version_class_map),
+            None,
+        )
+        if base_version is not None:
+            raise NotSupportedError(
+                f"{parent.__name__}: versioning a subclass of the versioned class "
+                f"{self.parent_class_map[base_version].__name__} (inheritance) is not "
+                f"supported by this release yet."
+            )
+        options = model.options
+        if options.base_classes is not None:
+            bases = options.base_classes
+        else:
+            base = declarative_base_of(parent)
+            bases = (base,) if base is not None else ()
+        version_cls = build_version_class(
+            model, bases=bases + (VersionClassBase,), transaction_cls=self.transaction_cls,
+            manager=self, registry=model.mapper.registry,
+        )
+        model.version_cls = version_cls
+        self.version_class_map[parent] = version_cls
+        self.parent_class_map[version_cls] = parent
+        add_versions_relationship(model, version_cls)
+        if len(self.plugins):
+            self.plugins.after_version_class_built(parent, version_cls)
+
+
+def _inherited_keys(model: VersionedModel) -> set[str]:
+    """Attribute keys a versioned superclass already listens to (propagated)."""
+    keys: set[str] = set()
+    for base in model.parent.__mro__[1:]:
+        chronicle = getattr(base, "__chronicle_model__", None)
+        if chronicle is not None:
+            keys |= chronicle.versioned_keys
+    return keys
+
+
+#: The default manager, used by :func:`make_versioned` and the module-level helpers.
+versioning_manager = VersioningManager()
+
+
+def make_versioned(
+    mapper: Any = orm.Mapper,
+    session: Any = orm.Session,
+    manager: VersioningManager = versioning_manager,
+    plugins: Iterable[Any] | None = None,
+    options: Mapping[str, Any] | None = None,
+    user_cls: type | str | None = "User",
+) -> None:
+    """Turn versioning on: call it before the versioned models are defined.
+
+    Then call ``sqlalchemy.orm.configure_mappers()`` once the models exist, before
+    ``metadata.create_all()``, so that the version tables are part of the metadata.
+
+    :param mapper: the mapper (class) whose mapped classes are watched.
+    :param session: the Session class, ``sessionmaker`` or ``scoped_session`` whose
+        flushes are versioned.
+    :param manager: the manager to configure (default: ``versioning_manager``).
+    :param plugins: plugin instances, replacing the manager's.
+    :param options: default options for every versioned class.
+    :param user_cls: the user class, or its name, referenced by ``Transaction.user``;
+        ``None`` when transactions record no user. The default ``'User'`` must exist.
+    """
+    if plugins is not None:
+        manager.plugins = plugins
+    if options is not None:
+        manager.options.update(options)
+    manager.user_cls = user_cls
+    manager.install(mapper=mapper, session=session)
+
+
+def remove_versioning(
+    mapper: Any = orm.Mapper,
+    session: Any = orm.Session,
+    manager: VersioningManager = versioning_manager,
+) -> None:
+    """Undo :func:`make_versioned`: remove the listeners and forget the built classes."""
+    manager.uninstall()
+    manager.reset()

@@ -1,0 +1,255 @@
+"""What a version object can do: navigate its history, describe its change, revert.
+
+Every version class derives from :class:`VersionClassBase`. Navigation queries use
+the composite indexes of the version table and run on the session the version was
+loaded in; :meth:`VersionClassBase.all_versions` loads a whole history in one query
+and links it, so that ``previous``/``next`` need no further query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import orm
+
+from .._compat import new_instance
+from ..config import Operation, Strategy
+from ..exc import NotSupportedError, VersioningStateError
+
+if TYPE_CHECKING:
+    from ..schema.models import VersionedModel
+
+__all__ = ["VersionClassBase"]
+
+V = TypeVar("V", bound="VersionClassBase")
+
+_UNSET: Any = object()
+
+
+class VersionClassBase:
+    """Base of every version class (``ArticleVersion``, ...)."""
+
+    __chronicle_model__: VersionedModel
+    __versioning_manager__: Any
+
+    # Filled in by all_versions(link=True); _UNSET means "not known, query".
+    _previous_cache: Any = _UNSET
+    _next_cache: Any = _UNSET
+
+    # -- helpers ---------------------------------------------------------------------
+
+    @classmethod
+    def _spec(cls) -> Any:
+        return cls.__chronicle_model__.local_spec
+
+    @classmethod
+    def _tx_attr(cls) -> Any:
+        return getattr(cls, cls._spec().tx.key)
+
+    @classmethod
+    def _pk_criteria(cls, values: Sequence[Any]) -> list[sa.ColumnElement[bool]]:
+        return [getattr(cls, c.key) == v for c, v in zip(cls._spec().version_pk, values, strict=True)]
+
+    def _pk_values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, c.key) for c in self._spec().version_pk)
+
+    @property
+    def _transaction_id(self) -> int:
+        return int(getattr(self, self._spec().tx.key))
+
+    @property
+    def _end_transaction_id(self) -> int | None:
+        end = self._spec().end_tx
+        return None if end is None else getattr(self, end.key)
+
+    def _session(self) -> orm.Session:
+        session = orm.object_session(self)
+        if session is None:
+            raise VersioningStateError(
+                f"{type(self).__name__} is not attached to a session; load it through a "
+                f"session (or merge it into one) to navigate its history."
+            )
+        return session
+
+    @classmethod
+    def _pk_values_from(cls, pk: Mapping[str, Any] | Sequence[Any] | Any) -> tuple[Any, ...]:
+        cols = cls._spec().version_pk
+        if isinstance(pk, Mapping):
+            try:
+                return tuple(pk[c.key] for c in cols)
+            except KeyError as err:
+                keys = ", ".join(repr(c.key) for c in cols)
+                raise TypeError(f"{cls.__name__}: the primary key needs the keys {keys}") from err
+        if isinstance(pk, tuple | list):
+            return tuple(pk)
+        return (pk,)
+
+    # -- navigation ------------------------------------------------------------------
+
+    @property
+    def operation(self) -> Operation:
+        """The operation of this version as an :class:`Operation`."""
+        return Operation(getattr(self, self._spec().op.key))
+
+    @property
+    def previous(self: V) -> V | None:
+        """The version of the same entity just before this one, or None."""
+        if self._previous_cache is not _UNSET:
+            return self._previous_cache  # type: ignore[no-any-return]
+        cls = type(self)
+        tx = cls._tx_attr()
+        stmt = sa.select(cls).where(*cls._pk_criteria(self._pk_values()))
+        if self._spec().strategy is Strategy.VALIDITY:
+            end = getattr(cls, self._spec().end_tx.key)
+            stmt = stmt.where(end == self._transaction_id)
+        else:
+            stmt = stmt.where(tx < self._transaction_id)
+        stmt = stmt.order_by(tx.desc()).limit(1)
+        return self._session().scalars(stmt).first()
+
+    @property
+    def next(self: V) -> V | None:
+        """The version of the same entity just after this one, or None."""
+        if self._next_cache is not _UNSET:
+            return self._next_cache  # type: ignore[no-any-return]
+        cls = type(self)
+        tx = cls._tx_attr()
+        stmt = sa.select(cls).where(*cls._pk_criteria(self._pk_values()))
+        if self._spec().strategy is Strategy.VALIDITY:
+            end_tx = self._end_transaction_id
+            if end_tx is None:
+                return None
+            stmt = stmt.where(tx == end_tx)
+        else:
+            stmt = stmt.where(tx > self._transaction_id).order_by(tx).limit(1)
+        return self._session().scalars(stmt).first()
+
+    @property
+    def index(self) -> int:
+        """The 0-based position of this version in its own entity's history."""
+        cls = type(self)
+        stmt = (
+            sa.select(sa.func.count())
+            .select_from(cls)
+            .where(*cls._pk_criteria(self._pk_values()), cls._tx_attr() < self._transaction_id)
+        )
+        return int(self._session().scalar(stmt) or 0)
+
+    @property
+    def changeset(self) -> dict[str, list[Any]]:
+        """``{attribute: [old, new]}`` for every attribute this version changed."""
+        previous = self.previous
+        mapper = sa.inspect(type(self))
+        spec = self._spec()
+        internal = {spec.tx.key, spec.op.key}
+        if spec.end_tx is not None:
+            internal.add(spec.end_tx.key)
+        result: dict[str, list[Any]] = {}
+        for attr in mapper.column_attrs:
+            if attr.key in internal:
+                continue
+            new = getattr(self, attr.key)
+            old = getattr(previous, attr.key) if previous is not None else None
+            if old != new:
+                result[attr.key] = [old, new]
+        manager = self.__versioning_manager__
+        if manager is not None and len(manager.plugins):
+            manager.plugins.after_construct_changeset(self, result)
+        return result
+
+    # -- revert ----------------------------------------------------------------------
+
+    def revert(self, relations: Sequence[str] | None = None) -> Any:
+        """Restore the live object to this version's values; return it (or None).
+
+        A version of a deleted object brings the object back; reverting to a DELETE
+        version deletes the live object. The change is added to the session and
+        written at the next flush: the caller commits.
+        """
+        if relations:
+            raise NotSupportedError(
+                f"{type(self).__name__}.revert(relations=...) is not available in this "
+                f"release; revert the related objects' versions one by one."
+            )
+        session = self._session()
+        model = self.__chronicle_model__
+        parent = self.version_parent  # type: ignore[attr-defined]
+        if self.operation is Operation.DELETE:
+            if parent is not None:
+                session.delete(parent)
+            return None
+        if parent is None:
+            parent = new_instance(model.parent)
+        version_mapper = sa.inspect(type(self))
+        for spec in model.specs:
+            for _, vcol in spec.columns:
+                if vcol.key in version_mapper.attrs:
+                    setattr(parent, vcol.key, getattr(self, vcol.key))
+        session.add(parent)
+        return parent
+
+    # -- class-level look-ups --------------------------------------------------------
+
+    @classmethod
+    def version_at(
+        cls: type[V], session: orm.Session, pk: Mapping[str, Any] | Sequence[Any] | Any,
+        transaction_id: int,
+    ) -> V | None:
+        """The version of the entity with primary key ``pk`` valid at ``transaction_id``.
+
+        That is the newest version written at or before that transaction (a DELETE
+        version if the entity had been deleted by then), or None.
+        """
+        tx = cls._tx_attr()
+        stmt = (
+            sa.select(cls)
+            .where(*cls._pk_criteria(cls._pk_values_from(pk)), tx <= transaction_id)
+            .order_by(tx.desc())
+            .limit(1)
+        )
+        return session.scalars(stmt).first()
+
+    @classmethod
+    def all_versions(
+        cls: type[V],
+        session: orm.Session,
+        pk: Mapping[str, Any] | Sequence[Any] | Any,
+        limit: int | None = None,
+        offset: int = 0,
+        desc: bool = True,
+        link: bool = True,
+    ) -> list[V]:
+        """All versions of one entity in one query, newest first unless ``desc=False``.
+
+        With ``link=True`` the versions' ``previous``/``next`` are filled in from the
+        list, so walking it needs no further query (except at the ends of a page).
+        """
+        tx = cls._tx_attr()
+        stmt = (
+            sa.select(cls)
+            .where(*cls._pk_criteria(cls._pk_values_from(pk)))
+            .order_by(tx.desc() if desc else tx)
+            .offset(offset)
+            .limit(limit)
+        )
+        versions = list(session.scalars(stmt))
+        if link and versions:
+            ordered = versions[::-1] if desc else versions
+            reached_end = limit is None or len(versions) < limit
+            for older, newer in zip(ordered, ordered[1:]):
+                older._next_cache = newer
+                newer._previous_cache = older
+            if (reached_end if desc else offset == 0):
+                ordered[0]._previous_cache = None
+            if (offset == 0 if desc else reached_end):
+                ordered[-1]._next_cache = None
+        return versions
+
+    def __repr__(self) -> str:
+        pk = ", ".join(f"{c.key}={getattr(self, c.key)!r}" for c in self._spec().version_pk)
+        return (
+            f"<{type(self).__name__} {pk}, transaction_id={self._transaction_id}, "
+            f"operation={self.operation.name}>"
+        )

@@ -1,0 +1,1 @@
+"""Builders of version tables and classes, and schema maintenance helpers."""

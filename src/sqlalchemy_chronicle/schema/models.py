@@ -1,0 +1,179 @@
+"""Pure builders of the version classes, the transaction class and their links.
+
+The manager calls these with everything they need (the parent mapper, the
+resolved options, the base classes to use); they map new classes and return a
+:class:`VersionedModel` describing one versioned class. No SQL runs here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy import orm
+
+from ..config import ClassOptions, Strategy
+from ..exc import ConfigurationError
+from .tables import VersionTableSpec
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Mapper
+
+__all__ = [
+    "VersionedModel",
+    "build_transaction_class",
+    "build_version_class",
+    "declarative_base_of",
+    "map_class",
+    "version_class_name",
+]
+
+
+@dataclass(eq=False)
+class VersionedModel:
+    """Everything the write path and the readers need to know about one versioned class."""
+
+    parent: type
+    mapper: Mapper[Any]
+    options: ClassOptions
+    #: One spec per table the parent mapper writes, the base table first.
+    specs: tuple[VersionTableSpec, ...]
+    #: For each spec, the parent property key of each of its primary key columns.
+    pk_keys: tuple[tuple[str, ...], ...]
+    #: For each spec, the position of each of its key columns in the identity key.
+    pk_positions: tuple[tuple[int, ...], ...]
+    #: Property keys of the versioned column attributes (what makes an update count).
+    versioned_keys: frozenset[str]
+    version_cls: type | None = None
+    #: The spec of the table the version class maps (the parent's local table).
+    local_spec: VersionTableSpec = field(init=False)
+
+    def __post_init__(self) -> None:
+        local = self.mapper.local_table
+        self.local_spec = next((s for s in self.specs if s.parent is local), self.specs[-1])
+
+    @property
+    def strategy(self) -> Strategy:
+        return self.options.strategy
+
+    @property
+    def name(self) -> str:
+        return self.parent.__name__
+
+
+def declarative_base_of(cls: type) -> type | None:
+    """The declarative base class ``cls`` was declared from, or None if mapped imperatively."""
+    for base in cls.__mro__[1:]:
+        attrs = vars(base)
+        if "registry" in attrs and "metadata" in attrs and isinstance(attrs["registry"], orm.registry):
+            return base
+    return None
+
+
+def version_class_name(parent: type, options: ClassOptions) -> str:
+    """``ArticleVersion``, or ``TestsModelsArticleVersion`` with ``use_module_name``."""
+    if options.use_module_name:
+        return f"{parent.__module__.title().replace('.', '').replace('_', '')}{parent.__name__}Version"
+    return f"{parent.__name__}Version"
+
+
+def map_class(
+    name: str,
+    bases: tuple[type, ...],
+    namespace: dict[str, Any],
+    table: sa.Table,
+    registry: orm.registry,
+    module: str,
+) -> type:
+    """Create class ``name`` mapped to ``table``: declaratively when one of ``bases`` is a
+    declarative base, imperatively in ``registry`` otherwise."""
+    namespace = {"__module__": module, **namespace}
+    declarative = any(declarative_base_of(b) is not None or "registry" in vars(b) for b in bases)
+    if declarative:
+        namespace["__table__"] = table
+        return type(name, bases, namespace)
+    properties = {k: namespace.pop(k) for k in list(namespace) if isinstance(namespace[k], orm.MapperProperty)}
+    mapper_args = namespace.pop("__mapper_args__", {})
+    cls = type(name, bases, namespace)
+    cls.__table__ = table  # type: ignore[attr-defined]
+    registry.map_imperatively(cls, table, properties=properties, **mapper_args)
+    return cls
+
+
+def _pk_join(parent_pk: tuple[tuple[sa.Column[Any], sa.Column[Any]], ...]) -> sa.ColumnElement[bool]:
+    return sa.and_(*[p == orm.foreign(v) for p, v in parent_pk])
+
+
+def build_version_class(
+    model: VersionedModel,
+    *,
+    bases: tuple[type, ...],
+    transaction_cls: type | None,
+    manager: Any,
+    registry: orm.registry,
+) -> type:
+    """Map the version class of ``model`` onto its local version table."""
+    spec = model.local_spec
+    namespace: dict[str, Any] = {
+        "__versioning_manager__": manager,
+        "__chronicle_model__": model,
+        "version_parent": orm.relationship(
+            model.parent,
+            primaryjoin=_pk_join(spec.pk),
+            viewonly=True,
+            uselist=False,
+        ),
+    }
+    if transaction_cls is not None:
+        tx_id = sa.inspect(transaction_cls).primary_key[0]
+        namespace["transaction"] = orm.relationship(
+            transaction_cls,
+            primaryjoin=tx_id == orm.foreign(spec.tx),
+            viewonly=True,
+            uselist=False,
+        )
+    return map_class(
+        version_class_name(model.parent, model.options), bases, namespace,
+        spec.version, registry, model.parent.__module__,
+    )
+
+
+def add_versions_relationship(model: VersionedModel, version_cls: type) -> None:
+    """Give the parent class its ``versions`` relationship (a dynamic, ordered query)."""
+    mapper = model.mapper
+    if "versions" in mapper.attrs or "versions" in vars(model.parent):
+        raise ConfigurationError(
+            f"Versioned model {model.name} already has an attribute named 'versions'; "
+            f"rename it, as the versioning extension needs that name for the history."
+        )
+    spec = model.local_spec
+    mapper.add_property(
+        "versions",
+        orm.relationship(
+            version_cls,
+            primaryjoin=_pk_join(spec.pk),
+            order_by=spec.tx,
+            lazy="dynamic",
+            viewonly=True,
+        ),
+    )
+
+
+def build_transaction_class(
+    name: str,
+    table: sa.Table,
+    bases: tuple[type, ...],
+    registry: orm.registry,
+    *,
+    manager: Any,
+    user_cls: type | None,
+    module: str,
+) -> type:
+    """Map the transaction class onto ``table``; adds ``user`` when a user class is given."""
+    namespace: dict[str, Any] = {"__versioning_manager__": manager}
+    if user_cls is not None:
+        namespace["user"] = orm.relationship(
+            user_cls, primaryjoin=sa.inspect(user_cls).primary_key[0] == orm.foreign(table.c.user_id)
+        )
+    return map_class(name, bases, namespace, table, registry, module)

@@ -1,0 +1,204 @@
+"""Pure builders of the version tables and the transaction table.
+
+Given a parent :class:`~sqlalchemy.schema.Table` and the resolved options of the
+model mapped to it, :func:`build_version_table` returns the version table together
+with a :class:`VersionTableSpec`: the column-to-column map that the write path
+and the readers use. Nothing here executes SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from ..config import ClassOptions, Strategy
+from ..exc import ConfigurationError
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Mapper
+
+    from ..hooks import PluginCollection
+
+__all__ = [
+    "TX_ID_TYPE",
+    "TableBuilder",
+    "VersionTableSpec",
+    "build_transaction_table",
+    "build_version_table",
+]
+
+#: The type of transaction ids: BIGINT, but INTEGER on SQLite so that the id
+#: autoincrements there (SQLite only autoincrements an ``INTEGER PRIMARY KEY``).
+TX_ID_TYPE = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+#: Key of ``Table.info`` under which a version table records what it versions.
+INFO_KEY = "sqlalchemy_chronicle"
+
+
+@dataclass(frozen=True, eq=False)
+class VersionTableSpec:
+    """How one parent table maps onto its version table."""
+
+    parent: sa.Table
+    version: sa.Table
+    #: (parent column, version column) for every versioned column, primary key included.
+    columns: tuple[tuple[sa.Column[Any], sa.Column[Any]], ...]
+    #: (parent column, version column) for the parent's primary key, in order.
+    pk: tuple[tuple[sa.Column[Any], sa.Column[Any]], ...]
+    tx: sa.Column[Any]
+    end_tx: sa.Column[Any] | None
+    op: sa.Column[Any]
+    strategy: Strategy
+
+    @property
+    def version_pk(self) -> tuple[sa.Column[Any], ...]:
+        """The version table's copy of the parent key (without the transaction column)."""
+        return tuple(v for _, v in self.pk)
+
+
+class TableBuilder:
+    """Builds one version table; handed to ``after_build_version_table_columns`` hooks."""
+
+    def __init__(
+        self,
+        parent_table: sa.Table,
+        options: ClassOptions,
+        mapper: Mapper[Any] | None = None,
+        model_name: str | None = None,
+    ) -> None:
+        self.parent_table = parent_table
+        self.options = options
+        self.mapper = mapper
+        self.model_name = model_name or parent_table.name
+
+    @property
+    def table_name(self) -> str:
+        return self.options.table_name % self.parent_table.name
+
+    def _property_key(self, column: sa.Column[Any]) -> str:
+        if self.mapper is not None:
+            try:
+                return self.mapper.get_property_by_column(column).key
+            except Exception:  # column not mapped by this mapper
+                return column.key
+        return column.key
+
+    def versioned_columns(self) -> list[tuple[str, sa.Column[Any]]]:
+        """(property key, parent column) for each parent column that is versioned."""
+        result = []
+        for column in self.parent_table.columns:
+            key = self._property_key(column)
+            if not column.primary_key and self.options.is_excluded(key):
+                continue
+            result.append((key, column))
+        return result
+
+    def copy_column(self, key: str, column: sa.Column[Any]) -> sa.Column[Any]:
+        """A plain copy of ``column`` for the version table.
+
+        Defaults, ``onupdate``, identity, computed expressions, uniqueness and foreign
+        keys are dropped: a version row stores the values, it does not make them.
+        """
+        return sa.Column(
+            column.name,
+            column.type,
+            key=key,
+            primary_key=column.primary_key,
+            nullable=not column.primary_key,
+            autoincrement=False,
+            index=bool(column.index) or None,
+            comment=column.comment,
+        )
+
+    def build(self, metadata: sa.MetaData, plugins: PluginCollection | None = None) -> VersionTableSpec:
+        options = self.options
+        if not self.parent_table.primary_key.columns:
+            raise ConfigurationError(
+                f"Versioned model {self.model_name} has no primary key; a version table "
+                f"needs one to key its rows."
+            )
+        pairs = [(column, self.copy_column(key, column)) for key, column in self.versioned_columns()]
+        names = {v.name for _, v in pairs}
+        internal = [options.transaction_column_name, options.operation_type_column_name]
+        if options.strategy is Strategy.VALIDITY:
+            internal.append(options.end_transaction_column_name)
+        for name in internal:
+            if name in names:
+                raise ConfigurationError(
+                    f"Versioned model {self.model_name} has a column named {name!r}, which "
+                    f"the version table needs for itself; set the option "
+                    f"'transaction_column_name', 'end_transaction_column_name' or "
+                    f"'operation_type_column_name' to another name."
+                )
+        tx = sa.Column(
+            options.transaction_column_name, TX_ID_TYPE,
+            primary_key=True, index=True, autoincrement=False,
+        )
+        end_tx = (
+            sa.Column(options.end_transaction_column_name, TX_ID_TYPE, nullable=True, index=True)
+            if options.strategy is Strategy.VALIDITY
+            else None
+        )
+        op = sa.Column(
+            options.operation_type_column_name, sa.SmallInteger, nullable=False, index=True
+        )
+        columns: list[sa.Column[Any]] = [v for _, v in pairs]
+        columns += [c for c in (tx, end_tx, op) if c is not None]
+        if plugins is not None:
+            plugins.after_build_version_table_columns(self, columns)
+        schema = options.schema if options.schema is not None else self.parent_table.schema
+        version = sa.Table(
+            self.table_name, metadata, *columns, schema=schema,
+            info={INFO_KEY: {"parent": self.parent_table}},
+        )
+        pk = tuple((p, v) for p, v in pairs if p.primary_key)
+        if options.create_composite_index:
+            pk_cols = [v for _, v in pk]
+            sa.Index(f"ix_{version.name}_pk_transaction_id", *pk_cols, tx.desc())
+            if end_tx is not None:
+                sa.Index(f"ix_{version.name}_pk_validity", *pk_cols, tx, end_tx)
+        self.parent_table.info.setdefault(INFO_KEY, {})["version_table"] = version
+        return VersionTableSpec(
+            parent=self.parent_table, version=version, columns=tuple(pairs), pk=pk,
+            tx=tx, end_tx=end_tx, op=op, strategy=options.strategy,
+        )
+
+
+def build_version_table(
+    parent_table: sa.Table,
+    options: ClassOptions,
+    metadata: sa.MetaData,
+    *,
+    mapper: Mapper[Any] | None = None,
+    model_name: str | None = None,
+    plugins: PluginCollection | None = None,
+) -> VersionTableSpec:
+    """Build the version table of ``parent_table`` into ``metadata``."""
+    return TableBuilder(parent_table, options, mapper, model_name).build(metadata, plugins)
+
+
+def build_transaction_table(
+    metadata: sa.MetaData,
+    *,
+    name: str = "transaction",
+    schema: str | None = None,
+    user_pk: sa.Column[Any] | None = None,
+    remote_addr: bool = True,
+    extra_columns: Sequence[sa.Column[Any]] = (),
+) -> sa.Table:
+    """Build the transaction table: one row per database transaction that versioned data."""
+    columns: list[sa.Column[Any]] = [
+        # BIGSERIAL on PostgreSQL (its sequence is named transaction_id_seq, as
+        # SQLAlchemy-Continuum's), AUTO_INCREMENT on MySQL/MariaDB, rowid on SQLite.
+        sa.Column("id", TX_ID_TYPE, primary_key=True, autoincrement=True),
+        sa.Column("issued_at", sa.DateTime),
+    ]
+    if remote_addr:
+        columns.append(sa.Column("remote_addr", sa.String(50)))
+    if user_pk is not None:
+        columns.append(sa.Column("user_id", user_pk.type, sa.ForeignKey(user_pk), index=True))
+    columns.extend(extra_columns)
+    return sa.Table(name, metadata, *columns, schema=schema, info={INFO_KEY: {"transaction": True}})

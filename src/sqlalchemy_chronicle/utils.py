@@ -1,0 +1,304 @@
+"""Helpers over versioned classes and objects (SQLAlchemy-Continuum's ``utils``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import orm
+from sqlalchemy.orm import attributes
+from sqlalchemy.orm.util import AliasedClass
+
+from .config import Operation
+from .exc import ClassNotVersioned
+from .manager import VersioningManager
+from .schema.tables import INFO_KEY
+
+__all__ = [
+    "changeset",
+    "count_versions",
+    "end_tx_column_name",
+    "get_versioning_manager",
+    "is_internal_column",
+    "is_modified",
+    "is_modified_or_deleted",
+    "is_session_modified",
+    "is_versioned",
+    "option",
+    "parent_class",
+    "transaction_class",
+    "tx_column_name",
+    "vacuum",
+    "version_class",
+    "version_obj",
+    "version_table",
+    "versioned_column_properties",
+    "versioned_objects",
+]
+
+
+def _class_of(obj_or_class: Any) -> type:
+    if isinstance(obj_or_class, AliasedClass):
+        return sa.inspect(obj_or_class).class_  # type: ignore[no-any-return]
+    if isinstance(obj_or_class, type):
+        return obj_or_class
+    return type(obj_or_class)
+
+
+def get_versioning_manager(obj_or_class: Any) -> VersioningManager:
+    """The manager versioning a class, instance, version class or aliased class."""
+    if isinstance(obj_or_class, str):
+        raise ClassNotVersioned(obj_or_class)
+    cls = _class_of(obj_or_class)
+    manager = getattr(cls, "__versioning_manager__", None)
+    if manager is None:
+        raise ClassNotVersioned(cls.__name__)
+    return manager  # type: ignore[no-any-return]
+
+
+def _configured(manager: VersioningManager) -> VersioningManager:
+    if any(c not in manager.version_class_map for c in manager.pending_classes):
+        orm.configure_mappers()
+    return manager
+
+
+def version_class(model: Any) -> Any:
+    """The version class of ``model``; ``model`` itself if versioning is off for it."""
+    manager = _configured(get_versioning_manager(model))
+    cls = _class_of(model)
+    return manager.version_class_map.get(cls, cls)
+
+
+def parent_class(version_cls: Any) -> Any:
+    """The parent (versioned) class of a version class.
+
+    Raises ``KeyError`` when given a parent class, as SQLAlchemy-Continuum does.
+    """
+    manager = _configured(get_versioning_manager(version_cls))
+    return manager.parent_class_map[_class_of(version_cls)]
+
+
+def transaction_class(cls: Any) -> Any:
+    """The transaction class of the manager of a parent or version class."""
+    return _configured(get_versioning_manager(cls)).transaction_cls
+
+
+def _parent_of(obj_or_class: Any) -> type:
+    cls = _class_of(obj_or_class)
+    manager = get_versioning_manager(cls)
+    return manager.parent_class_map.get(cls, cls)
+
+
+def option(obj_or_class: Any, name: str) -> Any:
+    """The value of versioning option ``name`` for a parent or version class or object."""
+    parent = _parent_of(obj_or_class)
+    return get_versioning_manager(parent).option(parent, name)
+
+
+def tx_column_name(obj_or_class: Any) -> str:
+    """The name of the transaction id column of the version table."""
+    return option(obj_or_class, "transaction_column_name")  # type: ignore[no-any-return]
+
+
+def end_tx_column_name(obj_or_class: Any) -> str:
+    """The name of the end transaction id column of the version table."""
+    return option(obj_or_class, "end_transaction_column_name")  # type: ignore[no-any-return]
+
+
+def is_internal_column(model: Any, column_name: str) -> bool:
+    """True for the transaction, end transaction and operation type columns."""
+    return column_name in (
+        option(model, "transaction_column_name"),
+        option(model, "end_transaction_column_name"),
+        option(model, "operation_type_column_name"),
+    )
+
+
+def is_versioned(obj_or_class: Any) -> bool:
+    """True when the class has ``__versioned__`` and its ``versioning`` option is on."""
+    cls = _class_of(obj_or_class)
+    if getattr(cls, "__versioned__", None) is None:
+        return False
+    manager = getattr(cls, "__versioning_manager__", None)
+    if manager is None:
+        return False
+    return bool(manager.option(cls, "versioning"))
+
+
+def versioned_column_properties(obj_or_class: Any) -> list[orm.ColumnProperty[Any]]:
+    """The column properties of a versioned class that its version table stores."""
+    cls = _class_of(obj_or_class)
+    manager = get_versioning_manager(cls)
+    return [
+        prop for prop in sa.inspect(cls).column_attrs
+        if not manager.option(cls, "versioning") is False
+        and not manager.is_excluded_property(cls, prop.key)
+    ]
+
+
+def _versioned_relationship_changed(obj: Any, cls: type) -> bool:
+    manager = get_versioning_manager(cls)
+    for rel in sa.inspect(cls).relationships:
+        if rel.key == "versions":
+            continue
+        local_keys = [sa.inspect(cls).get_property_by_column(c).key for c in rel.local_columns
+                      if c in sa.inspect(cls).columns.values()]
+        if not local_keys or any(manager.is_excluded_property(cls, k) for k in local_keys):
+            continue
+        if rel.direction is not orm.MANYTOONE:
+            continue
+        if attributes.get_history(obj, rel.key, attributes.PASSIVE_NO_INITIALIZE).has_changes():
+            return True
+    return False
+
+
+def is_modified(obj: Any) -> bool:
+    """True when a versioned attribute of ``obj`` has a pending change."""
+    cls = type(obj)
+    if not is_versioned(cls):
+        return False
+    for prop in versioned_column_properties(cls):
+        if attributes.get_history(obj, prop.key, attributes.PASSIVE_NO_INITIALIZE).has_changes():
+            return True
+    return _versioned_relationship_changed(obj, cls)
+
+
+def is_modified_or_deleted(obj: Any) -> bool:
+    """:func:`is_modified`, or ``obj`` is pending insert or delete in its session."""
+    session = orm.object_session(obj)
+    if session is not None and (obj in session.deleted or obj in session.new):
+        return is_versioned(obj)
+    return is_modified(obj)
+
+
+def versioned_objects(session: orm.Session) -> Iterator[Any]:
+    """The versioned objects of ``session`` that are new, dirty or deleted."""
+    for obj in (*session.new, *session.dirty, *session.deleted):
+        if is_versioned(obj):
+            yield obj
+
+
+def is_session_modified(session: orm.Session) -> bool:
+    """True when flushing ``session`` would write at least one version."""
+    return any(is_modified_or_deleted(obj) for obj in versioned_objects(session))
+
+
+def changeset(obj: Any) -> dict[str, list[Any]]:
+    """The pending change of a live object, as ``{attribute: [new, old]}``.
+
+    Note the order, the reverse of ``Version.changeset`` (as in SQLAlchemy-Continuum).
+    Attributes whose new value is falsy are left out. For an object pending deletion,
+    each non-key column that holds a value gives ``[None, value]``.
+    """
+    data: dict[str, list[Any]] = {}
+    session = orm.object_session(obj)
+    mapper = sa.inspect(type(obj))
+    if session is not None and obj in session.deleted:
+        for prop in mapper.column_attrs:
+            if any(c.primary_key for c in prop.columns):
+                continue
+            value = getattr(obj, prop.key)
+            if value is not None:
+                data[prop.key] = [None, value]
+        return data
+    for prop in mapper.attrs:
+        history = attributes.get_history(obj, prop.key, attributes.PASSIVE_NO_INITIALIZE)
+        if not history.has_changes():
+            continue
+        new = history.added[0] if history.added else None
+        old = history.deleted[0] if history.deleted else None
+        if new:
+            data[prop.key] = [new, old]
+    return data
+
+
+def _version_spec(cls: type) -> Any:
+    return get_versioning_manager(cls).versioned_model(cls).local_spec
+
+
+def count_versions(obj: Any) -> int:
+    """How many versions ``obj`` has (0 for an object never flushed)."""
+    state = sa.inspect(obj)
+    session = orm.object_session(obj)
+    if state.key is None or session is None:
+        return 0
+    cls = _parent_of(obj)
+    model = get_versioning_manager(cls).versioned_model(cls)
+    spec = model.local_spec
+    identity = state.key[1]
+    positions = model.pk_positions[model.specs.index(spec)]
+    criteria = [c == identity[i] for c, i in zip(spec.version_pk, positions, strict=True)]
+    with session.no_autoflush:
+        return int(session.scalar(
+            sa.select(sa.func.count()).select_from(spec.version).where(*criteria)
+        ) or 0)
+
+
+def version_obj(session: orm.Session, parent_obj: Any) -> Any:
+    """The version of ``parent_obj`` written by ``session``'s current transaction, or None."""
+    manager = get_versioning_manager(parent_obj)
+    uow = manager.unit_of_work(session)
+    if uow.transaction_id is None:
+        return None
+    version_cls = version_class(type(parent_obj))
+    spec = _version_spec(type(parent_obj))
+    key = sa.inspect(parent_obj).identity
+    if key is None:
+        return None
+    criteria = [getattr(version_cls, c.key) == v for c, v in zip(spec.version_pk, key, strict=True)]
+    return session.scalars(
+        sa.select(version_cls).where(*criteria, getattr(version_cls, spec.tx.key) == uow.transaction_id)
+    ).first()
+
+
+def version_table(table: sa.Table) -> sa.Table:
+    """The version table of ``table`` (honours the ``table_name`` option and schemas)."""
+    built = table.info.get(INFO_KEY, {}).get("version_table")
+    if built is not None:
+        return built  # type: ignore[no-any-return]
+    name = f"{table.schema}.{table.name}_version" if table.schema else f"{table.name}_version"
+    return table.metadata.tables[name]
+
+
+def vacuum(session: orm.Session, model: type, yield_per: int = 1000) -> int:
+    """Delete the versions of ``model`` that changed nothing; return how many.
+
+    An UPDATE version whose versioned values equal those of the version before it
+    (of the same entity, keyed by its whole primary key) carries no information; it
+    is deleted and, under the validity strategy, the version before it takes over
+    its ``end_transaction_id`` so the chain stays unbroken. INSERT and DELETE
+    versions, and the version after a DELETE, are always kept. The caller commits.
+    """
+    version_cls = version_class(model)
+    spec = _version_spec(model)
+    data_keys = [v.key for _, v in spec.columns if not v.primary_key]
+    pk_keys = [c.key for c in spec.version_pk]
+    tx_attr = getattr(version_cls, spec.tx.key)
+    stmt = (
+        sa.select(version_cls)
+        .order_by(*[getattr(version_cls, k) for k in pk_keys], tx_attr)
+        .execution_options(yield_per=yield_per)
+    )
+    removed = 0
+    kept: Any = None
+    kept_key: tuple[Any, ...] | None = None
+    with session.no_autoflush:
+        versions = list(session.scalars(stmt))
+    for version in versions:
+        key = tuple(getattr(version, k) for k in pk_keys)
+        op = getattr(version, spec.op.key)
+        if (
+            kept is not None
+            and key == kept_key
+            and op == Operation.UPDATE
+            and getattr(kept, spec.op.key) != Operation.DELETE
+            and all(getattr(kept, k) == getattr(version, k) for k in data_keys)
+        ):
+            if spec.end_tx is not None:
+                setattr(kept, spec.end_tx.key, getattr(version, spec.end_tx.key))
+            session.delete(version)
+            removed += 1
+            continue
+        kept, kept_key = version, key
+    return removed

@@ -1,0 +1,194 @@
+"""ORM capture: one version row per changed entity per transaction."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from sqlalchemy_chronicle import Operation, version_class
+
+
+@pytest.mark.parametrize("strategy", ["validity", "subquery"])
+def test_insert_update_delete_write_one_version_each(db, article_models, strategy):
+    Article = article_models()
+    session = db.session()
+    article = Article(name="first", content="body")
+    session.add(article)
+    session.commit()
+    article.name = "second"
+    session.commit()
+    session.delete(article)
+    session.commit()
+
+    rows = db.rows("article_version", order_by="transaction_id")
+    assert [(r["name"], r["operation_type"]) for r in rows] == [
+        ("first", Operation.INSERT),
+        ("second", Operation.UPDATE),
+        ("second", Operation.DELETE),
+    ]
+    txs = [r["transaction_id"] for r in rows]
+    assert txs == sorted(txs) and len(set(txs)) == 3
+    if strategy == "validity":
+        assert [r["end_transaction_id"] for r in rows] == [txs[1], txs[2], None]
+    else:
+        assert "end_transaction_id" not in rows[0]
+    assert [r["id"] for r in db.rows("transaction")] == txs
+
+
+def test_update_that_changes_nothing_writes_nothing(db, article_models):
+    Article = article_models()
+    session = db.session()
+    article = Article(name="same", content="x")
+    session.add(article)
+    session.commit()
+    article.name = "same"
+    session.commit()
+    assert len(db.rows("article_version")) == 1
+    assert len(db.rows("transaction")) == 1
+
+
+def test_update_of_excluded_column_only_writes_nothing(db, article_models):
+    Article = article_models({"exclude": ["content"]})
+    session = db.session()
+    article = Article(name="a", content="x")
+    session.add(article)
+    session.commit()
+    article.content = "changed"
+    session.commit()
+    rows = db.rows("article_version")
+    assert len(rows) == 1 and "content" not in rows[0]
+    assert len(db.rows("transaction")) == 1
+
+
+def test_several_flushes_fold_into_one_version(db, article_models):
+    Article = article_models()
+    session = db.session()
+    article = Article(name="a")
+    session.add(article)
+    session.flush()
+    article.name = "b"
+    session.flush()
+    article.content = "c"
+    session.commit()
+    rows = db.rows("article_version")
+    assert [(r["name"], r["content"], r["operation_type"]) for r in rows] == [("b", "c", 0)]
+
+
+def test_delete_and_reinsert_in_one_transaction_is_an_update(db, article_models):
+    Article = article_models()
+    session = db.session()
+    session.add(Article(id=1, name="old"))
+    session.commit()
+    session.delete(session.get(Article, 1))
+    session.flush()
+    session.add(Article(id=1, name="new"))
+    session.commit()
+    rows = db.rows("article_version", order_by="transaction_id")
+    assert [(r["name"], r["operation_type"]) for r in rows] == [("old", 0), ("new", 1)]
+    assert rows[0]["end_transaction_id"] == rows[1]["transaction_id"]
+    assert rows[1]["end_transaction_id"] is None
+
+
+def test_rollback_leaves_no_version_and_no_transaction(db, article_models):
+    Article = article_models()
+    session = db.session()
+    session.add(Article(name="a"))
+    session.flush()
+    session.rollback()
+    assert db.rows("article_version") == []
+    assert db.rows("transaction") == []
+    session.add(Article(name="b"))
+    session.commit()
+    assert [r["name"] for r in db.rows("article_version")] == ["b"]
+
+
+def test_rolled_back_savepoint_leaves_no_version(db, article_models):
+    Article = article_models()
+    session = db.session()
+    kept = Article(name="kept")
+    session.add(kept)
+    with session.begin_nested() as sp:
+        session.add(Article(name="dropped"))
+        session.flush()
+        sp.rollback()
+    kept.content = "more"
+    session.commit()
+    rows = db.rows("article_version")
+    assert [(r["name"], r["content"], r["operation_type"]) for r in rows] == [("kept", "more", 0)]
+    assert len(db.rows("transaction")) == 1
+
+
+def test_savepoint_that_wrote_the_transaction_row_then_rolled_back(db, article_models):
+    Article = article_models()
+    session = db.session()
+    with session.begin_nested() as sp:
+        session.add(Article(name="dropped"))
+        session.flush()
+        sp.rollback()
+    session.add(Article(name="kept"))
+    session.commit()
+    assert [r["name"] for r in db.rows("article_version")] == ["kept"]
+    txs = db.rows("transaction")
+    assert [t["id"] for t in txs] == [db.rows("article_version")[0]["transaction_id"]]
+
+
+def test_state_does_not_outlive_the_transaction(db, article_models):
+    Article = article_models()
+    session = db.session()
+    session.add(Article(name="a"))
+    session.commit()
+    assert not [k for k in session.info if str(k).startswith("sqlalchemy_chronicle")]
+    session.add(Article(name="b"))
+    session.flush()
+    assert [k for k in session.info if str(k).startswith("sqlalchemy_chronicle")]
+    session.rollback()
+    assert not [k for k in session.info if str(k).startswith("sqlalchemy_chronicle")]
+
+
+def test_two_sessions_get_their_own_transactions(db, article_models):
+    Article = article_models()
+    s1, s2 = db.session(), db.session()
+    s1.add(Article(name="one"))
+    s1.commit()
+    s2.add(Article(name="two"))
+    s2.commit()
+    rows = db.rows("article_version")
+    assert len({r["transaction_id"] for r in rows}) == 2
+    assert len(db.rows("transaction")) == 2
+
+
+def test_flush_statement_count_does_not_grow_with_rows(db, article_models):
+    Article = article_models()
+    session = db.session()
+
+    def statements_for(n: int) -> int:
+        objs = [Article(name=f"n{i}") for i in range(n)]
+        session.add_all(objs)
+        session.commit()
+        session.scalars(sa.select(Article)).all()  # load them all before changing them
+        for obj in objs:
+            obj.name = obj.name + "!"
+            obj.content = "c"
+        with db.count_statements() as stmts:
+            session.flush()
+        versioned = [s for s in stmts if "version" in s or "transaction" in s]
+        session.commit()
+        return len(versioned)
+
+    small, large = statements_for(10), statements_for(100)
+    assert small == large
+    # the transaction row, one INSERT ... SELECT and one closing UPDATE
+    assert large == 3
+    assert len(db.rows("article_version")) == 220
+
+
+def test_version_class_columns(db, article_models):
+    Article = article_models()
+    ArticleVersion = version_class(Article)
+    table = ArticleVersion.__table__
+    assert [c.name for c in table.columns] == [
+        "id", "name", "content", "transaction_id", "end_transaction_id", "operation_type",
+    ]
+    assert [c.name for c in table.primary_key.columns] == ["id", "transaction_id"]
+    assert isinstance(table.c.operation_type.type, sa.SmallInteger)
+    assert table.c.name.nullable
