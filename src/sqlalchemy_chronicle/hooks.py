@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, overload
 from .exc import ConfigurationError
 
 if TYPE_CHECKING:
-    from sqlalchemy import Column, Table
+    from sqlalchemy import Column
     from sqlalchemy.orm import Session
 
 __all__ = ["HOOK_NAMES", "Plugin", "PluginCollection"]
@@ -46,7 +46,9 @@ class Plugin:
     def after_build_models(self, manager: Any) -> None:
         """Called once all version classes of a configuration pass are built."""
 
-    def after_build_version_table_columns(self, table_builder: Any, columns: list[Column[Any]]) -> None:
+    def after_build_version_table_columns(
+        self, table_builder: Any, columns: list[Column[Any]]
+    ) -> None:
         """Called with the column list of a version table before the Table is made.
 
         Append columns to ``columns`` to add them; ``table_builder.parent_table``
@@ -85,8 +87,11 @@ def _check_plugin(plugin: object) -> object:
             f"e.g. {plugin.__name__}()."
         )
     for name in dir(plugin):
-        if (name.startswith(("before_", "after_")) and name not in HOOK_NAMES
-                and callable(getattr(plugin, name, None))):
+        if (
+            name.startswith(("before_", "after_"))
+            and name not in HOOK_NAMES
+            and callable(getattr(plugin, name, None))
+        ):
             known = ", ".join(sorted(n for n in HOOK_NAMES if n.startswith(("before_", "after_"))))
             raise ConfigurationError(
                 f"Plugin {type(plugin).__name__} defines {name}(), which is not a "
@@ -158,6 +163,7 @@ class PluginCollection(MutableSequence[Any]):
         """The plugins that override hook ``name`` (not just inherit the no-op)."""
         base = getattr(Plugin, name)
         return [
-            p for p in self._plugins
+            p
+            for p in self._plugins
             if getattr(type(p), name, base) is not base and hasattr(p, name)
         ]

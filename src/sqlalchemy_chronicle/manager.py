@@ -88,7 +88,8 @@ class VersioningManager:
         self.transaction_cls: Any = self._given_transaction_cls
         self._transaction_table: sa.Table | None = (
             sa.inspect(self._given_transaction_cls).local_table
-            if self._given_transaction_cls is not None else None
+            if self._given_transaction_cls is not None
+            else None
         )
         self._models: dict[type, VersionedModel] = {}
         self._models_by_mapper: dict[orm.Mapper[Any], VersionedModel] = {}
@@ -124,7 +125,7 @@ class VersioningManager:
             model = self._models.get(cls)
         if model is None:
             raise ClassNotVersioned(f"{cls.__name__} is not versioned by this manager.")
-        return model  # type: ignore[no-any-return]
+        return model
 
     def option(self, model: Any, name: str) -> Any:
         """The value of option ``name`` for ``model`` (``__versioned__`` over defaults)."""
@@ -137,12 +138,15 @@ class VersioningManager:
         return getattr(resolve_options(cls.__name__, self.options, versioned), name)
 
     def is_excluded_property(self, model: type, key: str) -> bool:
-        options: ClassOptions = resolve_options(model.__name__, self.options, getattr(model, "__versioned__", None))
+        options: ClassOptions = resolve_options(
+            model.__name__, self.options, getattr(model, "__versioned__", None)
+        )
         return options.is_excluded(key)
 
     def is_excluded_column(self, model: type, column: sa.Column[Any]) -> bool:
         try:
-            key = sa.inspect(model).get_property_by_column(column).key
+            mapper: orm.Mapper[Any] = sa.inspect(model)
+            key = mapper.get_property_by_column(column).key
         except orm.exc.UnmappedColumnError:
             key = column.key
         return self.is_excluded_property(model, key)
@@ -199,8 +203,7 @@ class VersioningManager:
         if self._building or not self.options["versioning"]:
             return
         pending = [
-            c for c in self.pending_classes
-            if c not in self._models and c not in self._unversioned
+            c for c in self.pending_classes if c not in self._models and c not in self._unversioned
         ]
         if not pending:
             return
@@ -214,7 +217,9 @@ class VersioningManager:
     def _resolve(self, pending: list[type]) -> list[tuple[type, ClassOptions]]:
         resolved = []
         for cls in sorted(pending, key=lambda c: len(c.__mro__)):
-            options = resolve_options(cls.__name__, self.options, getattr(cls, "__versioned__", None))
+            options = resolve_options(
+                cls.__name__, self.options, getattr(cls, "__versioned__", None)
+            )
             if not options.versioning:
                 self._unversioned.add(cls)
                 continue
@@ -223,7 +228,7 @@ class VersioningManager:
                     f"{cls.__name__}: the option 'native_versioning' (PostgreSQL triggers) is "
                     f"not supported yet by this release; remove it to use ORM versioning."
                 )
-            mapper = sa.inspect(cls)
+            mapper: orm.Mapper[Any] = sa.inspect(cls)
             if not mapper.primary_key:
                 raise ConfigurationError(
                     f"Versioned model {cls.__name__} has no primary key; a version table needs one."
@@ -247,7 +252,7 @@ class VersioningManager:
     def _build_transaction_class(self, first: type) -> None:
         if self.transaction_cls is not None:
             return
-        mapper = sa.inspect(first)
+        mapper: orm.Mapper[Any] = sa.inspect(first)
         registry = mapper.registry
         for existing in registry.mappers:
             if existing.class_.__name__ == self.transaction_class_name:
@@ -257,10 +262,17 @@ class VersioningManager:
                     f"VersioningManager(transaction_class_name=...) another name."
                 )
         user_cls = self._resolve_user_cls(registry)
-        user_pk = None
+        user_pk: sa.Column[Any] | None = None
         if user_cls is not None:
-            user_pk = sa.inspect(user_cls).primary_key[0]
-        metadata = mapper.local_table.metadata
+            user_mapper: orm.Mapper[Any] = sa.inspect(user_cls)
+            user_pk = user_mapper.primary_key[0]  # type: ignore[assignment]
+        local_table = mapper.local_table
+        if not isinstance(local_table, sa.Table):
+            raise ConfigurationError(
+                f"Versioned model {first.__name__} is not mapped to a Table; map it to a "
+                f"Table to version it."
+            )
+        metadata = local_table.metadata
         schema = self.options.get("schema")
         table = build_transaction_table(
             metadata, name=self.transaction_table_name, schema=schema, user_pk=user_pk
@@ -268,8 +280,13 @@ class VersioningManager:
         base = declarative_base_of(first)
         bases = ((base,) if base is not None else ()) + (TransactionBase,)
         self.transaction_cls = build_transaction_class(
-            self.transaction_class_name, table, bases, registry,
-            manager=self, user_cls=user_cls, module=first.__module__,
+            self.transaction_class_name,
+            table,
+            bases,
+            registry,
+            manager=self,
+            user_cls=user_cls,
+            module=first.__module__,
         )
         self._transaction_table = table
         self.declarative_base = base
@@ -301,8 +318,12 @@ class VersioningManager:
                 if spec is None:
                     owner_options = options_of.get(owner.class_, options)
                     spec = build_version_table(
-                        table, owner_options, table.metadata, mapper=owner,
-                        model_name=owner.class_.__name__, plugins=self.plugins,
+                        table,
+                        owner_options,
+                        table.metadata,
+                        mapper=owner,
+                        model_name=owner.class_.__name__,
+                        plugins=self.plugins,
                     )
                     self._specs[table] = spec
                 specs.append(spec)
@@ -313,18 +334,25 @@ class VersioningManager:
                 for parent_col, _ in spec.pk:
                     prop = mapper.get_property_by_column(parent_col)
                     keys.append(prop.key)
-                    positions.append(next(
-                        i for i, c in enumerate(mapper.primary_key)
-                        if c is parent_col or c in prop.columns
-                    ))
+                    positions.append(
+                        next(
+                            i
+                            for i, c in enumerate(mapper.primary_key)
+                            if c is parent_col or c in prop.columns
+                        )
+                    )
                 pk_keys.append(tuple(keys))
                 pk_positions.append(tuple(positions))
             versioned_keys = frozenset(
                 attr.key for attr in mapper.column_attrs if not options.is_excluded(attr.key)
             )
             model = VersionedModel(
-                parent=cls, mapper=mapper, options=options, specs=tuple(specs),
-                pk_keys=tuple(pk_keys), pk_positions=tuple(pk_positions),
+                parent=cls,
+                mapper=mapper,
+                options=options,
+                specs=tuple(specs),
+                pk_keys=tuple(pk_keys),
+                pk_positions=tuple(pk_positions),
                 versioned_keys=versioned_keys,
             )
             self._models[cls] = model
@@ -338,7 +366,11 @@ class VersioningManager:
                 self._build_version_class(model)
             self._capture.watch_mapper(model.mapper, model)
             for key in model.versioned_keys:
-                if "." not in key and key in model.mapper.attrs and key not in _inherited_keys(model):
+                if (
+                    "." not in key
+                    and key in model.mapper.attrs
+                    and key not in _inherited_keys(model)
+                ):
                     self._capture.listen_attribute(getattr(model.parent, key))
         if len(self.plugins):
             self.plugins.after_build_models(self)
@@ -362,8 +394,11 @@ class VersioningManager:
             base = declarative_base_of(parent)
             bases = (base,) if base is not None else ()
         version_cls = build_version_class(
-            model, bases=bases + (VersionClassBase,), transaction_cls=self.transaction_cls,
-            manager=self, registry=model.mapper.registry,
+            model,
+            bases=(*bases, VersionClassBase),
+            transaction_cls=self.transaction_cls,
+            manager=self,
+            registry=model.mapper.registry,
         )
         model.version_cls = version_cls
         self.version_class_map[parent] = version_cls

@@ -15,6 +15,8 @@ from .exc import ClassNotVersioned
 from .manager import VersioningManager
 from .schema.tables import INFO_KEY
 
+_NO_LOAD = orm.PassiveFlag.PASSIVE_NO_INITIALIZE
+
 __all__ = [
     "changeset",
     "count_versions",
@@ -130,25 +132,31 @@ def versioned_column_properties(obj_or_class: Any) -> list[orm.ColumnProperty[An
     """The column properties of a versioned class that its version table stores."""
     cls = _class_of(obj_or_class)
     manager = get_versioning_manager(cls)
+    mapper: orm.Mapper[Any] = sa.inspect(cls)
     return [
-        prop for prop in sa.inspect(cls).column_attrs
-        if not manager.option(cls, "versioning") is False
+        prop
+        for prop in mapper.column_attrs
+        if manager.option(cls, "versioning") is not False
         and not manager.is_excluded_property(cls, prop.key)
     ]
 
 
 def _versioned_relationship_changed(obj: Any, cls: type) -> bool:
     manager = get_versioning_manager(cls)
-    for rel in sa.inspect(cls).relationships:
+    mapper: orm.Mapper[Any] = sa.inspect(cls)
+    for rel in mapper.relationships:
         if rel.key == "versions":
             continue
-        local_keys = [sa.inspect(cls).get_property_by_column(c).key for c in rel.local_columns
-                      if c in sa.inspect(cls).columns.values()]
+        local_keys = [
+            mapper.get_property_by_column(c).key
+            for c in rel.local_columns
+            if c in mapper.columns.values()
+        ]
         if not local_keys or any(manager.is_excluded_property(cls, k) for k in local_keys):
             continue
         if rel.direction is not orm.MANYTOONE:
             continue
-        if attributes.get_history(obj, rel.key, attributes.PASSIVE_NO_INITIALIZE).has_changes():
+        if attributes.get_history(obj, rel.key, _NO_LOAD).has_changes():
             return True
     return False
 
@@ -159,7 +167,7 @@ def is_modified(obj: Any) -> bool:
     if not is_versioned(cls):
         return False
     for prop in versioned_column_properties(cls):
-        if attributes.get_history(obj, prop.key, attributes.PASSIVE_NO_INITIALIZE).has_changes():
+        if attributes.get_history(obj, prop.key, _NO_LOAD).has_changes():
             return True
     return _versioned_relationship_changed(obj, cls)
 
@@ -203,7 +211,7 @@ def changeset(obj: Any) -> dict[str, list[Any]]:
                 data[prop.key] = [None, value]
         return data
     for prop in mapper.attrs:
-        history = attributes.get_history(obj, prop.key, attributes.PASSIVE_NO_INITIALIZE)
+        history = attributes.get_history(obj, prop.key, _NO_LOAD)
         if not history.has_changes():
             continue
         new = history.added[0] if history.added else None
@@ -230,9 +238,10 @@ def count_versions(obj: Any) -> int:
     positions = model.pk_positions[model.specs.index(spec)]
     criteria = [c == identity[i] for c, i in zip(spec.version_pk, positions, strict=True)]
     with session.no_autoflush:
-        return int(session.scalar(
-            sa.select(sa.func.count()).select_from(spec.version).where(*criteria)
-        ) or 0)
+        return int(
+            session.scalar(sa.select(sa.func.count()).select_from(spec.version).where(*criteria))
+            or 0
+        )
 
 
 def version_obj(session: orm.Session, parent_obj: Any) -> Any:
@@ -248,7 +257,9 @@ def version_obj(session: orm.Session, parent_obj: Any) -> Any:
         return None
     criteria = [getattr(version_cls, c.key) == v for c, v in zip(spec.version_pk, key, strict=True)]
     return session.scalars(
-        sa.select(version_cls).where(*criteria, getattr(version_cls, spec.tx.key) == uow.transaction_id)
+        sa.select(version_cls).where(
+            *criteria, getattr(version_cls, spec.tx.key) == uow.transaction_id
+        )
     ).first()
 
 

@@ -35,7 +35,7 @@ from sqlalchemy import orm
 from sqlalchemy.orm import attributes
 from sqlalchemy.orm import util as orm_util
 
-from ..config import Operation, Strategy
+from ..config import Operation
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -44,6 +44,8 @@ if TYPE_CHECKING:
     from ..hooks import PluginCollection
     from ..schema.models import VersionedModel
     from ..schema.tables import VersionTableSpec
+
+_NO_LOAD = orm.PassiveFlag.PASSIVE_NO_INITIALIZE
 
 __all__ = ["CHUNK_PARAMS", "CaptureConfig", "UnitOfWork"]
 
@@ -94,7 +96,7 @@ class _TablePlan:
 def _chunks(keys: Sequence[PK], width: int) -> Iterator[Sequence[PK]]:
     size = max(1, CHUNK_PARAMS // max(1, width))
     for start in range(0, len(keys), size):
-        yield keys[start:start + size]
+        yield keys[start : start + size]
 
 
 def _key_in(columns: Sequence[sa.ColumnElement[Any]], keys: Sequence[PK]) -> sa.ColumnElement[bool]:
@@ -215,7 +217,12 @@ class UnitOfWork:
     # -- savepoints ------------------------------------------------------------------
 
     def _snapshot(self) -> tuple[Any, ...]:
-        return (self.transaction_id, self._transaction_obj, self._transaction_values, dict(self._written))
+        return (
+            self.transaction_id,
+            self._transaction_obj,
+            self._transaction_values,
+            dict(self._written),
+        )
 
     def savepoint_started(self, transaction: SessionTransaction) -> None:
         self._savepoints.append((transaction, self._snapshot()))
@@ -230,13 +237,17 @@ class UnitOfWork:
                 del self._savepoints[i:]
                 if rolled_back:
                     tx_obj = self._transaction_obj
-                    (self.transaction_id, self._transaction_obj, self._transaction_values,
-                     self._written) = snapshot
+                    (
+                        self.transaction_id,
+                        self._transaction_obj,
+                        self._transaction_values,
+                        self._written,
+                    ) = snapshot
                     self._changes.clear()
-                    if tx_obj is not None and tx_obj is not self._transaction_obj:
+                    stale = tx_obj is not None and tx_obj is not self._transaction_obj
+                    if stale and tx_obj in session:
                         # Its row was rolled back with the savepoint.
-                        if tx_obj in session:
-                            session.expunge(tx_obj)
+                        session.expunge(tx_obj)
                 return
 
     # -- writing versions ------------------------------------------------------------
@@ -248,7 +259,7 @@ class UnitOfWork:
         if not committed:
             return False
         for key in committed.keys() & keys:
-            if attributes.get_history(state.obj(), key, attributes.PASSIVE_NO_INITIALIZE).has_changes():
+            if attributes.get_history(state.obj(), key, _NO_LOAD).has_changes():
                 return True
         return False
 
@@ -274,7 +285,9 @@ class UnitOfWork:
             model, state, op = change.model, change.state, change.op
             if op is Operation.UPDATE and not self._changed(model, state):
                 continue
-            for spec, keys, positions in zip(model.specs, model.pk_keys, model.pk_positions, strict=True):
+            for spec, keys, positions in zip(
+                model.specs, model.pk_keys, model.pk_positions, strict=True
+            ):
                 plan = plans.get(spec.version)
                 if plan is None:
                     plan = plans[spec.version] = _TablePlan(spec)
@@ -364,7 +377,11 @@ class UnitOfWork:
                 )
 
     def _write_deletes(
-        self, connection: Connection, plan: _TablePlan, keys_all: list[PK], tx_id: int,
+        self,
+        connection: Connection,
+        plan: _TablePlan,
+        keys_all: list[PK],
+        tx_id: int,
         tx_param: Any,
     ) -> None:
         """Write DELETE versions as copies of each entity's last version.

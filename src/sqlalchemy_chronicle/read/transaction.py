@@ -36,7 +36,9 @@ class TransactionBase:
                 continue
             spec = version_cls.__chronicle_model__.local_spec
             tx_col = getattr(version_cls, spec.tx.key)
-            result[version_cls] = list(session.scalars(sa.select(version_cls).where(tx_col == tx_id)))
+            result[version_cls] = list(
+                session.scalars(sa.select(version_cls).where(tx_col == tx_id))
+            )
         return result
 
     def __repr__(self) -> str:

@@ -8,6 +8,7 @@ and links it, so that ``previous``/``next`` need no further query.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -50,7 +51,9 @@ class VersionClassBase:
 
     @classmethod
     def _pk_criteria(cls, values: Sequence[Any]) -> list[sa.ColumnElement[bool]]:
-        return [getattr(cls, c.key) == v for c, v in zip(cls._spec().version_pk, values, strict=True)]
+        return [
+            getattr(cls, c.key) == v for c, v in zip(cls._spec().version_pk, values, strict=True)
+        ]
 
     def _pk_values(self) -> tuple[Any, ...]:
         return tuple(getattr(self, c.key) for c in self._spec().version_pk)
@@ -194,7 +197,9 @@ class VersionClassBase:
 
     @classmethod
     def version_at(
-        cls: type[V], session: orm.Session, pk: Mapping[str, Any] | Sequence[Any] | Any,
+        cls: type[V],
+        session: orm.Session,
+        pk: Mapping[str, Any] | Sequence[Any] | Any,
         transaction_id: int,
     ) -> V | None:
         """The version of the entity with primary key ``pk`` valid at ``transaction_id``.
@@ -238,12 +243,12 @@ class VersionClassBase:
         if link and versions:
             ordered = versions[::-1] if desc else versions
             reached_end = limit is None or len(versions) < limit
-            for older, newer in zip(ordered, ordered[1:]):
+            for older, newer in itertools.pairwise(ordered):
                 older._next_cache = newer
                 newer._previous_cache = older
-            if (reached_end if desc else offset == 0):
+            if reached_end if desc else offset == 0:
                 ordered[0]._previous_cache = None
-            if (offset == 0 if desc else reached_end):
+            if offset == 0 if desc else reached_end:
                 ordered[-1]._next_cache = None
         return versions
 

@@ -69,8 +69,10 @@ def update_end_tx_column(
         .select_from(
             older.join(
                 newer,
-                sa.and_(*[older.c[c.key] == newer.c[c.key] for c in keys],
-                        newer.c[tx.key] > older.c[tx.key]),
+                sa.and_(
+                    *[older.c[c.key] == newer.c[c.key] for c in keys],
+                    newer.c[tx.key] > older.c[tx.key],
+                ),
             )
         )
         .group_by(*[older.c[c.key] for c in keys], older.c[tx.key])

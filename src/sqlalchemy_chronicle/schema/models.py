@@ -66,7 +66,11 @@ def declarative_base_of(cls: type) -> type | None:
     """The declarative base class ``cls`` was declared from, or None if mapped imperatively."""
     for base in cls.__mro__[1:]:
         attrs = vars(base)
-        if "registry" in attrs and "metadata" in attrs and isinstance(attrs["registry"], orm.registry):
+        if (
+            "registry" in attrs
+            and "metadata" in attrs
+            and isinstance(attrs["registry"], orm.registry)
+        ):
             return base
     return None
 
@@ -74,7 +78,9 @@ def declarative_base_of(cls: type) -> type | None:
 def version_class_name(parent: type, options: ClassOptions) -> str:
     """``ArticleVersion``, or ``TestsModelsArticleVersion`` with ``use_module_name``."""
     if options.use_module_name:
-        return f"{parent.__module__.title().replace('.', '').replace('_', '')}{parent.__name__}Version"
+        return (
+            f"{parent.__module__.title().replace('.', '').replace('_', '')}{parent.__name__}Version"
+        )
     return f"{parent.__name__}Version"
 
 
@@ -93,7 +99,9 @@ def map_class(
     if declarative:
         namespace["__table__"] = table
         return type(name, bases, namespace)
-    properties = {k: namespace.pop(k) for k in list(namespace) if isinstance(namespace[k], orm.MapperProperty)}
+    properties = {
+        k: namespace.pop(k) for k in list(namespace) if isinstance(namespace[k], orm.MapperProperty)
+    }
     mapper_args = namespace.pop("__mapper_args__", {})
     cls = type(name, bases, namespace)
     cls.__table__ = table  # type: ignore[attr-defined]
@@ -101,7 +109,9 @@ def map_class(
     return cls
 
 
-def _pk_join(parent_pk: tuple[tuple[sa.Column[Any], sa.Column[Any]], ...]) -> sa.ColumnElement[bool]:
+def _pk_join(
+    parent_pk: tuple[tuple[sa.Column[Any], sa.Column[Any]], ...],
+) -> sa.ColumnElement[bool]:
     return sa.and_(*[p == orm.foreign(v) for p, v in parent_pk])
 
 
@@ -126,7 +136,8 @@ def build_version_class(
         ),
     }
     if transaction_cls is not None:
-        tx_id = sa.inspect(transaction_cls).primary_key[0]
+        tx_mapper: orm.Mapper[Any] = sa.inspect(transaction_cls)
+        tx_id = tx_mapper.primary_key[0]
         namespace["transaction"] = orm.relationship(
             transaction_cls,
             primaryjoin=tx_id == orm.foreign(spec.tx),
@@ -134,8 +145,12 @@ def build_version_class(
             uselist=False,
         )
     return map_class(
-        version_class_name(model.parent, model.options), bases, namespace,
-        spec.version, registry, model.parent.__module__,
+        version_class_name(model.parent, model.options),
+        bases,
+        namespace,
+        spec.version,
+        registry,
+        model.parent.__module__,
     )
 
 
@@ -174,6 +189,7 @@ def build_transaction_class(
     namespace: dict[str, Any] = {"__versioning_manager__": manager}
     if user_cls is not None:
         namespace["user"] = orm.relationship(
-            user_cls, primaryjoin=sa.inspect(user_cls).primary_key[0] == orm.foreign(table.c.user_id)
+            user_cls,
+            primaryjoin=sa.inspect(user_cls).primary_key[0] == orm.foreign(table.c.user_id),
         )
     return map_class(name, bases, namespace, table, registry, module)

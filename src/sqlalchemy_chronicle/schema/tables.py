@@ -113,14 +113,18 @@ class TableBuilder:
             comment=column.comment,
         )
 
-    def build(self, metadata: sa.MetaData, plugins: PluginCollection | None = None) -> VersionTableSpec:
+    def build(
+        self, metadata: sa.MetaData, plugins: PluginCollection | None = None
+    ) -> VersionTableSpec:
         options = self.options
         if not self.parent_table.primary_key.columns:
             raise ConfigurationError(
                 f"Versioned model {self.model_name} has no primary key; a version table "
                 f"needs one to key its rows."
             )
-        pairs = [(column, self.copy_column(key, column)) for key, column in self.versioned_columns()]
+        pairs = [
+            (column, self.copy_column(key, column)) for key, column in self.versioned_columns()
+        ]
         names = {v.name for _, v in pairs}
         internal = [options.transaction_column_name, options.operation_type_column_name]
         if options.strategy is Strategy.VALIDITY:
@@ -134,8 +138,11 @@ class TableBuilder:
                     f"'operation_type_column_name' to another name."
                 )
         tx = sa.Column(
-            options.transaction_column_name, TX_ID_TYPE,
-            primary_key=True, index=True, autoincrement=False,
+            options.transaction_column_name,
+            TX_ID_TYPE,
+            primary_key=True,
+            index=True,
+            autoincrement=False,
         )
         end_tx = (
             sa.Column(options.end_transaction_column_name, TX_ID_TYPE, nullable=True, index=True)
@@ -151,7 +158,10 @@ class TableBuilder:
             plugins.after_build_version_table_columns(self, columns)
         schema = options.schema if options.schema is not None else self.parent_table.schema
         version = sa.Table(
-            self.table_name, metadata, *columns, schema=schema,
+            self.table_name,
+            metadata,
+            *columns,
+            schema=schema,
             info={INFO_KEY: {"parent": self.parent_table}},
         )
         pk = tuple((p, v) for p, v in pairs if p.primary_key)
@@ -162,8 +172,14 @@ class TableBuilder:
                 sa.Index(f"ix_{version.name}_pk_validity", *pk_cols, tx, end_tx)
         self.parent_table.info.setdefault(INFO_KEY, {})["version_table"] = version
         return VersionTableSpec(
-            parent=self.parent_table, version=version, columns=tuple(pairs), pk=pk,
-            tx=tx, end_tx=end_tx, op=op, strategy=options.strategy,
+            parent=self.parent_table,
+            version=version,
+            columns=tuple(pairs),
+            pk=pk,
+            tx=tx,
+            end_tx=end_tx,
+            op=op,
+            strategy=options.strategy,
         )
 
 
