@@ -256,6 +256,11 @@ def test_count_versions(db, article_models):
     session.commit()
     assert count_versions(article) == 2
     assert count_versions(other) == 1
+    article.name = "pending"
+    assert count_versions(article) == 2
+    assert article in session.dirty  # counting did not flush
+    session.commit()
+    assert count_versions(article) == 3
 
 
 @pytest.mark.versioning(options={"table_name": "%s_history"})
@@ -312,6 +317,18 @@ def test_is_modified_ignores_no_op_and_excluded_changes(db, base, article_models
     assert is_modified(article) is True
     assert is_modified_or_deleted(article) is True
     assert is_session_modified(session) is True
+
+
+def test_a_change_undone_before_flush_is_no_modification(db, article_models):
+    Article = article_models()
+    session, article = _saved_article(db, Article, name="a")
+    article.name = "b"
+    article.name = "a"
+    assert is_modified(article) is False
+    assert is_session_modified(session) is False
+    session.commit()
+    assert len(db.rows("article_version")) == 1
+    assert len(db.rows("transaction")) == 1
 
 
 def test_is_modified_sees_a_many_to_one_change_before_flush(db, base):

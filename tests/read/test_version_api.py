@@ -496,3 +496,30 @@ def test_linked_next_sees_a_version_written_later(db, article_models):
     article.name = "c"
     session.commit()
     assert newest.next is not None and newest.next.name == "c"
+
+
+@both_strategies
+def test_attribute_named_unlike_its_column(db, base, strategy):
+    class Post(base):
+        __tablename__ = "post"
+        __versioned__: dict[str, Any] = {}
+        id: Mapped[int] = mapped_column(primary_key=True)
+        title: Mapped[str | None] = mapped_column("headline", sa.String(50))
+
+    db.create(base.metadata)
+    session = db.session()
+    post = Post(title="one")
+    session.add(post)
+    session.commit()
+    post.title = "two"
+    session.commit()
+
+    first, second = post.versions.all()
+    assert (first.title, second.title) == ("one", "two")
+    assert second.changeset == {"title": ["one", "two"]}
+    assert [r["headline"] for r in db.rows("post_version", order_by="transaction_id")] == [
+        "one", "two",
+    ]
+    assert first.revert() is post
+    session.commit()
+    assert [r["headline"] for r in db.rows("post")] == ["one"]
