@@ -1,0 +1,67 @@
+"""The models every variant defines, each in its own process.
+
+``plain`` maps ``Article`` with no versioning; ``chronicle`` and ``continuum`` call
+their library's ``make_versioned(user_cls=None)`` before the model is declared and
+``configure_mappers()`` after it, through the library's own import name. Both
+libraries build the same tables (``article_version``, ``transaction``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import orm
+
+#: variant -> the import name of its versioning library (None: no versioning).
+LIBRARIES: dict[str, str | None] = {
+    "plain": None,
+    "chronicle": "sqlalchemy_chronicle",
+    "continuum": "sqlalchemy_continuum",
+}
+
+
+@dataclass
+class Models:
+    variant: str
+    library: ModuleType | None
+    metadata: sa.MetaData
+    Article: Any
+    ArticleVersion: Any
+    Transaction: Any
+
+    @property
+    def versioned(self) -> bool:
+        return self.library is not None
+
+
+def build_models(variant: str) -> Models:
+    """Declare ``Article`` for ``variant`` (call once per process)."""
+    name = LIBRARIES[variant]
+    library = importlib.import_module(name) if name is not None else None
+    if library is not None:
+        library.make_versioned(user_cls=None)
+
+    class Base(orm.DeclarativeBase):
+        pass
+
+    namespace: dict[str, Any] = {
+        "__tablename__": "article",
+        "id": sa.Column(sa.Integer, primary_key=True),
+        "name": sa.Column(sa.String(200), nullable=False),
+        "author": sa.Column(sa.String(100), nullable=False),
+        "content": sa.Column(sa.Text, nullable=False),
+        "views": sa.Column(sa.Integer, nullable=False),
+    }
+    if library is not None:
+        namespace["__versioned__"] = {}
+    article = type("Article", (Base,), namespace)
+    orm.configure_mappers()
+    version = transaction = None
+    if library is not None:
+        version = library.version_class(article)
+        transaction = library.transaction_class(article)
+    return Models(variant, library, Base.metadata, article, version, transaction)

@@ -1,0 +1,282 @@
+"""The benchmark runner: ``python -m benchmarks [options]``.
+
+It measures each workload for each variant (plain SQLAlchemy, sqlalchemy-chronicle
+and, when ``sqlalchemy_continuum`` is importable, SQLAlchemy-Continuum) on each
+database, every measurement in a fresh process, interleaved: round after round, each
+round runs every variant once (in an order rotated from round to round), so that
+noise from other work on the machine falls on all variants alike. It prints a
+markdown table of medians (min-max) and of ratios: the median over the rounds of
+the ratio of two variants measured in the same round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from benchmarks.workloads import WORKLOADS, Sizes, Workload
+
+DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test_f"
+DATABASES = ("sqlite", "postgresql")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@dataclass
+class Cell:
+    """The measurements of one (workload, database, variant)."""
+
+    seconds: list[float] = field(default_factory=list)
+    queries: list[int] = field(default_factory=list)
+    rss_kib: list[int] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=(__doc__ or "").split("\n")[0]
+    )
+    parser.add_argument("--db", default="sqlite,postgresql",
+                        help="comma-separated databases: sqlite, postgresql (default: both)")
+    parser.add_argument("--repeat", type=int, default=None,
+                        help="rounds per measurement (default 5, quick 3)")
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--only", default=None, help="comma-separated workload names")
+    parser.add_argument("--variants", default=None,
+                        help="comma-separated variants (default: plain,chronicle[,continuum])")
+    parser.add_argument("--pg-url", default=os.environ.get("CHRONICLE_BENCH_PG_URL",
+                                                           DEFAULT_PG_URL))
+    parser.add_argument("--rows", type=int, help="N of the insert/update/delete workloads")
+    parser.add_argument("--bulk", type=int, help="rows of the one-transaction insert")
+    parser.add_argument("--objects", type=int, help="objects of the read and revert workloads")
+    parser.add_argument("--json", dest="json_path", help="also write the raw results here")
+    parser.add_argument("--list", action="store_true", help="list the workloads and exit")
+    return parser.parse_args(argv)
+
+
+def run_one(args: dict[str, Any]) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.worker", json.dumps(args)],
+        capture_output=True, text=True, cwd=ROOT, timeout=1800, check=False,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"ok": False, "error": f"worker exited {proc.returncode}: {tail}"}
+    result: dict[str, Any] = json.loads(lines[-1])
+    if not result["ok"] and proc.stderr:
+        sys.stderr.write(proc.stderr)
+    return result
+
+
+def fmt_seconds(values: list[float]) -> str:
+    if not values:
+        return "-"
+    med = statistics.median(values)
+    unit, scale = ("s", 1.0) if med >= 1 else ("ms", 1000.0)
+    digits = 2 if med >= 1 else (0 if med * scale >= 100 else 1)
+    return (f"{med * scale:.{digits}f} {unit} "
+            f"({min(values) * scale:.{digits}f}-{max(values) * scale:.{digits}f})")
+
+
+def fmt_mib(values: list[int]) -> str:
+    if not values:
+        return "-"
+    med = statistics.median(values)
+    return f"{med / 1024:.1f} MiB ({min(values) / 1024:.1f}-{max(values) / 1024:.1f})"
+
+
+def paired_ratio(a: list[float], b: list[float]) -> float | None:
+    """Median of a[i]/b[i] over the rounds where both were measured."""
+    pairs = [x / y for x, y in zip(a, b, strict=False) if y > 0]
+    return statistics.median(pairs) if pairs else None
+
+
+def fmt_ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def machine_info(dbs: list[str], pg_url: str) -> list[str]:
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f
+                        if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    lines = [
+        f"- CPU: {cpu}, {os.cpu_count()} cores (shared with other work)",
+        f"- Python {platform.python_version()} ({platform.python_implementation()}), "
+        f"{platform.system()} {platform.release()}",
+        f"- SQLAlchemy {sa.__version__}",
+    ]
+    for name in ("sqlalchemy_chronicle", "sqlalchemy_continuum"):
+        if importlib.util.find_spec(name) is not None:
+            module = __import__(name)
+            lines.append(f"- {name} {getattr(module, '__version__', '?')}")
+    if "sqlite" in dbs:
+        import sqlite3
+        lines.append(f"- SQLite {sqlite3.sqlite_version} (a file in a temporary directory, "
+                     f"default pragmas)")
+    if "postgresql" in dbs:
+        engine = sa.create_engine(pg_url)
+        with engine.connect() as conn:
+            version = conn.exec_driver_sql("SHOW server_version").scalar()
+        engine.dispose()
+        import psycopg
+        lines.append(f"- PostgreSQL {version} on localhost, psycopg {psycopg.__version__}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = parse_args(argv)
+    if opts.list:
+        for w in WORKLOADS.values():
+            note = f"  [skipped: {w.skip}]" if w.skip else ""
+            print(f"{w.name:18} {w.title}{note}")
+        return 0
+    sizes = Sizes.quick() if opts.quick else Sizes()
+    for key in ("rows", "bulk", "objects"):
+        if getattr(opts, key) is not None:
+            setattr(sizes, key, getattr(opts, key))
+    repeat = opts.repeat or (3 if opts.quick else 5)
+    dbs = [d.strip() for d in opts.db.split(",") if d.strip()]
+    unknown = set(dbs) - set(DATABASES)
+    if unknown:
+        print(f"unknown database(s): {sorted(unknown)}", file=sys.stderr)
+        return 2
+    names = [n.strip() for n in opts.only.split(",")] if opts.only else list(WORKLOADS)
+    missing = [n for n in names if n not in WORKLOADS]
+    if missing:
+        print(f"unknown workload(s): {missing}; see --list", file=sys.stderr)
+        return 2
+    has_continuum = importlib.util.find_spec("sqlalchemy_continuum") is not None
+    if opts.variants:
+        variants = [v.strip() for v in opts.variants.split(",")]
+    else:
+        variants = ["plain", "chronicle"] + (["continuum"] if has_continuum else [])
+    workloads = [WORKLOADS[n] for n in names]
+    active = [w for w in workloads if not w.skip]
+
+    cells: dict[tuple[str, str, str], Cell] = {}
+    tmpdir = tempfile.mkdtemp(prefix="chronicle-bench-")
+    started = time.perf_counter()
+    for round_no in range(repeat):
+        for db in dbs:
+            for w in active:
+                order = [v for v in variants if v in w.variants]
+                shift = round_no % len(order)
+                for variant in order[shift:] + order[:shift]:
+                    url = (f"sqlite:///{os.path.join(tmpdir, uuid.uuid4().hex)}.db"
+                           if db == "sqlite" else opts.pg_url)
+                    result = run_one({"variant": variant, "workload": w.name, "url": url,
+                                      "sizes": vars(sizes)})
+                    cell = cells.setdefault((w.name, db, variant), Cell())
+                    if result["ok"]:
+                        cell.seconds.append(result["seconds"])
+                        cell.queries.append(result["queries"])
+                        cell.rss_kib.append(result["rss_kib"])
+                        status = f"{result['seconds']:.3f}s"
+                    else:
+                        cell.errors.append(result["error"])
+                        status = "FAILED: " + result["error"]
+                    print(f"[round {round_no + 1}/{repeat} {time.perf_counter() - started:6.0f}s]"
+                          f" {db:10} {w.name:16} {variant:10} {status}", file=sys.stderr)
+    with contextlib.suppress(OSError):
+        os.rmdir(tmpdir)
+
+    command = "python -m benchmarks " + " ".join(sys.argv[1:] if argv is None else argv)
+    report = render(workloads, dbs, variants, cells, sizes, repeat, opts, command)
+    print(report)
+    if opts.json_path:
+        raw = {f"{w}|{d}|{v}": vars(c) for (w, d, v), c in cells.items()}
+        with open(opts.json_path, "w") as f:
+            json.dump({"command": command, "sizes": vars(sizes), "cells": raw}, f, indent=1)
+    return 0
+
+
+def verdict(ratio: float | None, target: float | None) -> str:
+    if ratio is None or target is None:
+        return ""
+    return "met" if ratio <= target else "**missed**"
+
+
+def render(
+    workloads: list[Workload], dbs: list[str], variants: list[str],
+    cells: dict[tuple[str, str, str], Cell], sizes: Sizes, repeat: int,
+    opts: argparse.Namespace, command: str,
+) -> str:
+    other = [v for v in variants if v not in ("plain", "chronicle")]
+    head = ["workload", "db", *variants, "chronicle / plain"]
+    head += [f"chronicle / {v}" for v in other]
+    head += ["target", "queries (" + " / ".join(variants) + ")"]
+    out = [
+        f"Sizes: N={sizes.rows} rows (commits of 100), one transaction of {sizes.bulk} rows, "
+        f"{sizes.objects} objects x 10 versions for the reads and revert; {repeat} rounds, "
+        f"each measurement in a fresh process.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    failures: list[str] = []
+    for w in workloads:
+        if w.skip:
+            out.append(f"| {w.name} | | skipped: {w.skip} |" + " |" * (len(head) - 3))
+            continue
+        for db in dbs:
+            got = {v: cells.get((w.name, db, v), Cell()) for v in variants}
+            row = [f"{w.name}", db]
+            for v in variants:
+                c = got[v]
+                if v not in w.variants:
+                    row.append("n/a")
+                elif c.errors:
+                    row.append(f"FAILED ({len(c.errors)}/{len(c.errors) + len(c.seconds)})")
+                    failures += [f"{w.name} / {db} / {v}: {e}" for e in sorted(set(c.errors))]
+                else:
+                    row.append(fmt_seconds(c.seconds))
+            base = got["plain"].seconds
+            ratio = paired_ratio(got["chronicle"].seconds, base) if "chronicle" in got else None
+            row.append(fmt_ratio(ratio))
+            for v in other:
+                row.append(fmt_ratio(paired_ratio(got["chronicle"].seconds, got[v].seconds)))
+            queries = [str(int(statistics.median(got[v].queries))) if got[v].queries else "-"
+                       for v in variants]
+            target = ""
+            if w.target is not None:
+                met = verdict(ratio, w.target)
+                chron_q, plain_q = got["chronicle"].queries, got["plain"].queries
+                if w.constant_queries and chron_q and plain_q and max(chron_q) > max(plain_q):
+                    met = "**missed** (queries)"
+                target = f"<= {w.target}x: {met}"
+            row += [target, " / ".join(queries)]
+            out.append("| " + " | ".join(row) + " |")
+            if w.memory_target is not None:
+                mem = ["peak RSS growth", db]
+                for v in variants:
+                    mem.append(fmt_mib(got[v].rss_kib) if v in w.variants else "n/a")
+                mratio = paired_ratio([float(x) for x in got["chronicle"].rss_kib],
+                                      [float(x) for x in got["plain"].rss_kib])
+                mem.append(fmt_ratio(mratio))
+                for v in other:
+                    mem.append(fmt_ratio(paired_ratio([float(x) for x in got["chronicle"].rss_kib],
+                                                      [float(x) for x in got[v].rss_kib])))
+                mem += [f"<= {w.memory_target}x: {verdict(mratio, w.memory_target)}", ""]
+                out.append("| " + " | ".join(mem) + " |")
+    if failures:
+        out += ["", "Failures:", *[f"- {f}" for f in failures]]
+    out += ["", "Machine:", *machine_info(dbs, opts.pg_url), "", f"Command: `{command}`"]
+    return "\n".join(out)
