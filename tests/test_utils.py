@@ -224,12 +224,6 @@ def test_changeset_of_a_pending_delete(db, article_models):
     assert db.rows("article") != []
 
 
-@pytest.mark.xfail(
-    reason="utils.changeset reads expired attributes of a pending delete with autoflush "
-    "on: the DELETE is flushed first and the load raises ObjectDeletedError",
-    raises=orm.exc.ObjectDeletedError,
-    strict=True,
-)
 def test_changeset_of_a_pending_delete_right_after_commit(db, article_models):
     Article = article_models()
     session, article = _saved_article(db, Article, name="a", content="body")

@@ -22,7 +22,7 @@ from .config import ClassOptions, OptionsDict, resolve_options
 from .exc import ClassNotVersioned, ConfigurationError, ImproperlyConfigured, NotSupportedError
 from .hooks import PluginCollection
 from .read.transaction import TransactionBase
-from .read.version import VersionClassBase
+from .read.version import VersionClassBase, forget_links
 from .schema.models import (
     VersionedModel,
     add_versions_relationship,
@@ -220,7 +220,8 @@ class VersioningManager:
             options = resolve_options(
                 cls.__name__, self.options, getattr(cls, "__versioned__", None)
             )
-            if not options.versioning:
+            if not options.versioning or not options.create_tables:
+                # No version table means nothing to capture into.
                 self._unversioned.add(cls)
                 continue
             if options.native_versioning:
@@ -297,6 +298,9 @@ class VersioningManager:
     def _tables_of(self, mapper: orm.Mapper[Any]) -> list[tuple[sa.Table, orm.Mapper[Any]]]:
         """The tables ``mapper`` writes, base first, each with the mapper that owns it."""
         result: list[tuple[sa.Table, orm.Mapper[Any]]] = []
+        if mapper.concrete:
+            table = mapper.local_table
+            return [(table, mapper)] if isinstance(table, sa.Table) else []
         for m in reversed(list(mapper.iterate_to_root())):
             table = m.local_table
             if isinstance(table, sa.Table) and all(t is not table for t, _ in result):
@@ -381,25 +385,27 @@ class VersioningManager:
             (self.version_class_map[b] for b in parent.__mro__[1:] if b in self.version_class_map),
             None,
         )
-        if base_version is not None:
-            raise NotSupportedError(
-                f"{parent.__name__}: versioning a subclass of the versioned class "
-                f"{self.parent_class_map[base_version].__name__} (inheritance) is not "
-                f"supported by this release yet."
-            )
         options = model.options
-        if options.base_classes is not None:
+        if base_version is not None:
+            bases: tuple[type, ...] = (base_version,)
+        elif options.base_classes is not None:
             bases = options.base_classes
         else:
             base = declarative_base_of(parent)
             bases = (base,) if base is not None else ()
+        if base_version is None:
+            bases = (*bases, VersionClassBase)
         version_cls = build_version_class(
             model,
-            bases=(*bases, VersionClassBase),
+            bases=bases,
+            base_version=base_version,
             transaction_cls=self.transaction_cls,
             manager=self,
             registry=model.mapper.registry,
         )
+        if base_version is None:
+            for name in ("expire", "refresh"):
+                event.listen(version_cls, name, forget_links, propagate=True)
         model.version_cls = version_cls
         self.version_class_map[parent] = version_cls
         self.parent_class_map[version_cls] = parent

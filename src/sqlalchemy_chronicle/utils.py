@@ -203,12 +203,14 @@ def changeset(obj: Any) -> dict[str, list[Any]]:
     session = orm.object_session(obj)
     mapper = sa.inspect(type(obj))
     if session is not None and obj in session.deleted:
-        for prop in mapper.column_attrs:
-            if any(c.primary_key for c in prop.columns):
-                continue
-            value = getattr(obj, prop.key)
-            if value is not None:
-                data[prop.key] = [None, value]
+        # Reading expired attributes must not autoflush the pending DELETE first.
+        with session.no_autoflush:
+            for prop in mapper.column_attrs:
+                if any(c.primary_key for c in prop.columns):
+                    continue
+                value = getattr(obj, prop.key)
+                if value is not None:
+                    data[prop.key] = [None, value]
         return data
     for prop in mapper.attrs:
         history = attributes.get_history(obj, prop.key, _NO_LOAD)

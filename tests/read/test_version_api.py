@@ -482,11 +482,6 @@ def test_all_versions_without_link_still_navigates(db, article_models):
     assert oldest.previous is None
 
 
-@pytest.mark.xfail(
-    reason="all_versions(link=True) caches previous/next on the instance; the cache "
-    "survives commit/expire, so a version written later is not seen",
-    strict=True,
-)
 def test_linked_next_sees_a_version_written_later(db, article_models):
     Article = article_models()
     session, article = _history(db, Article, ["a", "b"])

@@ -22,11 +22,22 @@ from ..exc import NotSupportedError, VersioningStateError
 if TYPE_CHECKING:
     from ..schema.models import VersionedModel
 
-__all__ = ["VersionClassBase"]
+__all__ = ["VersionClassBase", "forget_links"]
 
 V = TypeVar("V", bound="VersionClassBase")
 
 _UNSET: Any = object()
+
+
+def forget_links(target: Any, *args: Any) -> None:
+    """Drop the ``previous``/``next`` links cached by ``all_versions`` (on expire/refresh).
+
+    A newer version may have been written since; the links are read again on demand.
+    """
+    if target is None:  # the object was garbage collected already
+        return
+    target.__dict__.pop("_previous_cache", None)
+    target.__dict__.pop("_next_cache", None)
 
 
 class VersionClassBase:
@@ -185,10 +196,10 @@ class VersionClassBase:
             return None
         if parent is None:
             parent = new_instance(model.parent)
-        version_mapper = sa.inspect(type(self))
+        parent_attrs = sa.inspect(type(parent)).attrs
         for spec in model.specs:
             for _, vcol in spec.columns:
-                if vcol.key in version_mapper.attrs:
+                if vcol.key in parent_attrs:
                     setattr(parent, vcol.key, getattr(self, vcol.key))
         session.add(parent)
         return parent

@@ -78,9 +78,7 @@ def declarative_base_of(cls: type) -> type | None:
 def version_class_name(parent: type, options: ClassOptions) -> str:
     """``ArticleVersion``, or ``TestsModelsArticleVersion`` with ``use_module_name``."""
     if options.use_module_name:
-        return (
-            f"{parent.__module__.title().replace('.', '').replace('_', '')}{parent.__name__}Version"
-        )
+        return f"{parent.__module__.title().replace('.', '')}{parent.__name__}Version"
     return f"{parent.__name__}Version"
 
 
@@ -88,24 +86,30 @@ def map_class(
     name: str,
     bases: tuple[type, ...],
     namespace: dict[str, Any],
-    table: sa.Table,
+    table: sa.Table | None,
     registry: orm.registry,
     module: str,
 ) -> type:
     """Create class ``name`` mapped to ``table``: declaratively when one of ``bases`` is a
-    declarative base, imperatively in ``registry`` otherwise."""
+    declarative base (or a class mapped from one), imperatively in ``registry`` otherwise.
+
+    ``table=None`` maps the class onto its mapped base's table (single-table inheritance).
+    """
     namespace = {"__module__": module, **namespace}
     declarative = any(declarative_base_of(b) is not None or "registry" in vars(b) for b in bases)
     if declarative:
-        namespace["__table__"] = table
+        if table is not None:
+            namespace["__table__"] = table
         return type(name, bases, namespace)
     properties = {
         k: namespace.pop(k) for k in list(namespace) if isinstance(namespace[k], orm.MapperProperty)
     }
     mapper_args = namespace.pop("__mapper_args__", {})
+    inherits = next((b for b in bases if sa.inspect(b, raiseerr=False) is not None), None)
     cls = type(name, bases, namespace)
-    cls.__table__ = table  # type: ignore[attr-defined]
-    registry.map_imperatively(cls, table, properties=properties, **mapper_args)
+    if table is not None:
+        cls.__table__ = table  # type: ignore[attr-defined]
+    registry.map_imperatively(cls, table, properties=properties, inherits=inherits, **mapper_args)
     return cls
 
 
@@ -115,6 +119,24 @@ def _pk_join(
     return sa.and_(*[p == orm.foreign(v) for p, v in parent_pk])
 
 
+def _links(
+    model: VersionedModel, spec: VersionTableSpec, transaction_cls: type | None
+) -> dict[str, Any]:
+    """``version_parent`` and ``transaction``, the relationships of a root version class."""
+    links: dict[str, Any] = {
+        "version_parent": orm.relationship(
+            model.parent, primaryjoin=_pk_join(spec.pk), viewonly=True, uselist=False
+        )
+    }
+    if transaction_cls is not None:
+        tx_mapper: orm.Mapper[Any] = sa.inspect(transaction_cls)
+        tx_id = tx_mapper.primary_key[0]
+        links["transaction"] = orm.relationship(
+            transaction_cls, primaryjoin=tx_id == orm.foreign(spec.tx), viewonly=True, uselist=False
+        )
+    return links
+
+
 def build_version_class(
     model: VersionedModel,
     *,
@@ -122,33 +144,53 @@ def build_version_class(
     transaction_cls: type | None,
     manager: Any,
     registry: orm.registry,
+    base_version: type | None = None,
 ) -> type:
-    """Map the version class of ``model`` onto its local version table."""
+    """Map the version class of ``model``.
+
+    A root class maps its version table; a subclass of a versioned class (given as
+    ``base_version``, the version class of its nearest versioned ancestor) follows the
+    parent's inheritance: single-table (no table of its own), joined (its own version
+    table, joined on key and transaction) or concrete.
+    """
     spec = model.local_spec
-    namespace: dict[str, Any] = {
-        "__versioning_manager__": manager,
-        "__chronicle_model__": model,
-        "version_parent": orm.relationship(
-            model.parent,
-            primaryjoin=_pk_join(spec.pk),
-            viewonly=True,
-            uselist=False,
-        ),
-    }
-    if transaction_cls is not None:
-        tx_mapper: orm.Mapper[Any] = sa.inspect(transaction_cls)
-        tx_id = tx_mapper.primary_key[0]
-        namespace["transaction"] = orm.relationship(
-            transaction_cls,
-            primaryjoin=tx_id == orm.foreign(spec.tx),
-            viewonly=True,
-            uselist=False,
-        )
+    mapper = model.mapper
+    namespace: dict[str, Any] = {"__versioning_manager__": manager, "__chronicle_model__": model}
+    mapper_args: dict[str, Any] = {}
+    table: sa.Table | None = spec.version
+    if mapper.polymorphic_identity is not None:
+        mapper_args["polymorphic_identity"] = mapper.polymorphic_identity
+    if base_version is None or mapper.concrete:
+        namespace.update(_links(model, spec, transaction_cls))
+        discriminator = mapper.polymorphic_on
+        copy = next((v for p, v in spec.columns if p is discriminator), None)
+        if copy is not None and not mapper.concrete:
+            mapper_args["polymorphic_on"] = copy
+        if mapper.concrete:
+            mapper_args["concrete"] = True
+    else:
+        base_model: VersionedModel = base_version.__chronicle_model__  # type: ignore[attr-defined]
+        base_spec = base_model.local_spec
+        if base_spec is spec:
+            table = None  # single-table inheritance: the base version table holds the rows
+        else:
+            mapper_args["inherit_condition"] = sa.and_(
+                *[b == v for (_, b), (_, v) in zip(base_spec.pk, spec.pk, strict=True)],
+                base_spec.tx == spec.tx,
+            )
+            base_mapper: orm.Mapper[Any] = sa.inspect(base_version)
+            for column in spec.version.columns:
+                inherited = base_mapper.column_attrs.get(column.key)
+                if inherited is not None:
+                    # The same attribute stored in both tables (key, transaction, ...).
+                    namespace[column.key] = orm.column_property(*inherited.columns, column)
+    if mapper_args:
+        namespace["__mapper_args__"] = mapper_args
     return map_class(
         version_class_name(model.parent, model.options),
         bases,
         namespace,
-        spec.version,
+        table,
         registry,
         model.parent.__module__,
     )
@@ -157,6 +199,9 @@ def build_version_class(
 def add_versions_relationship(model: VersionedModel, version_cls: type) -> None:
     """Give the parent class its ``versions`` relationship (a dynamic, ordered query)."""
     mapper = model.mapper
+    inherited = mapper.inherits is not None and not mapper.concrete
+    if inherited and "versions" in mapper.attrs:
+        return  # a versioned ancestor's ``versions`` returns this class's versions too
     if "versions" in mapper.attrs or "versions" in vars(model.parent):
         raise ConfigurationError(
             f"Versioned model {model.name} already has an attribute named 'versions'; "
