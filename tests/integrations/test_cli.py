@@ -158,3 +158,17 @@ def test_unknown_command(capsys: pytest.CaptureFixture[str]) -> None:
         main(["frobnicate"])
     assert exit_info.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_demo_stops_quietly_when_the_reader_goes_away() -> None:
+    """``chronicle demo | head -1``: no traceback about a broken pipe."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sqlalchemy_chronicle", "demo"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=120) == 1
+    assert stderr == ""

@@ -19,6 +19,7 @@ on its own ``sessionmaker`` and removed at the end, so it leaves the default
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -74,13 +75,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``chronicle`` command with ``argv`` (default: ``sys.argv[1:]``)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "demo":
+    if args.command != "demo":
+        parser.print_help(sys.stderr)
+        return 2
+    try:
         if args.db is None:
             with tempfile.TemporaryDirectory(prefix="chronicle-demo-") as tmp:
-                return run_demo(f"sqlite:///{tmp}/demo.db", reset=args.reset, label=None)
-        return run_demo(args.db, reset=args.reset)
-    parser.print_help(sys.stderr)
-    return 2
+                status = run_demo(f"sqlite:///{tmp}/demo.db", reset=args.reset, label=None)
+        else:
+            status = run_demo(args.db, reset=args.reset)
+        sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        # The reader went away (``chronicle demo | head``): stop quietly, and keep the
+        # interpreter from failing again when it flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
 
 
 # -- the demo --------------------------------------------------------------------------
