@@ -196,13 +196,24 @@ def build_version_class(
     )
 
 
+def _is_history(prop: Any) -> bool:
+    return isinstance(prop, orm.RelationshipProperty) and hasattr(
+        prop.mapper.class_, "__chronicle_model__"
+    )
+
+
 def add_versions_relationship(model: VersionedModel, version_cls: type) -> None:
     """Give the parent class its ``versions`` relationship (a dynamic, ordered query)."""
     mapper = model.mapper
     inherited = mapper.inherits is not None and not mapper.concrete
     if inherited and "versions" in mapper.attrs:
         return  # a versioned ancestor's ``versions`` returns this class's versions too
-    if "versions" in mapper.attrs or "versions" in vars(model.parent):
+    ours = any(
+        _is_history(m.attrs.get("versions")) for m in mapper.iterate_to_root() if m is not mapper
+    )
+    if mapper.concrete and ours:
+        pass  # the ancestor's ``versions`` is ours; a concrete class gets its own
+    elif "versions" in mapper.attrs or "versions" in vars(model.parent):
         raise ConfigurationError(
             f"Versioned model {model.name} already has an attribute named 'versions'; "
             f"rename it, as the versioning extension needs that name for the history."

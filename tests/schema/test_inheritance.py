@@ -1,0 +1,129 @@
+"""Version classes of inheriting models follow the parent's inheritance."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from sqlalchemy_chronicle import Operation, parent_class, version_class
+
+
+@pytest.fixture
+def models(base, db):
+    class TextItem(base):
+        __tablename__ = "text_item"
+        __versioned__ = {}
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str | None] = mapped_column(sa.String(50))
+        kind: Mapped[str] = mapped_column(sa.String(20))
+        __mapper_args__ = {"polymorphic_on": "kind", "polymorphic_identity": "item"}
+
+    class Article(TextItem):  # joined-table
+        __tablename__ = "article"
+        id: Mapped[int] = mapped_column(sa.ForeignKey(TextItem.id), primary_key=True)
+        body: Mapped[str | None] = mapped_column(sa.String(50))
+        __mapper_args__ = {"polymorphic_identity": "article"}
+
+    class Post(TextItem):  # single-table
+        title: Mapped[str | None] = mapped_column(sa.String(50))
+        __mapper_args__ = {"polymorphic_identity": "post"}
+
+    class Feature(Article):  # second level, joined
+        __tablename__ = "feature"
+        id: Mapped[int] = mapped_column(sa.ForeignKey(Article.id), primary_key=True)
+        rank: Mapped[int | None]
+        __mapper_args__ = {"polymorphic_identity": "feature"}
+
+    db.create(base.metadata)
+    return TextItem, Article, Post, Feature
+
+
+def test_version_classes_mirror_the_hierarchy(models):
+    TextItem, Article, Post, Feature = models
+    TextItemVersion = version_class(TextItem)
+    assert issubclass(version_class(Article), TextItemVersion)
+    assert issubclass(version_class(Post), TextItemVersion)
+    assert issubclass(version_class(Feature), version_class(Article))
+    assert version_class(Post).__table__ is TextItemVersion.__table__
+    assert version_class(Article).__table__.name == "article_version"
+    assert parent_class(version_class(Feature)) is Feature
+
+
+def test_querying_the_base_version_class_is_polymorphic(db, models):
+    TextItem, Article, Post, Feature = models
+    session = db.session()
+    session.add_all([
+        TextItem(id=1, name="i"), Article(id=2, name="a", body="b"),
+        Post(id=3, name="p", title="t"), Feature(id=4, name="f", body="fb", rank=1),
+    ])
+    session.commit()
+    TextItemVersion = version_class(TextItem)
+    versions = session.scalars(sa.select(TextItemVersion).order_by(TextItemVersion.id)).all()
+    assert [type(v).__name__ for v in versions] == [
+        "TextItemVersion", "ArticleVersion", "PostVersion", "FeatureVersion",
+    ]
+    assert versions[3].rank == 1 and versions[3].body == "fb" and versions[3].name == "f"
+
+
+def test_a_change_in_one_table_versions_every_table_of_the_entity(db, models):
+    _TextItem, _Article, _Post, Feature = models
+    session = db.session()
+    feature = Feature(id=1, name="f", body="b", rank=1)
+    session.add(feature)
+    session.commit()
+    feature.rank = 2
+    session.commit()
+    for table in ("text_item_version", "article_version", "feature_version"):
+        rows = db.rows(table, order_by="transaction_id")
+        assert [r["operation_type"] for r in rows] == [Operation.INSERT, Operation.UPDATE]
+        assert rows[0]["end_transaction_id"] == rows[1]["transaction_id"]
+    assert [v.rank for v in feature.versions] == [1, 2]
+    assert feature.versions[1].changeset == {"rank": [1, 2]}
+
+
+def test_single_table_subclass_versions_and_reverts(db, models):
+    TextItem, _Article, Post, _Feature = models
+    session = db.session()
+    post = Post(id=1, name="p", title="t1")
+    session.add(post)
+    session.commit()
+    post.title = "t2"
+    session.commit()
+    session.delete(post)
+    session.commit()
+    PostVersion = version_class(Post)
+    history = PostVersion.all_versions(session, {"id": 1}, desc=False)
+    assert [(v.title, v.operation_type) for v in history] == [("t1", 0), ("t2", 1), ("t2", 2)]
+    restored = history[0].revert()
+    session.commit()
+    assert isinstance(restored, Post) and session.get(TextItem, 1).title == "t1"
+    assert [r["operation_type"] for r in db.rows("text_item_version", "transaction_id")] == [
+        0, 1, 2, 0,
+    ]
+
+
+def test_concrete_subclass_has_its_own_history(base, db):
+    class Employee(base):
+        __tablename__ = "employee"
+        __versioned__ = {}
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str | None] = mapped_column(sa.String(50))
+
+    class Manager(Employee):
+        __tablename__ = "manager"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str | None] = mapped_column(sa.String(50))
+        budget: Mapped[int | None]
+        __mapper_args__ = {"concrete": True}
+
+    db.create(base.metadata)
+    session = db.session()
+    boss = Manager(id=1, name="b", budget=10)
+    session.add_all([boss, Employee(id=1, name="e")])
+    session.commit()
+    boss.budget = 20
+    session.commit()
+    assert [r["budget"] for r in db.rows("manager_version", "transaction_id")] == [10, 20]
+    assert [r["name"] for r in db.rows("employee_version")] == ["e"]
+    assert [v.budget for v in boss.versions] == [10, 20]
