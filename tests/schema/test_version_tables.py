@@ -331,3 +331,12 @@ def test_autogenerate_finds_no_difference(db, base, strategy):
     with db.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), base.metadata)
     assert diff == []
+
+
+@pytest.mark.dbs("postgresql")
+def test_transaction_id_sequence_keeps_continuum_name(db, base):
+    define_models(base)
+    db.create(base.metadata)
+    with db.engine.connect() as conn:
+        sequence = conn.scalar(sa.text("SELECT pg_get_serial_sequence('transaction', 'id')"))
+    assert sequence in ("public.transaction_id_seq", "transaction_id_seq")
