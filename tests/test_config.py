@@ -654,11 +654,6 @@ def test_models_defined_after_a_first_configure_are_versioned(db, base):
     assert len(db.rows("transaction")) == 1
 
 
-@pytest.mark.xfail(
-    reason="an exclude/include entry that names no attribute of the model is silently "
-    "ignored; DESIGN principle 7 wants a ConfigurationError naming model and key",
-    strict=True,
-)
 @pytest.mark.parametrize("option", ["exclude", "include"])
 def test_exclude_of_unknown_attribute_is_reported(base, manager, option):
     define_article(base, {option: ["nmae"]})

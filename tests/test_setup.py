@@ -515,13 +515,7 @@ def test_public_names_import_and_are_documented():
         ("sqlalchemy_chronicle", "Operation"),
         ("sqlalchemy_chronicle", "UnitOfWork"),
         ("sqlalchemy_chronicle", "__version__"),
-        pytest.param(
-            "sqlalchemy_chronicle", "TransactionFactory",
-            marks=pytest.mark.xfail(
-                reason="Continuum exports TransactionFactory at top level; we do not",
-                strict=True,
-            ),
-        ),
+        ("sqlalchemy_chronicle", "TransactionFactory"),
         ("sqlalchemy_chronicle.utils", "version_class"),
         ("sqlalchemy_chronicle.utils", "parent_class"),
         ("sqlalchemy_chronicle.utils", "transaction_class"),

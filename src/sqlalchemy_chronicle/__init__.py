@@ -37,7 +37,13 @@ from .exc import (
     VersioningStateError,
 )
 from .hooks import Plugin, PluginCollection
-from .manager import VersioningManager, make_versioned, remove_versioning, versioning_manager
+from .manager import (
+    TransactionFactory,
+    VersioningManager,
+    make_versioned,
+    remove_versioning,
+    versioning_manager,
+)
 from .read.transaction import TransactionBase
 from .read.version import VersionClassBase
 from .utils import (
@@ -71,6 +77,7 @@ __all__ = [
     "PluginCollection",
     "Strategy",
     "TransactionBase",
+    "TransactionFactory",
     "UnitOfWork",
     "VersionClassBase",
     "VersioningError",

@@ -32,7 +32,28 @@ from .schema.models import (
 )
 from .schema.tables import VersionTableSpec, build_transaction_table, build_version_table
 
-__all__ = ["VersioningManager", "make_versioned", "remove_versioning", "versioning_manager"]
+__all__ = [
+    "TransactionFactory",
+    "VersioningManager",
+    "make_versioned",
+    "remove_versioning",
+    "versioning_manager",
+]
+
+
+class TransactionFactory:
+    """How to build the transaction class (SQLAlchemy-Continuum's name for it).
+
+    Pass an instance as ``VersioningManager(transaction_cls=TransactionFactory(...))``
+    to change the built class; ``remote_addr=False`` leaves out the ``remote_addr``
+    column.
+    """
+
+    def __init__(self, remote_addr: bool = True) -> None:
+        self.remote_addr = remote_addr
+
+    def __repr__(self) -> str:
+        return f"TransactionFactory(remote_addr={self.remote_addr!r})"
 
 
 class VersioningManager:
@@ -52,7 +73,7 @@ class VersioningManager:
     def __init__(
         self,
         unit_of_work_cls: type[UnitOfWork] = UnitOfWork,
-        transaction_cls: type | None = None,
+        transaction_cls: type | TransactionFactory | None = None,
         user_cls: type | str | None = None,
         options: Mapping[str, Any] | None = None,
         plugins: Iterable[Any] | None = None,
@@ -66,7 +87,11 @@ class VersioningManager:
         self.user_cls = user_cls
         self.options: OptionsDict = OptionsDict(options)
         self._plugins = PluginCollection(plugins)
-        self._given_transaction_cls = transaction_cls
+        if isinstance(transaction_cls, TransactionFactory):
+            self._transaction_factory, self._given_transaction_cls = transaction_cls, None
+        else:
+            self._transaction_factory, self._given_transaction_cls = TransactionFactory(), None
+            self._given_transaction_cls = transaction_cls
         self.transaction_class_name = transaction_class_name
         self.transaction_table_name = transaction_table_name
         self._capture = OrmCapture(self, lambda: bool(self.options["versioning"]))
@@ -224,12 +249,20 @@ class VersioningManager:
                 # No version table means nothing to capture into.
                 self._unversioned.add(cls)
                 continue
+            mapper: orm.Mapper[Any] = sa.inspect(cls)
+            mapper_attrs = mapper.attrs
+            for option_name in ("exclude", "include"):
+                for key in getattr(options, option_name):
+                    if key not in mapper_attrs:
+                        raise ConfigurationError(
+                            f"{cls.__name__}.__versioned__ option {option_name!r} names "
+                            f"{key!r}, which is not an attribute of {cls.__name__}."
+                        )
             if options.native_versioning:
                 raise NotSupportedError(
                     f"{cls.__name__}: the option 'native_versioning' (PostgreSQL triggers) is "
                     f"not supported yet by this release; remove it to use ORM versioning."
                 )
-            mapper: orm.Mapper[Any] = sa.inspect(cls)
             if not mapper.primary_key:
                 raise ConfigurationError(
                     f"Versioned model {cls.__name__} has no primary key; a version table needs one."
@@ -276,7 +309,11 @@ class VersioningManager:
         metadata = local_table.metadata
         schema = self.options.get("schema")
         table = build_transaction_table(
-            metadata, name=self.transaction_table_name, schema=schema, user_pk=user_pk
+            metadata,
+            name=self.transaction_table_name,
+            schema=schema,
+            user_pk=user_pk,
+            remote_addr=self._transaction_factory.remote_addr,
         )
         base = declarative_base_of(first)
         bases = ((base,) if base is not None else ()) + (TransactionBase,)
