@@ -57,6 +57,7 @@ def measure(args: dict[str, Any]) -> dict[str, Any]:
     try:
         reset_database(engine, models.metadata)
         workload.setup(ctx)
+        workload.warmup(ctx)
         queries = 0
         counting = False
 
