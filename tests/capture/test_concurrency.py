@@ -1,0 +1,568 @@
+"""Concurrency: many sessions writing at once keep every history whole.
+
+Each test checks what a user sees in the tables afterwards: for every entity, its
+versions ordered by ``transaction_id`` tell its story in order (one ``INSERT`` opening
+each life, ``end_transaction_id`` chaining each version to the next under the validity
+strategy), the newest version equals the live row, and the ``transaction`` table holds
+exactly one row per committed transaction that versioned something.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import orm
+from sqlalchemy.orm import exc as orm_exc
+
+from sqlalchemy_chronicle import Operation
+
+POOL = 20  # overlapping Article rows the writers fight over
+THREADS = 8
+SECONDS = 3.0  # how long the writers run (bounded by ITERATIONS too)
+ITERATIONS = 400  # per writer
+MAX_ATTEMPTS = 200  # retries of one unit of work before a writer gives up
+
+BOTH_STRATEGIES = pytest.mark.parametrize("strategy", ["validity", "subquery"])
+
+
+# -- helpers -------------------------------------------------------------------------
+
+
+def _retryable(exc: BaseException) -> bool:
+    """Whether a user would roll back and run the unit of work again."""
+    if isinstance(exc, orm_exc.StaleDataError):
+        return True  # the row was deleted by another writer meanwhile
+    if isinstance(exc, sa.exc.IntegrityError):
+        # Two writers re-inserting the same deleted id; a clash in a version table
+        # would be our bug, so it is not retried.
+        statement = exc.statement or ""
+        return statement.lstrip().upper().startswith("INSERT INTO ARTICLE ")
+    if isinstance(exc, sa.exc.DBAPIError):
+        orig = exc.orig
+        if getattr(orig, "sqlstate", None) in ("40001", "40P01", "55P03"):
+            return True  # PostgreSQL: serialization failure, deadlock, lock not available
+        args = getattr(orig, "args", ())
+        return bool(args) and args[0] in (1205, 1213)  # MySQL: lock wait timeout, deadlock
+    return False
+
+
+@dataclass
+class Stats:
+    commits: int = 0
+    retries: int = 0
+    #: retries by the kind of error that caused them.
+    kinds: dict[str, int] = field(default_factory=dict)
+    errors: list[BaseException] = field(default_factory=list)
+    #: transaction id -> {article id: (operation, name, content)} it committed.
+    committed: dict[int, dict[int, tuple[Operation, Any, Any]]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _run_threads(targets: list[Callable[[], None]], stats: Stats) -> None:
+    threads = [threading.Thread(target=t) for t in targets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not [t for t in threads if t.is_alive()], "a writer hung"
+    if stats.errors:
+        raise stats.errors[0]
+
+
+@pytest.fixture
+def pool_engine(db: Any) -> Iterator[sa.Engine]:
+    """An engine of its own on the test database, with a connection per writer."""
+    if db.name == "sqlite":
+        yield db.engine
+        return
+    engine = sa.create_engine(db.engine.url, pool_size=THREADS + 2, max_overflow=4)
+    yield engine
+    engine.dispose()
+
+
+def _history_problems(db: Any, strategy: str, pool: int = POOL) -> list[str]:
+    """Every way the version history disagrees with the live table (empty: all good)."""
+    live = {r["id"]: r for r in db.rows("article")}
+    versions: dict[int, list[dict[str, Any]]] = {}
+    for row in db.rows("article_version", order_by=["id", "transaction_id"]):
+        versions.setdefault(row["id"], []).append(row)
+    problems: list[str] = []
+    for entity in sorted(set(versions) | set(live) | set(range(1, pool + 1))):
+        history = versions.get(entity, [])
+        if not history:
+            problems.append(f"article {entity}: no versions")
+            continue
+        ops = [Operation(v["operation_type"]) for v in history]
+        txs = [v["transaction_id"] for v in history]
+        story = ", ".join(f"{v['transaction_id']}:{op.name}:{v['name']}"
+                          for v, op in zip(history, ops, strict=True))
+        for i, op in enumerate(ops):
+            opens_life = i == 0 or ops[i - 1] is Operation.DELETE
+            if opens_life != (op is Operation.INSERT):
+                problems.append(f"article {entity}: version {txs[i]} is {op.name} ({story})")
+        if strategy == "validity":
+            ends = [v["end_transaction_id"] for v in history]
+            if ends != [*txs[1:], None]:
+                problems.append(
+                    f"article {entity}: broken chain, end_transaction_ids {ends} "
+                    f"for transaction_ids {txs} ({story})"
+                )
+        newest = history[-1]
+        row = live.get(entity)
+        if row is None:
+            if ops[-1] is not Operation.DELETE:
+                problems.append(f"article {entity}: deleted but newest is {ops[-1].name}")
+        elif ops[-1] is Operation.DELETE or (newest["name"], newest["content"]) != (
+            row["name"], row["content"]
+        ):
+            problems.append(
+                f"article {entity}: newest version {newest['transaction_id']} "
+                f"{ops[-1].name} {newest['name']!r} != live {row['name']!r} ({story})"
+            )
+    tx_ids = {t["id"] for t in db.rows("transaction")}
+    used = {v["transaction_id"] for vs in versions.values() for v in vs}
+    if used - tx_ids:
+        problems.append(f"versions of missing transactions {sorted(used - tx_ids)}")
+    if tx_ids - used:
+        problems.append(f"transactions without versions {sorted(tx_ids - used)}")
+    return problems
+
+
+def _versions_by_transaction(db: Any) -> dict[int, dict[int, tuple[Operation, Any, Any]]]:
+    out: dict[int, dict[int, tuple[Operation, Any, Any]]] = {}
+    for v in db.rows("article_version"):
+        out.setdefault(v["transaction_id"], {})[v["id"]] = (
+            Operation(v["operation_type"]), v["name"], v["content"],
+        )
+    return out
+
+
+def _seed(db: Any, Article: Any, pool: int = POOL) -> int:
+    session = db.session()
+    session.add_all([Article(id=i, name=f"seed-{i}", content="seed") for i in range(1, pool + 1)])
+    session.flush()
+    tx_id = db.manager.unit_of_work(session).transaction_id
+    session.commit()
+    session.close()
+    assert tx_id is not None
+    return tx_id
+
+
+# -- 1. many writers on overlapping rows ------------------------------------------------
+
+
+def _writer(
+    engine: sa.Engine, manager: Any, Article: Any, number: int, deadline: float, stats: Stats,
+    barrier: threading.Barrier,
+) -> None:
+    rng = random.Random(number)
+    try:
+        barrier.wait()
+        with orm.Session(engine) as session:
+            for iteration in range(ITERATIONS):
+                if time.monotonic() > deadline:
+                    break
+                ids = rng.sample(range(1, POOL + 1), rng.choice((2, 3)))
+                plan = {i: rng.random() for i in ids}  # < 0.12: delete, else update/insert
+                for attempt in range(MAX_ATTEMPTS):
+                    try:
+                        # Read everything first, then change: one flush per transaction.
+                        loaded = {
+                            i: session.get(Article, i, with_for_update=plan[i] < 0.12 or None)
+                            for i in ids
+                        }
+                        wrote: dict[int, tuple[Operation, Any, Any]] = {}
+                        for i, obj in loaded.items():
+                            name = f"w{number}-{iteration}-{attempt}-{i}"
+                            content = f"c{rng.random()}"
+                            if obj is None:
+                                if plan[i] < 0.6:
+                                    session.add(Article(id=i, name=name, content=content))
+                                    wrote[i] = (Operation.INSERT, name, content)
+                            elif plan[i] < 0.12:
+                                wrote[i] = (Operation.DELETE, obj.name, obj.content)
+                                session.delete(obj)
+                            else:
+                                obj.name, obj.content = name, content
+                                wrote[i] = (Operation.UPDATE, name, content)
+                        session.flush()
+                        tx_id = manager.unit_of_work(session).transaction_id
+                        session.commit()
+                    except Exception as exc:
+                        session.rollback()
+                        if not _retryable(exc):
+                            raise
+                        kind = type(getattr(exc, "orig", None) or exc).__name__
+                        with stats.lock:
+                            stats.retries += 1
+                            stats.kinds[kind] = stats.kinds.get(kind, 0) + 1
+                        continue
+                    with stats.lock:
+                        stats.commits += 1
+                        if wrote:
+                            assert tx_id is not None
+                            stats.committed[tx_id] = wrote
+                    break
+                else:
+                    raise AssertionError(f"writer {number} retried {MAX_ATTEMPTS} times")
+    except BaseException as exc:
+        with stats.lock:
+            stats.errors.append(exc)
+
+
+@BOTH_STRATEGIES
+@pytest.mark.parametrize("isolation", ["default", "strict"])
+def test_writers_on_overlapping_rows_keep_every_history_whole(
+    db, article_models, pool_engine, strategy, isolation
+):
+    """8 writers (1 on SQLite) update, delete and re-insert random overlapping rows."""
+    Article = article_models()
+    seed_tx = _seed(db, Article)
+    engine = pool_engine
+    if isolation == "strict":
+        if db.name == "sqlite":
+            pytest.skip("SQLite has one isolation level")
+        level = "REPEATABLE READ" if db.name == "postgresql" else "READ COMMITTED"
+        engine = pool_engine.execution_options(isolation_level=level)
+    writers = 1 if db.name == "sqlite" else THREADS
+    stats = Stats()
+    barrier = threading.Barrier(writers)
+    deadline = time.monotonic() + SECONDS
+    _run_threads(
+        [
+            lambda n=n: _writer(engine, db.manager, Article, n, deadline, stats, barrier)
+            for n in range(writers)
+        ],
+        stats,
+    )
+    print(
+        f"{db.name}/{strategy}/{isolation}: {stats.commits} commits, "
+        f"{stats.retries} retries {stats.kinds}"
+    )
+    assert stats.commits > writers
+
+    assert _history_problems(db, strategy) == []
+    # No version lost or duplicated: the version rows of each transaction are exactly
+    # what it committed, and no transaction row exists beyond those.
+    expected = dict(stats.committed)
+    expected[seed_tx] = {
+        i: (Operation.INSERT, f"seed-{i}", "seed") for i in range(1, POOL + 1)
+    }
+    assert _versions_by_transaction(db) == expected
+    assert {t["id"] for t in db.rows("transaction")} == set(expected)
+
+
+# -- 2. writers on disjoint rows: no cross-talk -----------------------------------------
+
+
+@pytest.mark.dbs("postgresql", "mysql")
+@BOTH_STRATEGIES
+def test_writers_on_disjoint_rows_keep_their_own_state(db, article_models, pool_engine, strategy):
+    Article = article_models()
+    manager = db.manager
+    per_thread, rounds = 3, 15
+    stats = Stats()
+    barrier = threading.Barrier(THREADS)
+    info_keys: dict[int, set[str]] = {}
+
+    def writer(number: int) -> None:
+        ids = [number * per_thread + k + 1 for k in range(per_thread)]
+        try:
+            barrier.wait()
+            with orm.Session(pool_engine) as session:
+                for r in range(rounds):
+                    for attempt in range(MAX_ATTEMPTS):
+                        try:
+                            wrote: dict[int, tuple[Operation, Any, Any]] = {}
+                            for i in ids:
+                                name, content = f"t{number}-r{r}-a{attempt}", f"{i}"
+                                if r == 0:
+                                    session.add(Article(id=i, name=name, content=content))
+                                    wrote[i] = (Operation.INSERT, name, content)
+                                else:
+                                    obj = session.get(Article, i)
+                                    obj.name = name
+                                    wrote[i] = (Operation.UPDATE, name, content)
+                            session.flush()
+                            uow = manager.unit_of_work(session)
+                            tx = uow.current_transaction
+                            # The unit of work and its transaction belong to this session.
+                            assert sa.inspect(tx).session is session
+                            assert [v for v in session.info.values() if v is uow] == [uow]
+                            info_keys.setdefault(number, set()).update(map(str, session.info))
+                            tx_id = tx.id
+                            session.commit()
+                        except Exception as exc:
+                            session.rollback()
+                            if not _retryable(exc):
+                                raise
+                            with stats.lock:
+                                stats.retries += 1
+                            continue
+                        # Nothing of the finished transaction stays behind.
+                        assert not [k for k in session.info if "chronicle" in str(k)]
+                        with stats.lock:
+                            stats.commits += 1
+                            stats.committed[tx_id] = wrote
+                        break
+        except BaseException as exc:
+            with stats.lock:
+                stats.errors.append(exc)
+
+    _run_threads([lambda n=n: writer(n) for n in range(THREADS)], stats)
+    print(f"{db.name}/{strategy}: {stats.commits} commits, {stats.retries} retries")
+
+    assert stats.commits == THREADS * rounds
+    # One transaction row per committed transaction, each holding exactly its
+    # session's versions: no row of one thread carries another thread's id.
+    assert _versions_by_transaction(db) == stats.committed
+    assert {t["id"] for t in db.rows("transaction")} == set(stats.committed)
+    assert _history_problems(db, strategy, pool=THREADS * per_thread) == []
+    # Every session only ever held its own (single) unit of work key.
+    assert all(len(keys) == 1 for keys in info_keys.values())
+
+
+# -- 3. two sessions on one row ----------------------------------------------------------
+
+
+def _wait_until_blocked(engine: sa.Engine) -> None:
+    """Return once some connection of this database waits for a row lock."""
+    if engine.dialect.name == "postgresql":
+        query = sa.text(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+    else:
+        query = sa.text(
+            "SELECT count(*) FROM information_schema.innodb_trx t "
+            "JOIN information_schema.processlist p ON p.id = t.trx_mysql_thread_id "
+            "WHERE t.trx_state = 'LOCK WAIT' AND p.db = database()"
+        )
+    with engine.connect() as conn:
+        for _ in range(400):  # a bounded wait for the other thread to reach the lock
+            if conn.execute(query).scalar():
+                return
+            conn.rollback()
+            time.sleep(0.025)
+    raise AssertionError("the second session never blocked on the row lock")
+
+
+@pytest.mark.dbs("postgresql", "mysql")
+@BOTH_STRATEGIES
+def test_second_writer_of_a_row_waits_and_chains_after_the_first(
+    db, article_models, pool_engine, strategy
+):
+    Article = article_models()
+    _seed(db, Article, pool=1)
+    a = orm.Session(pool_engine)
+    b = orm.Session(pool_engine)
+    b_article = b.get(Article, 1)  # B reads before A changes anything
+    b.rollback()
+    a.get(Article, 1).name = "by A"
+    a.flush()  # A holds the row lock now
+    stats = Stats()
+    reached = threading.Event()
+
+    def second() -> None:
+        try:
+            b_article.name = "by B"
+            reached.set()
+            b.commit()  # blocks on A's lock until A commits
+        except BaseException as exc:
+            stats.errors.append(exc)
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    try:
+        assert reached.wait(30)
+        _wait_until_blocked(pool_engine)
+        a.commit()
+    finally:
+        thread.join(timeout=60)
+        a.close()
+    assert not thread.is_alive()
+    b.close()
+    if stats.errors:
+        raise stats.errors[0]
+
+    rows = db.rows("article_version", order_by="transaction_id")
+    assert [(r["name"], Operation(r["operation_type"])) for r in rows] == [
+        ("seed-1", Operation.INSERT), ("by A", Operation.UPDATE), ("by B", Operation.UPDATE),
+    ]
+    assert db.rows("article")[0]["name"] == "by B"
+    assert _history_problems(db, strategy, pool=1) == []
+    assert len(db.rows("transaction")) == 3
+
+
+# -- transaction ids allocated out of commit order ---------------------------------------
+# (SQLite has a single writer: B could not write while A's transaction is open.)
+
+
+@pytest.mark.dbs("postgresql", "mysql")
+@BOTH_STRATEGIES
+@pytest.mark.xfail(
+    reason="the transaction id is taken at the first versioning flush, so a transaction "
+    "that flushed early and later updates a row another transaction changed and committed "
+    "meanwhile writes its version with a smaller id than the one it overwrote",
+    strict=True,
+)
+def test_early_flush_then_update_of_a_row_committed_meanwhile(db, article_models, strategy):
+    Article = article_models()
+    _seed(db, Article, pool=3)
+    a, b = db.session(), db.session()
+    # Row 3, not 2: on MariaDB, A's version writes for row 2 would gap-lock B's
+    # version insert for row 1 (see the deadlock test below).
+    a.get(Article, 3).name = "3 by A"
+    a.flush()  # A's transaction row (and id) is written here
+    b.get(Article, 1).name = "1 by B"
+    b.commit()  # B gets a larger id, and commits first
+    a.get(Article, 1).name = "1 by A"
+    a.commit()  # A overwrites B's change: the live row is A's
+
+    assert db.rows("article")[0]["name"] == "1 by A"
+    assert _history_problems(db, strategy, pool=3) == []
+
+
+@BOTH_STRATEGIES
+@pytest.mark.xfail(
+    reason="same cause: the delete of a row another transaction changed after the deleting "
+    "transaction took its id is versioned before that change",
+    strict=True,
+)
+@pytest.mark.dbs("postgresql", "mysql")
+def test_early_flush_then_delete_of_a_row_committed_meanwhile(db, article_models, strategy):
+    Article = article_models()
+    _seed(db, Article, pool=3)
+    a, b = db.session(), db.session()
+    a.get(Article, 3).name = "3 by A"
+    a.flush()
+    b.get(Article, 1).name = "1 by B"
+    b.commit()
+    a.delete(a.get(Article, 1))
+    a.commit()
+
+    assert [r["id"] for r in db.rows("article")] == [2, 3]
+    assert _history_problems(db, strategy, pool=3) == []
+
+
+# -- a delete that matched no row ---------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore:DELETE statement on table 'article' expected to delete")
+@BOTH_STRATEGIES
+@pytest.mark.xfail(
+    reason="a DELETE that matched no row (another session deleted it first) still writes "
+    "a second DELETE version and a transaction row",
+    strict=True,
+)
+def test_delete_of_a_row_deleted_meanwhile_writes_no_version(db, article_models, strategy):
+    Article = article_models()
+    _seed(db, Article, pool=1)
+    a, b = db.session(), db.session()
+    stale = a.get(Article, 1)
+    b.delete(b.get(Article, 1))
+    b.commit()
+    a.delete(stale)
+    a.commit()  # SQLAlchemy only warns: the row was already gone
+
+    rows = db.rows("article_version", order_by="transaction_id")
+    assert [Operation(r["operation_type"]) for r in rows] == [
+        Operation.INSERT, Operation.DELETE,
+    ]
+    assert _history_problems(db, strategy, pool=1) == []
+
+
+# -- MariaDB: versioning must not make writers of different rows wait for each other ---
+
+
+@pytest.mark.dbs("mysql")
+@pytest.mark.xfail(
+    reason="on MariaDB (REPEATABLE READ) the validity strategy's closing UPDATE scans the "
+    "version table by an id prefix and takes next-key locks; they cover the gap where the "
+    "next version of the neighbouring entity goes, so writers of different rows deadlock",
+    strict=True,
+)
+def test_writers_of_different_rows_do_not_deadlock_on_the_version_table(
+    db, article_models, pool_engine
+):
+    Article = article_models()
+    _seed(db, Article, pool=2)
+    a = orm.Session(pool_engine)
+    b = orm.Session(pool_engine)
+    b_article = b.get(Article, 1)
+    a.get(Article, 2).name = "2 by A"
+    a.flush()  # A versions row 2
+    a_article = a.get(Article, 1)
+    stats = Stats()
+
+    def second() -> None:
+        try:
+            b_article.name = "1 by B"
+            b.commit()  # without versioning this never waits for A
+        except BaseException as exc:
+            stats.errors.append(exc)
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    try:
+        _wait_until_blocked(pool_engine)  # B waits for A on article_version
+        a_article.name = "1 by A"
+        a.commit()  # A waits for B's lock on row 1: a cycle, one of them is killed
+    except sa.exc.OperationalError as exc:
+        stats.errors.append(exc)
+        a.rollback()
+    finally:
+        thread.join(timeout=60)
+        a.close()
+        b.close()
+    assert not thread.is_alive()
+    assert [str(e.orig) for e in stats.errors if isinstance(e, sa.exc.DBAPIError)] == []
+    assert stats.errors == []
+    assert _history_problems(db, "validity", pool=2) == []
+
+
+# -- REPEATABLE READ snapshots do not leak stale values into versions ---------------------
+
+
+@pytest.mark.dbs("postgresql", "mysql")
+@BOTH_STRATEGIES
+def test_delete_copies_the_latest_committed_version_despite_an_older_snapshot(
+    db, article_models, strategy
+):
+    Article = article_models()
+    _seed(db, Article, pool=3)
+    a, b = db.session(), db.session()
+    stale = a.get(Article, 3)  # A's snapshot (MariaDB) is taken here
+    b.get(Article, 3).name = "3 by B"
+    b.commit()
+    a.delete(stale)
+    a.commit()
+    rows = db.rows("article_version", order_by="transaction_id")
+    rows = [(r["name"], Operation(r["operation_type"])) for r in rows if r["id"] == 3]
+    assert rows == [
+        ("seed-3", Operation.INSERT), ("3 by B", Operation.UPDATE), ("3 by B", Operation.DELETE),
+    ]
+    assert _history_problems(db, strategy, pool=3) == []
+
+
+@pytest.mark.dbs("postgresql", "mysql")
+@BOTH_STRATEGIES
+def test_update_after_an_older_snapshot_versions_the_live_row(db, article_models, strategy):
+    Article = article_models()
+    _seed(db, Article, pool=3)
+    a, b = db.session(), db.session()
+    stale = a.get(Article, 3)  # A's snapshot (MariaDB) is taken here
+    b.get(Article, 3).name = "3 by B"
+    b.commit()
+    stale.content = "content by A"  # only this column is written by A's UPDATE
+    a.commit()
+    live = db.rows("article")[2]
+    assert (live["name"], live["content"]) == ("3 by B", "content by A")
+    assert _history_problems(db, strategy, pool=3) == []
