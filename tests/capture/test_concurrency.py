@@ -457,11 +457,6 @@ def test_early_flush_then_delete_of_a_row_committed_meanwhile(db, article_models
 
 @pytest.mark.filterwarnings("ignore:DELETE statement on table 'article' expected to delete")
 @BOTH_STRATEGIES
-@pytest.mark.xfail(
-    reason="a DELETE that matched no row (another session deleted it first) still writes "
-    "a second DELETE version and a transaction row",
-    strict=True,
-)
 def test_delete_of_a_row_deleted_meanwhile_writes_no_version(db, article_models, strategy):
     Article = article_models()
     _seed(db, Article, pool=1)

@@ -314,12 +314,21 @@ class UnitOfWork:
         if not plans:
             return
         connection = self._connection_for(session, mapper)
+        created = self.transaction_id is None
         tx_id = self._ensure_transaction(session, connection)
         plugins = self.manager.plugins
         if len(plugins):
             plugins.before_create_version_objects(self, session)
         for plan in plans.values():
             self._write(connection, plan, tx_id)
+        if created and not self._written:
+            # Every change turned out to need no version (deletes of rows another
+            # transaction had deleted already): the transaction row goes too.
+            table = self.manager.transaction_table
+            connection.execute(sa.delete(table).where(table.c.id == tx_id))
+            self.transaction_id = None
+            self._transaction_values = {}
+            return
         if len(plugins):
             plugins.after_create_version_objects(self, session)
 
@@ -350,7 +359,12 @@ class UnitOfWork:
             connection.execute(sa.delete(version).where(spec.tx == tx_id, _key_in(vpk, keys)))
 
         if from_last_version:
-            self._write_deletes(connection, plan, from_last_version, tx_id, tx_param)
+            already_deleted = self._write_deletes(
+                connection, plan, from_last_version, tx_id, tx_param
+            )
+            for key in already_deleted:
+                plan.new.discard(key)
+                del self._written[(version, key)]
 
         target = [v for _, v in spec.columns] + [spec.tx, spec.op]
         ppk = [p for p, _ in spec.pk]
@@ -383,12 +397,15 @@ class UnitOfWork:
         keys_all: list[PK],
         tx_id: int,
         tx_param: Any,
-    ) -> None:
+    ) -> set[PK]:
         """Write DELETE versions as copies of each entity's last version.
 
         The row is gone from the live table by now; its last version holds its last
         values (every write to it was versioned). Entities with no version at all
         (rows older than versioning) are written from the values the session holds.
+        Entities whose last version is a DELETE already (another transaction deleted
+        the row first, so this DELETE matched nothing) get no version: their keys are
+        returned.
         """
         spec = plan.spec
         version = spec.version
@@ -408,18 +425,27 @@ class UnitOfWork:
                 *[prev.c[v.key] for _, v in spec.columns],
                 tx_param,
                 sa.literal(int(Operation.DELETE), spec.op.type),
-            ).where(_key_in([prev.c[c.key] for c in vpk], keys), prev.c[spec.tx.key] == latest)
+            ).where(
+                _key_in([prev.c[c.key] for c in vpk], keys),
+                prev.c[spec.tx.key] == latest,
+                prev.c[spec.op.key] != int(Operation.DELETE),
+            )
             result = connection.execute(sa.insert(version).from_select(target, select))
             written += max(result.rowcount, 0)
         if written >= len(keys_all):
-            return
+            return set()
         found: set[PK] = set()
         for keys in _chunks(keys_all, width):
             rows = connection.execute(sa.select(*vpk).where(spec.tx == tx_id, _key_in(vpk, keys)))
             found.update(tuple(row) for row in rows)
+        missing = [key for key in keys_all if key not in found]
+        known: set[PK] = set()
+        for keys in _chunks(missing, width):
+            rows = connection.execute(sa.select(*vpk).distinct().where(_key_in(vpk, keys)))
+            known.update(tuple(row) for row in rows)
         rows_to_add = []
-        for key in keys_all:
-            if key in found:
+        for key in missing:
+            if key in known:
                 continue
             state = plan.states[key]
             row = {v.key: state.dict.get(v.key) for _, v in spec.columns}
@@ -429,3 +455,4 @@ class UnitOfWork:
             rows_to_add.append(row)
         if rows_to_add:
             connection.execute(sa.insert(version), rows_to_add)
+        return known
