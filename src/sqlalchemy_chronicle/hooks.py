@@ -9,13 +9,13 @@ would otherwise be a hook that silently never runs).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, MutableSequence
+from collections.abc import Iterable, Iterator, Mapping, MutableSequence
 from typing import TYPE_CHECKING, Any, overload
 
 from .exc import ConfigurationError
 
 if TYPE_CHECKING:
-    from sqlalchemy import Column
+    from sqlalchemy import Column, Table
     from sqlalchemy.orm import Session
 
 __all__ = ["HOOK_NAMES", "Plugin", "PluginCollection"]
@@ -72,6 +72,24 @@ class Plugin:
 
     def after_construct_changeset(self, version_obj: Any, changeset: dict[str, Any]) -> None:
         """Called with a version's changeset dict; may edit it in place."""
+
+    def version_row_values(
+        self, uow: Any, version_table: Table, operation: int, obj: Any
+    ) -> Mapping[str, Any]:
+        """Column values (by version column key) for the version row of ``obj``.
+
+        Called while the flush's attribute history is still readable. The values
+        replace the copied ones or fill columns the plugin added; rows with equal
+        values are written by one statement, so return hashable values.
+        """
+        return {}
+
+    def store_transaction_meta(self, uow: Any, session: Session, meta: Mapping[str, Any]) -> bool:
+        """Store ``meta`` (from :func:`versioning_context`) for the current transaction.
+
+        Return True when stored; without a plugin that stores it, metadata is an error.
+        """
+        return False
 
 
 #: The names of all hooks a plugin may define.

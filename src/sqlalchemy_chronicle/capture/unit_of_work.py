@@ -36,6 +36,8 @@ from sqlalchemy.orm import attributes
 from sqlalchemy.orm import util as orm_util
 
 from ..config import Operation
+from ..exc import ConfigurationError
+from .context import current_context
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -91,6 +93,8 @@ class _TablePlan:
     #: keys with no row of this transaction in the version table yet.
     new: set[PK] = field(default_factory=set)
     states: dict[PK, InstanceState[Any]] = field(default_factory=dict)
+    #: key -> column values given by plugins (``version_row_values``), as sorted items.
+    extras: dict[PK, tuple[tuple[str, Any], ...]] = field(default_factory=dict)
 
 
 def _chunks(keys: Sequence[PK], width: int) -> Iterator[Sequence[PK]]:
@@ -139,6 +143,15 @@ class UnitOfWork:
         self._written: dict[tuple[sa.Table, PK], Operation] = {}
         self._changes: list[_Change] = []
         self._savepoints: list[tuple[SessionTransaction, tuple[Any, ...]]] = []
+        #: Free space for plugins; it follows savepoints like the rest of the state.
+        self.info: dict[str, Any] = {}
+        #: The parent classes whose versions the flush being processed writes.
+        self.changed_entities: set[type] = set()
+
+    @property
+    def connection(self) -> Connection | None:
+        """The connection versions are written on (None before the first write)."""
+        return self._connection
 
     # -- the transaction row ---------------------------------------------------------
 
@@ -198,11 +211,35 @@ class UnitOfWork:
                 values.update(args or {})
         table = self.manager.transaction_table
         values = {k: v for k, v in values.items() if k in table.c}
+        context = current_context()
+        if context is not None:
+            for name, value in context.transaction_values().items():
+                if name not in table.c:
+                    hint = (
+                        "make_versioned(user_cls=...)"
+                        if name == "user_id"
+                        else ("a transaction class with that column")
+                    )
+                    raise ConfigurationError(
+                        f"versioning_context({name}=...) was given, but the table "
+                        f"{table.name!r} has no column {name!r}; configure {hint}."
+                    )
+                values[name] = value
         result = connection.execute(sa.insert(table).values(values))
         tx_id = int(result.inserted_primary_key[0])  # type: ignore[index]
         self.transaction_id = tx_id
         self._transaction_values = values
         self._transaction_obj = None
+        if context is not None and context.meta:
+            stored = (
+                plugins.store_transaction_meta(self, session, context.meta) if len(plugins) else []
+            )
+            if not any(stored):
+                keys = ", ".join(sorted(context.meta))
+                raise ConfigurationError(
+                    f"versioning_context() was given metadata ({keys}) but no plugin stores "
+                    f"transaction metadata; add TransactionMetaPlugin() to the plugins."
+                )
         return tx_id
 
     # -- recording -------------------------------------------------------------------
@@ -222,6 +259,7 @@ class UnitOfWork:
             self._transaction_obj,
             self._transaction_values,
             dict(self._written),
+            dict(self.info),
         )
 
     def savepoint_started(self, transaction: SessionTransaction) -> None:
@@ -242,6 +280,7 @@ class UnitOfWork:
                         self._transaction_obj,
                         self._transaction_values,
                         self._written,
+                        self.info,
                     ) = snapshot
                     self._changes.clear()
                     stale = tx_obj is not None and tx_obj is not self._transaction_obj
@@ -281,6 +320,7 @@ class UnitOfWork:
 
     def _plan(self) -> dict[sa.Table, _TablePlan]:
         plans: dict[sa.Table, _TablePlan] = {}
+        row_plugins = self.manager.plugins.implementing("version_row_values")
         for change in self._changes:
             model, state, op = change.model, change.state, change.op
             if op is Operation.UPDATE and not self._changed(model, state):
@@ -298,17 +338,31 @@ class UnitOfWork:
                 if before is None:
                     plan.ops[key] = op
                     plan.new.add(key)
-                    continue
-                folded = _FOLD[(before, op)]
-                if folded is not None:
+                else:
+                    folded = _FOLD[(before, op)]
+                    if folded is None:
+                        continue
                     plan.ops[key] = folded
+                self.changed_entities.add(model.parent)
+                if row_plugins:
+                    plan.extras[key] = self._row_values(row_plugins, spec, plan.ops[key], state)
         return plans
+
+    def _row_values(
+        self, plugins: list[Any], spec: VersionTableSpec, op: Operation, state: InstanceState[Any]
+    ) -> tuple[tuple[str, Any], ...]:
+        values: dict[str, Any] = {}
+        for plugin in plugins:
+            values.update(plugin.version_row_values(self, spec.version, op, state.obj()))
+        columns = spec.version.c
+        return tuple(sorted((k, v) for k, v in values.items() if k in columns))
 
     def make_versions(self, session: Session) -> None:
         """Write the versions of everything flushed since the last call (after a flush)."""
         if not self._changes:
             return
         mapper = self._changes[0].model.mapper
+        self.changed_entities = set()
         plans = self._plan()
         self._changes.clear()
         if not plans:
@@ -330,7 +384,76 @@ class UnitOfWork:
             self._transaction_values = {}
             return
         if len(plugins):
+            object_plugins = plugins.implementing("after_create_version_object")
+            if object_plugins:
+                self._call_object_hooks(connection, plans, tx_id, object_plugins)
             plugins.after_create_version_objects(self, session)
+
+    def _call_object_hooks(
+        self,
+        connection: Connection,
+        plans: dict[sa.Table, _TablePlan],
+        tx_id: int,
+        plugins: list[Any],
+    ) -> None:
+        """Hand each version written by this flush, as an object, to ``plugins``.
+
+        Only plugins written for the object-per-version hook need this; it loads the
+        versions in one query per version class and writes back what the hooks
+        changed, in a private session on the same connection.
+        """
+        private = orm.Session(bind=connection, autoflush=False)
+        try:
+            for plan in plans.values():
+                by_class: dict[type, dict[PK, InstanceState[Any]]] = {}
+                for key, state in plan.states.items():
+                    model = self.manager.model_for_mapper(state.mapper)
+                    if (
+                        model is None
+                        or model.version_cls is None
+                        or model.local_spec is not plan.spec
+                    ):
+                        continue
+                    if (plan.spec.version, key) in self._written:
+                        by_class.setdefault(model.version_cls, {})[key] = state
+                for version_cls, states in by_class.items():
+                    spec = plan.spec
+                    vpk = [getattr(version_cls, c.key) for c in spec.version_pk]
+                    keys = list(states)
+                    for chunk in _chunks(keys, len(vpk)):
+                        stmt: sa.Select[Any] = sa.select(version_cls).where(
+                            getattr(version_cls, spec.tx.key) == tx_id, _key_in(vpk, chunk)
+                        )
+                        for version in private.scalars(stmt):
+                            key = tuple(getattr(version, c.key) for c in spec.version_pk)
+                            parent = states[key].obj()
+                            for plugin in plugins:
+                                plugin.after_create_version_object(self, parent, version)
+            private.flush()
+        finally:
+            private.close()
+
+    @staticmethod
+    def _columns(
+        spec: VersionTableSpec,
+        sources: Sequence[sa.ColumnElement[Any]],
+        tx: Any,
+        op: Any,
+        extras: tuple[tuple[str, Any], ...],
+    ) -> tuple[list[sa.Column[Any]], list[Any]]:
+        """Target columns and the expressions selected into them for one INSERT."""
+        target = [v for _, v in spec.columns] + [spec.tx, spec.op]
+        exprs: list[Any] = [*sources, tx, op]
+        positions = {column.key: i for i, column in enumerate(target)}
+        for key, value in extras:
+            column = spec.version.c[key]
+            literal = sa.literal(value, column.type) if value is not None else sa.null()
+            if key in positions:
+                exprs[positions[key]] = literal
+            else:
+                target.append(column)
+                exprs.append(literal)
+        return target, exprs
 
     def _write(self, connection: Connection, plan: _TablePlan, tx_id: int) -> None:
         spec = plan.spec
@@ -338,21 +461,24 @@ class UnitOfWork:
         vpk = spec.version_pk
         width = len(vpk)
         tx_param = sa.literal(tx_id, spec.tx.type)
+        extras = plan.extras
+        no_extras: tuple[tuple[str, Any], ...] = ()
         replace: list[PK] = []
-        from_live: dict[Operation, list[PK]] = {}
+        from_live: dict[tuple[Operation, Any], list[PK]] = {}
         from_last_version: list[PK] = []
-        mark_deleted: list[PK] = []
+        mark_deleted: dict[Any, list[PK]] = {}
         for key, op in plan.ops.items():
+            extra = extras.get(key, no_extras)
             if key in plan.new:
                 if op is Operation.DELETE:
                     from_last_version.append(key)
                 else:
-                    from_live.setdefault(op, []).append(key)
+                    from_live.setdefault((op, extra), []).append(key)
             elif op is Operation.DELETE:
-                mark_deleted.append(key)
+                mark_deleted.setdefault(extra, []).append(key)
             else:
                 replace.append(key)
-                from_live.setdefault(op, []).append(key)
+                from_live.setdefault((op, extra), []).append(key)
             self._written[(version, key)] = op
 
         for keys in _chunks(replace, width):
@@ -366,21 +492,26 @@ class UnitOfWork:
                 plan.new.discard(key)
                 del self._written[(version, key)]
 
-        target = [v for _, v in spec.columns] + [spec.tx, spec.op]
         ppk = [p for p, _ in spec.pk]
-        for op, keys_of_op in from_live.items():
-            for keys in _chunks(keys_of_op, width):
-                select = sa.select(
-                    *[p for p, _ in spec.columns], tx_param, sa.literal(int(op), spec.op.type)
-                ).where(_key_in(ppk, keys))
+        for (op, extra), keys_of_group in from_live.items():
+            target, exprs = self._columns(
+                spec,
+                [p for p, _ in spec.columns],
+                tx_param,
+                sa.literal(int(op), spec.op.type),
+                extra,
+            )
+            for keys in _chunks(keys_of_group, width):
+                select = sa.select(*exprs).where(_key_in(ppk, keys))
                 connection.execute(sa.insert(version).from_select(target, select))
 
-        for keys in _chunks(mark_deleted, width):
-            connection.execute(
-                sa.update(version)
-                .where(spec.tx == tx_id, _key_in(vpk, keys))
-                .values({spec.op: int(Operation.DELETE)})
-            )
+        for extra, keys_of_group in mark_deleted.items():
+            values: dict[Any, Any] = {spec.op: int(Operation.DELETE)}
+            values.update({version.c[k]: v for k, v in extra})
+            for keys in _chunks(keys_of_group, width):
+                connection.execute(
+                    sa.update(version).where(spec.tx == tx_id, _key_in(vpk, keys)).values(values)
+                )
 
         if spec.end_tx is not None and plan.new:
             for keys in _chunks(list(plan.new), width):
@@ -413,25 +544,31 @@ class UnitOfWork:
         newest = version.alias("chronicle_newest")
         vpk = spec.version_pk
         width = len(vpk)
-        target = [v for _, v in spec.columns] + [spec.tx, spec.op]
+        groups: dict[Any, list[PK]] = {}
+        for key in keys_all:
+            groups.setdefault(plan.extras.get(key, ()), []).append(key)
         written = 0
-        for keys in _chunks(keys_all, width):
-            latest = (
-                sa.select(sa.func.max(newest.c[spec.tx.key]))
-                .where(*[newest.c[c.key] == prev.c[c.key] for c in vpk])
-                .scalar_subquery()
-            )
-            select = sa.select(
-                *[prev.c[v.key] for _, v in spec.columns],
+        for extra, keys_of_group in groups.items():
+            target, exprs = self._columns(
+                spec,
+                [prev.c[v.key] for _, v in spec.columns],
                 tx_param,
                 sa.literal(int(Operation.DELETE), spec.op.type),
-            ).where(
-                _key_in([prev.c[c.key] for c in vpk], keys),
-                prev.c[spec.tx.key] == latest,
-                prev.c[spec.op.key] != int(Operation.DELETE),
+                extra,
             )
-            result = connection.execute(sa.insert(version).from_select(target, select))
-            written += max(result.rowcount, 0)
+            for keys in _chunks(keys_of_group, width):
+                latest = (
+                    sa.select(sa.func.max(newest.c[spec.tx.key]))
+                    .where(*[newest.c[c.key] == prev.c[c.key] for c in vpk])
+                    .scalar_subquery()
+                )
+                select = sa.select(*exprs).where(
+                    _key_in([prev.c[c.key] for c in vpk], keys),
+                    prev.c[spec.tx.key] == latest,
+                    prev.c[spec.op.key] != int(Operation.DELETE),
+                )
+                result = connection.execute(sa.insert(version).from_select(target, select))
+                written += max(result.rowcount, 0)
         if written >= len(keys_all):
             return set()
         found: set[PK] = set()
@@ -452,6 +589,7 @@ class UnitOfWork:
             row.update({c.key: value for c, value in zip(vpk, key, strict=True)})
             row[spec.tx.key] = tx_id
             row[spec.op.key] = int(Operation.DELETE)
+            row.update(plan.extras.get(key, ()))
             rows_to_add.append(row)
         if rows_to_add:
             connection.execute(sa.insert(version), rows_to_add)
