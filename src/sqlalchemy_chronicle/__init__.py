@@ -25,6 +25,7 @@ for it works by changing the import.
 
 from __future__ import annotations
 
+from .capture.context import current_context, versioning_context
 from .capture.unit_of_work import UnitOfWork
 from .config import Operation, Strategy
 from .exc import (
@@ -32,6 +33,7 @@ from .exc import (
     ClassNotVersioned,
     ConfigurationError,
     ImproperlyConfigured,
+    NoChangesAttribute,
     NotSupportedError,
     VersioningError,
     VersioningStateError,
@@ -71,6 +73,7 @@ __all__ = [
     "ClassNotVersioned",
     "ConfigurationError",
     "ImproperlyConfigured",
+    "NoChangesAttribute",
     "NotSupportedError",
     "Operation",
     "Plugin",
@@ -86,6 +89,7 @@ __all__ = [
     "__version__",
     "changeset",
     "count_versions",
+    "current_context",
     "end_tx_column_name",
     "get_versioning_manager",
     "is_modified",
@@ -101,5 +105,6 @@ __all__ = [
     "version_class",
     "version_table",
     "versioned_objects",
+    "versioning_context",
     "versioning_manager",
 ]

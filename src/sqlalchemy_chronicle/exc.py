@@ -10,6 +10,7 @@ generic ``except`` clauses keep working::
      +-- ClassNotVersioned (+ TypeError)
      +-- NotSupportedError (+ NotImplementedError)
      +-- VersioningStateError (+ RuntimeError)
+     +-- NoChangesAttribute (+ AttributeError)
 
 ``VersioningError`` is kept as an alias of :class:`ChronicleError` for code written
 against SQLAlchemy-Continuum.
@@ -24,6 +25,7 @@ __all__ = [
     "ClassNotVersioned",
     "ConfigurationError",
     "ImproperlyConfigured",
+    "NoChangesAttribute",
     "NotSupportedError",
     "VersioningError",
     "VersioningStateError",
@@ -68,3 +70,7 @@ class VersioningStateError(ChronicleError, RuntimeError):
     For example, asking for the current transaction of a session that has no
     versioning manager installed.
     """
+
+
+class NoChangesAttribute(ChronicleError, AttributeError):
+    """``Transaction.entity_names`` needs ``TransactionChangesPlugin``, which is not installed."""
