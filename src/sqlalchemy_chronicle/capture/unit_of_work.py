@@ -242,6 +242,11 @@ class UnitOfWork:
                 )
         return tx_id
 
+    def written_operation(self, version_table: sa.Table, key: Sequence[Any]) -> Operation | None:
+        """The operation of the version this transaction wrote for ``key`` (a tuple of
+        the version table's key values without the transaction id), or None."""
+        return self._written.get((version_table, tuple(key)))
+
     # -- recording -------------------------------------------------------------------
 
     def record(self, model: VersionedModel, state: InstanceState[Any], op: Operation) -> None:
