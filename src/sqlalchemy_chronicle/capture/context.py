@@ -16,8 +16,10 @@ as a decorator, on plain and on ``async`` functions.
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import functools
 import inspect
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
@@ -83,12 +85,20 @@ class versioning_context:
         self._values = VersioningContext(
             user_id=user_id, remote_addr=remote_addr, meta=MappingProxyType(dict(meta))
         )
-        self._tokens: list[contextvars.Token[VersioningContext | None]] = []
+        # One entry per open ``with``: the token to reset and the context object it set.
+        # One instance may be open in several threads or tasks at once (a module-level
+        # context, a decorator), which leave in any order; each leaves by its own entry,
+        # found by the (always new) context object that is current where it leaves.
+        self._entries: list[tuple[contextvars.Token[VersioningContext | None], object]] = []
+        self._lock = threading.Lock()
 
     def __enter__(self) -> VersioningContext:
         outer = _current.get()
-        context = self._values if outer is None else outer.merged(self._values)
-        self._tokens.append(_current.set(context))
+        # Always a new object, even with no outer context: __exit__ finds its entry by it.
+        context = dataclasses.replace(self._values) if outer is None else outer.merged(self._values)
+        token = _current.set(context)
+        with self._lock:
+            self._entries.append((token, context))
         return context
 
     def __exit__(
@@ -97,7 +107,18 @@ class versioning_context:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        _current.reset(self._tokens.pop())
+        current = _current.get()
+        with self._lock:
+            for i in range(len(self._entries) - 1, -1, -1):
+                if self._entries[i][1] is current:
+                    token = self._entries.pop(i)[0]
+                    break
+            else:
+                raise RuntimeError(
+                    "versioning_context exited where it was not the innermost context; "
+                    "close nested versioning contexts in the reverse order of opening them."
+                )
+        _current.reset(token)
 
     async def __aenter__(self) -> VersioningContext:
         return self.__enter__()
@@ -113,7 +134,8 @@ class versioning_context:
     def _copy(self) -> versioning_context:
         copy = versioning_context.__new__(versioning_context)
         copy._values = self._values
-        copy._tokens = []
+        copy._entries = []
+        copy._lock = threading.Lock()
         return copy
 
     def __call__(self, func: F) -> F:
