@@ -119,6 +119,7 @@ class VersioningManager:
         self._models: dict[type, VersionedModel] = {}
         self._models_by_mapper: dict[orm.Mapper[Any], VersionedModel] = {}
         self._specs: dict[sa.Table, VersionTableSpec] = {}
+        self._association_specs: dict[sa.Table, VersionTableSpec] = {}
         self._unversioned: set[type] = set()
         self._building = False
 
@@ -142,6 +143,10 @@ class VersioningManager:
 
     def model_for_mapper(self, mapper: orm.Mapper[Any]) -> VersionedModel | None:
         return self._models_by_mapper.get(mapper)
+
+    def association_spec(self, table: Any) -> VersionTableSpec | None:
+        """The version table spec of association table ``table``, if it is versioned."""
+        return self._association_specs.get(table)
 
     def versioned_model(self, cls: type) -> VersionedModel:
         """The :class:`VersionedModel` of a parent or version class."""
@@ -402,6 +407,8 @@ class VersioningManager:
             models.append(model)
 
         for model in models:
+            self._build_association_tables(model)
+        for model in models:
             options = model.options
             if options.create_models and options.create_tables:
                 self._build_version_class(model)
@@ -415,6 +422,29 @@ class VersioningManager:
                     self._capture.listen_attribute(getattr(model.parent, key))
         if len(self.plugins):
             self.plugins.after_build_models(self)
+
+    def _build_association_tables(self, model: VersionedModel) -> None:
+        """Version the ``secondary`` table of each many-to-many relationship of ``model``."""
+        for rel in model.mapper.relationships:
+            table = rel.secondary
+            if (
+                not isinstance(table, sa.Table)
+                or rel.viewonly
+                or model.options.is_excluded(rel.key)
+                or table in self._association_specs
+                or table in self._specs  # mapped by a versioned class of its own
+            ):
+                continue
+            spec = build_version_table(
+                table,
+                model.options,
+                table.metadata,
+                model_name=f"{model.name}.{rel.key} (table {table.name!r})",
+                association=True,
+            )
+            self._association_specs[table] = spec
+            self.association_tables.add(table)
+            self.association_version_tables.add(spec.version)
 
     def _build_version_class(self, model: VersionedModel) -> None:
         parent = model.parent

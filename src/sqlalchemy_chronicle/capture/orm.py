@@ -11,10 +11,13 @@ from __future__ import annotations
 import itertools
 from typing import TYPE_CHECKING, Any
 
+import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.engine import Connection, Engine
 
 from ..config import Operation
+from .associations import version_association_delete, version_association_insert
 from .unit_of_work import CaptureConfig, UnitOfWork
 
 if TYPE_CHECKING:
@@ -56,17 +59,25 @@ class OrmCapture:
     _SESSION_EVENTS = (
         "before_flush",
         "after_flush",
+        "after_begin",
         "after_transaction_create",
         "after_rollback",
         "after_transaction_end",
     )
+    _ENGINE_EVENTS = ("before_execute", "after_execute")
 
     def install(self, session_target: Any) -> None:
         for name in self._SESSION_EVENTS:
             event.listen(session_target, name, getattr(self, name))
         self._session_targets.append(session_target)
+        for name in self._ENGINE_EVENTS:
+            if not event.contains(Engine, name, getattr(self, name)):
+                event.listen(Engine, name, getattr(self, name))
 
     def uninstall(self) -> None:
+        for name in self._ENGINE_EVENTS:
+            if event.contains(Engine, name, getattr(self, name)):
+                event.remove(Engine, name, getattr(self, name))
         for target in self._session_targets:
             for name in self._SESSION_EVENTS:
                 if event.contains(target, name, getattr(self, name)):
@@ -125,6 +136,55 @@ class OrmCapture:
         if uow is not None and self._enabled():
             uow.make_versions(session)
 
+    def after_begin(self, session: Session, transaction: Any, connection: Connection) -> None:
+        # Core statements on this connection (association tables) find the unit of
+        # work in its execution options. They belong to this Connection object, not to
+        # the pooled DBAPI connection, and the unit of work is marked closed at the end.
+        uow = self.unit_of_work(session)
+        connection.execution_options(**{self.info_key: uow})
+
+    def before_execute(
+        self,
+        conn: Connection,
+        clauseelement: Any,
+        multiparams: Any,
+        params: Any,
+        execution_options: Any,
+    ) -> None:
+        if not isinstance(clauseelement, sa.Delete):
+            return
+        uow: UnitOfWork | None = execution_options.get(self.info_key)
+        if uow is None or uow.closed or not self._enabled():
+            return
+        spec = self.manager.association_spec(clauseelement.table)
+        if spec is not None:
+            version_association_delete(uow, conn, spec, clauseelement, multiparams or [params])
+
+    def after_execute(
+        self,
+        conn: Connection,
+        clauseelement: Any,
+        multiparams: Any,
+        params: Any,
+        execution_options: Any,
+        result: Any,
+    ) -> None:
+        if not isinstance(clauseelement, sa.Insert):
+            return
+        uow: UnitOfWork | None = execution_options.get(self.info_key)
+        if uow is None or uow.closed or not self._enabled():
+            return
+        spec = self.manager.association_spec(clauseelement.table)
+        if spec is not None:
+            version_association_insert(
+                uow, conn, spec, clauseelement, multiparams or [params], result
+            )
+
+    def _drop(self, session: Session) -> None:
+        uow: UnitOfWork | None = session.info.pop(self.info_key, None)
+        if uow is not None:
+            uow.closed = True
+
     def after_transaction_create(self, session: Session, transaction: SessionTransaction) -> None:
         if transaction.nested:
             self.unit_of_work(session).savepoint_started(transaction)
@@ -138,13 +198,13 @@ class OrmCapture:
             return
         savepoint = session.get_nested_transaction()
         if savepoint is None:
-            session.info.pop(self.info_key, None)
+            self._drop(session)
         else:
             uow.savepoint_ended(session, savepoint, rolled_back=True)
 
     def after_transaction_end(self, session: Session, transaction: SessionTransaction) -> None:
         if transaction.parent is None:
-            session.info.pop(self.info_key, None)
+            self._drop(session)
         elif transaction.nested:
             uow: UnitOfWork | None = session.info.get(self.info_key)
             if uow is not None:

@@ -70,6 +70,8 @@ class CaptureConfig(Protocol):
 
     def model_for_mapper(self, mapper: Mapper[Any]) -> VersionedModel | None: ...
 
+    def association_spec(self, table: Any) -> VersionTableSpec | None: ...
+
 
 def utc_now() -> datetime.datetime:
     """The current time as a naive UTC datetime (the ``issued_at`` convention)."""
@@ -145,6 +147,10 @@ class UnitOfWork:
         self._savepoints: list[tuple[SessionTransaction, tuple[Any, ...]]] = []
         #: Free space for plugins; it follows savepoints like the rest of the state.
         self.info: dict[str, Any] = {}
+        #: Association version tables this transaction wrote to.
+        self._association_touched: set[sa.Table] = set()
+        #: Set when the session transaction ended; the object then versions nothing.
+        self.closed = False
         #: The parent classes whose versions the flush being processed writes.
         self.changed_entities: set[type] = set()
 
@@ -242,6 +248,21 @@ class UnitOfWork:
                 )
         return tx_id
 
+    def association_transaction(self, connection: Connection) -> int:
+        """The transaction id for versioning an association table write on ``connection``."""
+        if self._connection is None:
+            self._connection = connection
+        session = self._session_ref()
+        if session is None:  # pragma: no cover - the session owns this object
+            raise RuntimeError("the session of this unit of work is gone")
+        return self._ensure_transaction(session, connection)
+
+    def association_touched(self, version_table: sa.Table) -> bool:
+        return version_table in self._association_touched
+
+    def mark_association_touched(self, version_table: sa.Table) -> None:
+        self._association_touched.add(version_table)
+
     def written_operation(self, version_table: sa.Table, key: Sequence[Any]) -> Operation | None:
         """The operation of the version this transaction wrote for ``key`` (a tuple of
         the version table's key values without the transaction id), or None."""
@@ -265,6 +286,7 @@ class UnitOfWork:
             self._transaction_values,
             dict(self._written),
             dict(self.info),
+            set(self._association_touched),
         )
 
     def savepoint_started(self, transaction: SessionTransaction) -> None:
@@ -286,6 +308,7 @@ class UnitOfWork:
                         self._transaction_values,
                         self._written,
                         self.info,
+                        self._association_touched,
                     ) = snapshot
                     self._changes.clear()
                     stale = tx_obj is not None and tx_obj is not self._transaction_obj

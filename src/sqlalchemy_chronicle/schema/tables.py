@@ -68,11 +68,15 @@ class TableBuilder:
         options: ClassOptions,
         mapper: Mapper[Any] | None = None,
         model_name: str | None = None,
+        association: bool = False,
     ) -> None:
         self.parent_table = parent_table
         self.options = options
         self.mapper = mapper
         self.model_name = model_name or parent_table.name
+        #: True for the ``secondary`` table of a many-to-many relationship: every column
+        #: is versioned, and a table without a primary key is keyed by all its columns.
+        self.association = association
 
     @property
     def table_name(self) -> str:
@@ -88,6 +92,8 @@ class TableBuilder:
 
     def versioned_columns(self) -> list[tuple[str, sa.Column[Any]]]:
         """(property key, parent column) for each parent column that is versioned."""
+        if self.association:
+            return [(column.key, column) for column in self.parent_table.columns]
         result = []
         for column in self.parent_table.columns:
             key = self._property_key(column)
@@ -95,6 +101,12 @@ class TableBuilder:
                 continue
             result.append((key, column))
         return result
+
+    def is_key(self, column: sa.Column[Any]) -> bool:
+        """Whether ``column`` is part of the key that identifies a row of the parent."""
+        if self.association and not self.parent_table.primary_key.columns:
+            return True
+        return bool(column.primary_key)
 
     def copy_column(self, key: str, column: sa.Column[Any]) -> sa.Column[Any]:
         """A plain copy of ``column`` for the version table.
@@ -106,8 +118,8 @@ class TableBuilder:
             column.name,
             column.type,
             key=key,
-            primary_key=column.primary_key,
-            nullable=not column.primary_key,
+            primary_key=self.is_key(column),
+            nullable=not self.is_key(column),
             autoincrement=False,
             index=bool(column.index) or None,
             comment=column.comment,
@@ -117,7 +129,7 @@ class TableBuilder:
         self, metadata: sa.MetaData, plugins: PluginCollection | None = None
     ) -> VersionTableSpec:
         options = self.options
-        if not self.parent_table.primary_key.columns:
+        if not self.parent_table.primary_key.columns and not self.association:
             raise ConfigurationError(
                 f"Versioned model {self.model_name} has no primary key; a version table "
                 f"needs one to key its rows."
@@ -154,7 +166,7 @@ class TableBuilder:
         )
         columns: list[sa.Column[Any]] = [v for _, v in pairs]
         columns += [c for c in (tx, end_tx, op) if c is not None]
-        if plugins is not None:
+        if plugins is not None and not self.association:
             plugins.after_build_version_table_columns(self, columns)
         schema = options.schema if options.schema is not None else self.parent_table.schema
         version = sa.Table(
@@ -162,9 +174,9 @@ class TableBuilder:
             metadata,
             *columns,
             schema=schema,
-            info={INFO_KEY: {"parent": self.parent_table}},
+            info={INFO_KEY: {"parent": self.parent_table, "association": self.association}},
         )
-        pk = tuple((p, v) for p, v in pairs if p.primary_key)
+        pk = tuple((p, v) for p, v in pairs if self.is_key(p))
         if options.create_composite_index:
             pk_cols = [v for _, v in pk]
             sa.Index(f"ix_{version.name}_pk_transaction_id", *pk_cols, tx.desc())
@@ -191,9 +203,11 @@ def build_version_table(
     mapper: Mapper[Any] | None = None,
     model_name: str | None = None,
     plugins: PluginCollection | None = None,
+    association: bool = False,
 ) -> VersionTableSpec:
     """Build the version table of ``parent_table`` into ``metadata``."""
-    return TableBuilder(parent_table, options, mapper, model_name).build(metadata, plugins)
+    builder = TableBuilder(parent_table, options, mapper, model_name, association=association)
+    return builder.build(metadata, plugins)
 
 
 def build_transaction_table(

@@ -1,0 +1,249 @@
+"""Capture of writes to many-to-many association (``secondary``) tables.
+
+The ORM writes association rows with plain Core INSERT and DELETE statements, as
+an application may too; both are captured at the statement level, on the
+connection of a versioned session transaction:
+
+* a DELETE is versioned *before* it runs: the rows it is about to delete are
+  copied into the version table as DELETE versions, exactly as they are, with the
+  statement's own WHERE clause;
+* an INSERT is versioned *after* it runs, from the rows it inserted.
+
+Each captured statement costs a constant number of extra statements (the ORM's
+executemany of N key pairs is turned into one ``IN`` list).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import BinaryExpression, BindParameter, BooleanClauseList
+
+from ..config import Operation
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, CursorResult
+
+    from ..schema.tables import VersionTableSpec
+    from .unit_of_work import UnitOfWork
+
+__all__ = ["version_association_delete", "version_association_insert"]
+
+_MULTI_VALUE_KEY = re.compile(r"^(?P<key>.+)_m(?P<row>\d+)$")
+
+
+def _equality_bindings(
+    where: sa.ColumnElement[Any] | None, table: sa.Table
+) -> dict[str, sa.Column[Any]] | None:
+    """``{bind name: column}`` when ``where`` is ``col = :bind AND ...`` on ``table``."""
+    if where is None:
+        return None
+    clauses = list(where.clauses) if isinstance(where, BooleanClauseList) else [where]
+    if isinstance(where, BooleanClauseList) and where.operator is not operators.and_:
+        return None
+    bindings: dict[str, sa.Column[Any]] = {}
+    for clause in clauses:
+        if not isinstance(clause, BinaryExpression) or clause.operator is not operators.eq:
+            return None
+        left, right = clause.left, clause.right
+        if isinstance(left, BindParameter):
+            left, right = right, left
+        if not (isinstance(left, sa.Column) and left.table is table):
+            return None
+        if not isinstance(right, BindParameter) or right.value is not None:
+            return None
+        bindings[right.key] = left
+    return bindings
+
+
+def _filter(
+    stmt: sa.Delete, table: sa.Table, params: Sequence[Mapping[str, Any]]
+) -> tuple[sa.ColumnElement[bool], list[Mapping[str, Any]]]:
+    """A WHERE clause selecting the rows ``stmt`` deletes, and the params to run it with.
+
+    The ORM deletes association rows with ``col = :col AND ...`` executed for many
+    parameter sets; that becomes one ``(cols) IN (...)`` run once. Anything else
+    keeps the statement's own clause and parameters.
+    """
+    where = stmt.whereclause
+    bindings = _equality_bindings(where, table)
+    if bindings and params and all(set(p) >= set(bindings) for p in params):
+        names = list(bindings)
+        columns = [bindings[n] for n in names]
+        rows = [tuple(p[n] for n in names) for p in params]
+        if len(columns) == 1:
+            return columns[0].in_([r[0] for r in rows]), [{}]
+        return sa.tuple_(*columns).in_(rows), [{}]
+    return (where if where is not None else sa.true()), list(params) or [{}]
+
+
+def _run(connection: Connection, stmt: Any, params: list[Mapping[str, Any]]) -> Any:
+    if params == [{}]:
+        return connection.execute(stmt)
+    if len(params) == 1:
+        return connection.execute(stmt, params[0])
+    return connection.execute(stmt, params)
+
+
+def _key_of(spec: VersionTableSpec, table_alias: Any = None) -> list[Any]:
+    table = table_alias if table_alias is not None else spec.parent
+    return [table.c[p.key] for p, _ in spec.pk]
+
+
+def _vkey(spec: VersionTableSpec) -> list[sa.Column[Any]]:
+    return [v for _, v in spec.pk]
+
+
+def _in_select(columns: list[Any], select: sa.Select[Any]) -> sa.ColumnElement[bool]:
+    if len(columns) == 1:
+        column: sa.ColumnElement[Any] = columns[0]
+        return column.in_(select)
+    return sa.tuple_(*columns).in_(select)
+
+
+def _keys_in(columns: Sequence[Any], keys: Sequence[tuple[Any, ...]]) -> sa.ColumnElement[bool]:
+    if len(columns) == 1:
+        column: sa.ColumnElement[Any] = columns[0]
+        return column.in_([k[0] for k in keys])
+    return sa.tuple_(*columns).in_(list(keys))
+
+
+def version_association_delete(
+    uow: UnitOfWork,
+    connection: Connection,
+    spec: VersionTableSpec,
+    stmt: sa.Delete,
+    params: Sequence[Mapping[str, Any]],
+) -> None:
+    """Version the rows ``stmt`` is about to delete from association table ``spec.parent``.
+
+    The rows are read first, with the statement's own WHERE clause and parameters, so
+    their DELETE versions hold exactly what is deleted.
+    """
+    table, version = spec.parent, spec.version
+    where, run_params = _filter(stmt, table, params)
+    select = sa.select(*[p for p, _ in spec.columns]).where(where)
+    doomed: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for param_set in run_params:
+        for row in connection.execute(select, param_set).mappings():
+            values = {v.key: row[p.key] for p, v in spec.columns}
+            doomed[tuple(values[v.key] for _, v in spec.pk)] = values
+    if not doomed:
+        return
+    tx_id = uow.association_transaction(connection)
+    keys = list(doomed)
+    vkey = _vkey(spec)
+    if spec.end_tx is not None:
+        connection.execute(
+            sa.update(version)
+            .where(_keys_in(vkey, keys), spec.end_tx.is_(None), spec.tx != tx_id)
+            .values({spec.end_tx: tx_id})
+        )
+    if uow.association_touched(version):
+        # Rows this transaction versioned already (inserted earlier) become DELETEs.
+        mine = sa.select(*vkey).where(spec.tx == tx_id, _keys_in(vkey, keys))
+        seen = {tuple(r) for r in connection.execute(mine)}
+        if seen:
+            connection.execute(
+                sa.update(version)
+                .where(spec.tx == tx_id, _keys_in(vkey, list(seen)))
+                .values({spec.op: int(Operation.DELETE)})
+            )
+            keys = [k for k in keys if k not in seen]
+    if keys:
+        rows = [
+            {**doomed[k], spec.tx.key: tx_id, spec.op.key: int(Operation.DELETE)} for k in keys
+        ]
+        connection.execute(sa.insert(version), rows)
+    uow.mark_association_touched(version)
+
+
+def _inserted_rows(
+    stmt: sa.Insert, table: sa.Table, result: CursorResult[Any], params: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """The column values of the rows ``stmt`` inserted, as far as they are known."""
+    names = set(table.c.keys())
+    compiled = list(result.context.compiled_parameters)
+    rows: list[dict[str, Any]] = []
+    for bound in compiled:
+        multi: dict[int, dict[str, Any]] = {}
+        for name, value in bound.items():
+            match = _MULTI_VALUE_KEY.match(name)
+            if match and match["key"] in names and name not in names:
+                multi.setdefault(int(match["row"]), {})[match["key"]] = value
+        if multi:
+            rows.extend(multi[i] for i in sorted(multi))
+        else:
+            rows.append({k: v for k, v in bound.items() if k in names})
+    if len(rows) == 1 and result.inserted_primary_key is not None:
+        for column, value in zip(
+            table.primary_key.columns, result.inserted_primary_key, strict=False
+        ):
+            if value is not None:
+                rows[0].setdefault(column.key, value)
+    return rows
+
+
+def version_association_insert(
+    uow: UnitOfWork,
+    connection: Connection,
+    spec: VersionTableSpec,
+    stmt: sa.Insert,
+    params: Sequence[Mapping[str, Any]],
+    result: CursorResult[Any],
+) -> None:
+    """Version the rows ``stmt`` inserted into association table ``spec.parent``."""
+    table, version = spec.parent, spec.version
+    rows = _inserted_rows(stmt, table, result, params)
+    if not rows:
+        return
+    key_names = [p.key for p, _ in spec.pk]
+    if all(all(k in row for k in key_names) for row in rows):
+        match_names = key_names
+    else:  # a surrogate key generated by the database: match on the values given
+        match_names = sorted(set.intersection(*(set(row) for row in rows)))
+        if not match_names:
+            return
+    match_columns = [table.c[n] for n in match_names]
+    values = sorted({tuple(row[n] for n in match_names) for row in rows}, key=repr)
+    tx_id = uow.association_transaction(connection)
+    if len(match_columns) == 1:
+        selected: sa.ColumnElement[bool] = match_columns[0].in_([v[0] for v in values])
+    else:
+        selected = sa.tuple_(*match_columns).in_(values)
+    inserted = sa.select(*_key_of(spec)).where(selected)
+    if spec.end_tx is not None:
+        connection.execute(
+            sa.update(version)
+            .where(_in_select(_vkey(spec), inserted), spec.end_tx.is_(None), spec.tx != tx_id)
+            .values({spec.end_tx: tx_id})
+        )
+    again: set[tuple[Any, ...]] = set()
+    if uow.association_touched(version):
+        # Deleted earlier in this transaction and inserted again: an UPDATE.
+        existing = sa.select(*_vkey(spec)).where(
+            spec.tx == tx_id, _in_select(_vkey(spec), inserted)
+        )
+        again = {tuple(r) for r in connection.execute(existing)}
+        if again:
+            connection.execute(
+                sa.delete(version).where(spec.tx == tx_id, _in_select(_vkey(spec), inserted))
+            )
+    target = [v for _, v in spec.columns] + [spec.tx, spec.op]
+    op = (
+        sa.case(
+            (sa.tuple_(*_key_of(spec)).in_(sorted(again, key=repr)), int(Operation.UPDATE)),
+            else_=int(Operation.INSERT),
+        )
+        if again
+        else sa.literal(int(Operation.INSERT), spec.op.type)
+    )
+    source = sa.select(*[p for p, _ in spec.columns], sa.literal(tx_id, spec.tx.type), op).where(
+        selected
+    )
+    connection.execute(sa.insert(version).from_select(target, source))
+    uow.mark_association_touched(version)
