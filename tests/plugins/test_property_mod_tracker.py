@@ -13,7 +13,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from sqlalchemy_chronicle import ConfigurationError, Operation, version_class
 from sqlalchemy_chronicle.plugins import NullDeletePlugin, PropertyModTrackerPlugin
-
 from test_readme import _matches, expected_output
 
 pytestmark = pytest.mark.versioning(plugins=[PropertyModTrackerPlugin()])
@@ -260,7 +259,9 @@ def test_changeset_leaves_out_the_flags(db, article_models):
     article.name = "b"
     session.commit()
     first, second = article.versions.all()
-    assert first.changeset == {"id": [None, article.id], "name": [None, "a"], "content": [None, "c"]}
+    assert first.changeset == {
+        "id": [None, article.id], "name": [None, "a"], "content": [None, "c"],
+    }
     assert second.changeset == {"name": ["a", "b"]}
     assert (second.name_mod, second.content_mod) == (True, False)
 
@@ -302,7 +303,7 @@ def test_each_distinct_set_of_flags_is_one_insert(db, article_models):
             article.content += "!"
     with db.count_statements() as statements:
         session.commit()
-    inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT INTO ARTICLE_VERSION")]
+    inserts = [s for s in statements if s.lstrip().startswith("INSERT INTO article_version")]
     assert len(inserts) == 2
     updates = [r for r in db.rows("article_version") if r["operation_type"] == Operation.UPDATE]
     by_flags: dict[tuple[bool, bool], list[str]] = {}

@@ -3,7 +3,8 @@
 By default the DELETE version of an object repeats its last values, so its
 :attr:`~.VersionClassBase.changeset` is empty. With :class:`NullDeletePlugin` every
 versioned column of a DELETE version is NULL, except the primary key (the row must
-still say which object it was), and the changeset shows each value going away::
+still say which object it was) and the discriminator of a polymorphic class (the row
+must still load as its class), and the changeset shows each value going away::
 
     from sqlalchemy_chronicle import make_versioned
     from sqlalchemy_chronicle.plugins import NullDeletePlugin
@@ -36,7 +37,8 @@ __all__ = ["NullDeletePlugin"]
 
 
 class NullDeletePlugin(Plugin):
-    """Write NULL into every non-key versioned column of DELETE versions."""
+    """Write NULL into the versioned columns of DELETE versions, except the primary key
+    and the polymorphic discriminator."""
 
     def __init__(self) -> None:
         self._nulls: weakref.WeakKeyDictionary[sa.Table, Mapping[str, None]] = (
@@ -62,9 +64,15 @@ class NullDeletePlugin(Plugin):
         model = uow.manager.model_for_mapper(sa.inspect(obj).mapper)
         if model is None:
             return {}
+        # The discriminator of a polymorphic class is kept: without it the version
+        # row could not be loaded as a version object.
+        discriminator = model.mapper.polymorphic_on
         for spec in model.specs:
             if spec.version is version_table:
                 return {
-                    version.key: None for parent, version in spec.columns if not parent.primary_key
+                    version.key: None
+                    for parent, version in spec.columns
+                    if not parent.primary_key
+                    and not (discriminator is not None and discriminator.shares_lineage(parent))
                 }
         return {}
