@@ -19,6 +19,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy_chronicle import versioning_context
 from sqlalchemy_chronicle.capture.context import current_context
 from sqlalchemy_chronicle.exc import ConfigurationError
+from sqlalchemy_chronicle.plugins import TransactionMetaPlugin
 
 WITH_USERS = pytest.mark.versioning(user_cls="User")
 
@@ -328,3 +329,23 @@ def test_remote_addr_alone_needs_no_user_class(db, article_models):
         write(db, Article, "x")
     assert [r["remote_addr"] for r in db.rows("transaction")] == ["2001:db8::1"]
     assert "user_id" not in db.rows("transaction")[0]
+
+
+@pytest.mark.versioning(user_cls="User", plugins=[TransactionMetaPlugin()])
+def test_metadata_lands_in_transaction_meta(db, models):
+    Article = models
+    with versioning_context(user_id=1, reason="import", batch=7):
+        write(db, Article, "imported")
+        with versioning_context(reason="fix"):  # the inner value wins, key by key
+            write(db, Article, "fixed")
+    write(db, Article, "plain")
+    first, second, _plain = (r["id"] for r in db.rows("transaction"))
+    meta = db.rows("transaction_meta", order_by=["transaction_id", "key"])
+    assert [(r["transaction_id"], r["key"], r["value"]) for r in meta] == [
+        (first, "batch", "7"), (first, "reason", "import"),
+        (second, "batch", "7"), (second, "reason", "fix"),
+    ]  # and nothing for the third, written outside the context
+    with db.session() as session:
+        fixed = session.scalars(sa.select(Article).where(Article.name == "fixed")).one()
+        assert fixed.versions[0].transaction.meta == {"batch": "7", "reason": "fix"}
+        assert fixed.versions[0].transaction.user_id == 1
