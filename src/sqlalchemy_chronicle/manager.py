@@ -18,7 +18,7 @@ from sqlalchemy import event, orm
 
 from .capture.orm import OrmCapture
 from .capture.unit_of_work import UnitOfWork
-from .config import ClassOptions, OptionsDict, resolve_options
+from .config import ClassOptions, OptionsDict, Strategy, resolve_options
 from .exc import ClassNotVersioned, ConfigurationError, ImproperlyConfigured, NotSupportedError
 from .hooks import PluginCollection
 from .read.transaction import TransactionBase
@@ -30,6 +30,7 @@ from .schema.models import (
     build_version_class,
     declarative_base_of,
 )
+from .schema.relationships import build_temporal_relationship
 from .schema.tables import VersionTableSpec, build_transaction_table, build_version_table
 
 __all__ = [
@@ -420,8 +421,34 @@ class VersioningManager:
                     and key not in _inherited_keys(model)
                 ):
                     self._capture.listen_attribute(getattr(model.parent, key))
+        for model in models:
+            if model.version_cls is not None and model.strategy is Strategy.VALIDITY:
+                self._build_temporal_relationships(model)
         if len(self.plugins):
             self.plugins.after_build_models(self)
+
+    def _build_temporal_relationships(self, model: VersionedModel) -> None:
+        """Give the version class of ``model`` the temporal twin of each relationship."""
+        version_mapper: orm.Mapper[Any] = sa.inspect(model.version_cls)
+        for prop in model.mapper.relationships:
+            if prop.key == "versions" or model.options.is_excluded(prop.key):
+                continue
+            if prop.parent is not model.mapper and prop.parent.class_ in self._models:
+                continue  # inherited: the ancestor's version class has it already
+            if prop.key in version_mapper.attrs:
+                continue
+            remote = self._models.get(prop.mapper.class_)
+            remote_cls = remote.version_cls if remote is not None else None
+            temporal = build_temporal_relationship(
+                prop,
+                list(model.specs),
+                model.local_spec.tx,
+                remote_cls,
+                list(remote.specs) if remote is not None and remote_cls is not None else [],
+                self._association_specs,
+            )
+            if temporal is not None:
+                version_mapper.add_property(prop.key, temporal)
 
     def _build_association_tables(self, model: VersionedModel) -> None:
         """Version the ``secondary`` table of each many-to-many relationship of ``model``."""
