@@ -7,6 +7,7 @@ activity resolves to.
 
 from __future__ import annotations
 
+import datetime
 import re
 import subprocess
 import sys
@@ -18,7 +19,16 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 from sqlalchemy.orm import Mapped, mapped_column
 
-from sqlalchemy_chronicle import VersioningStateError, version_class, versioning_context
+from sqlalchemy_chronicle import (
+    ConfigurationError,
+    TransactionBase,
+    VersioningManager,
+    VersioningStateError,
+    make_versioned,
+    remove_versioning,
+    version_class,
+    versioning_context,
+)
 from sqlalchemy_chronicle.plugins import ActivityPlugin
 from sqlalchemy_chronicle.plugins.activity import ActivityBase
 from test_readme import MARKER, _matches, expected_output
@@ -532,8 +542,6 @@ def test_rollback_drops_activity_and_transaction(db, article_models, manager):
 
 
 def test_a_class_named_activity_already_mapped_is_an_error(base, manager):
-    from sqlalchemy_chronicle import ConfigurationError
-
     class Activity(base):
         __tablename__ = "my_activity"
         id: Mapped[int] = mapped_column(primary_key=True)
@@ -556,6 +564,51 @@ def test_class_and_table_names_can_be_changed(db, article_models, manager):
     session.add(AuditEvent(verb="x"))
     session.commit()
     assert [r["verb"] for r in db.rows("audit")] == ["x"]
+
+
+def test_with_a_transaction_class_given_by_the_application(engine):
+    class Base(orm.DeclarativeBase):
+        pass
+
+    class Transaction(Base, TransactionBase):
+        __tablename__ = "transaction"
+        id: Mapped[int] = mapped_column(
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True
+        )
+        issued_at: Mapped[datetime.datetime | None]
+        remote_addr: Mapped[str | None] = mapped_column(sa.String(50))
+
+    plugin = ActivityPlugin()
+    Session = orm.sessionmaker(engine)
+    manager = VersioningManager(transaction_cls=Transaction, plugins=[plugin])
+    Transaction.__versioning_manager__ = manager
+    make_versioned(manager=manager, session=Session, user_cls=None)
+    try:
+
+        class Article(Base):
+            __tablename__ = "article"
+            __versioned__: dict[str, Any] = {}
+            id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+            name: Mapped[str] = mapped_column(sa.String(50))
+
+        orm.configure_mappers()
+        Activity = plugin.activity_cls
+        assert Activity is manager.activity_cls
+        assert Activity.__table__.metadata is Base.metadata
+        Base.metadata.drop_all(engine)
+        Base.metadata.create_all(engine)
+        with Session() as session:
+            article = Article(name="a")
+            session.add_all([article, Activity(verb="create", object=article)])
+            session.commit()
+            activity = session.scalars(sa.select(Activity)).one()
+            assert isinstance(activity.transaction, Transaction)
+            assert activity.transaction.activities == [activity]
+            assert activity.object_version.name == "a"
+    finally:
+        remove_versioning(manager=manager)
+        Base.metadata.drop_all(engine)
+        Base.registry.dispose()
 
 
 # -- docs/activity.md -----------------------------------------------------------------
