@@ -18,7 +18,7 @@ from sqlalchemy import event, orm
 
 from .capture.orm import OrmCapture
 from .capture.unit_of_work import UnitOfWork
-from .config import ClassOptions, OptionsDict, Strategy, resolve_options
+from .config import ClassOptions, OptionsDict, resolve_options
 from .exc import ClassNotVersioned, ConfigurationError, ImproperlyConfigured, NotSupportedError
 from .hooks import PluginCollection
 from .read.transaction import TransactionBase
@@ -422,7 +422,7 @@ class VersioningManager:
                 ):
                     self._capture.listen_attribute(getattr(model.parent, key))
         for model in models:
-            if model.version_cls is not None and model.strategy is Strategy.VALIDITY:
+            if model.version_cls is not None:
                 self._build_temporal_relationships(model)
         if len(self.plugins):
             self.plugins.after_build_models(self)

@@ -1,4 +1,4 @@
-"""Temporal relationships of version classes (validity strategy).
+"""Temporal relationships of version classes.
 
 For every relationship of a versioned class, its version class gets a view-only
 relationship of the same name whose join picks, on the other side, the rows as
@@ -11,7 +11,10 @@ they were at the version's transaction:
   same window;
 * a related class that is not versioned is joined as it is now.
 
-They are real SQLAlchemy relationships, so ``selectinload``/``joinedload`` work.
+They are real SQLAlchemy relationships. Under the validity strategy the window is a
+plain range on ``transaction_id``/``end_transaction_id``, so ``selectinload`` and
+``joinedload`` work; under the subquery strategy it is a correlated ``max()``, fine
+for lazy loading.
 """
 
 from __future__ import annotations
@@ -34,14 +37,29 @@ __all__ = ["build_temporal_relationship", "validity_window"]
 def validity_window(
     spec: VersionTableSpec, at: sa.ColumnElement[Any], wrap: Callable[[Any], Any] = lambda c: c
 ) -> sa.ColumnElement[bool]:
-    """The rows of ``spec.version`` valid at transaction ``at`` that are not DELETEs."""
-    assert spec.end_tx is not None
-    tx, end, op = wrap(spec.tx), wrap(spec.end_tx), wrap(spec.op)
-    return sa.and_(
-        tx <= at,
-        sa.or_(end > at, end.is_(None)),
-        op != int(Operation.DELETE),
-    )
+    """The rows of ``spec.version`` valid at transaction ``at`` that are not DELETEs.
+
+    ``wrap`` maps each column of ``spec.version`` to the expression to use for it (an
+    alias's column, or the column annotated ``remote()``). With ``end_transaction_id``
+    (validity strategy) the window is ``transaction_id <= at < end_transaction_id``;
+    without it (subquery strategy), each entity's newest version at ``at``.
+    """
+    tx, op = wrap(spec.tx), wrap(spec.op)
+    if spec.end_tx is not None:
+        end = wrap(spec.end_tx)
+        window = sa.and_(tx <= at, sa.or_(end > at, end.is_(None)))
+    else:
+        older = spec.version.alias(f"chronicle_{spec.version.name}_at")
+        newest = (
+            sa.select(sa.func.max(older.c[spec.tx.key]))
+            .where(
+                *[older.c[v.key] == wrap(v) for _, v in spec.pk],
+                older.c[spec.tx.key] <= at,
+            )
+            .scalar_subquery()
+        )
+        window = tx == newest
+    return sa.and_(window, op != int(Operation.DELETE))
 
 
 def _column_map(specs: list[VersionTableSpec]) -> dict[sa.Column[Any], sa.Column[Any]]:
