@@ -35,6 +35,7 @@ from .exc import (
     ImproperlyConfigured,
     NoChangesAttribute,
     NotSupportedError,
+    ReverterException,
     VersioningError,
     VersioningStateError,
 )
@@ -78,6 +79,7 @@ __all__ = [
     "Operation",
     "Plugin",
     "PluginCollection",
+    "ReverterException",
     "Strategy",
     "TransactionBase",
     "TransactionFactory",

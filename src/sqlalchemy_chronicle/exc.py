@@ -11,6 +11,7 @@ generic ``except`` clauses keep working::
      +-- NotSupportedError (+ NotImplementedError)
      +-- VersioningStateError (+ RuntimeError)
      +-- NoChangesAttribute (+ AttributeError)
+     +-- ReverterException (+ ValueError)
 
 ``VersioningError`` is kept as an alias of :class:`ChronicleError` for code written
 against SQLAlchemy-Continuum.
@@ -27,6 +28,7 @@ __all__ = [
     "ImproperlyConfigured",
     "NoChangesAttribute",
     "NotSupportedError",
+    "ReverterException",
     "VersioningError",
     "VersioningStateError",
 ]
@@ -74,3 +76,10 @@ class VersioningStateError(ChronicleError, RuntimeError):
 
 class NoChangesAttribute(ChronicleError, AttributeError):
     """``Transaction.entity_names`` needs ``TransactionChangesPlugin``, which is not installed."""
+
+
+class ReverterException(ChronicleError, ValueError):
+    """``version.revert(relations=...)`` was asked for a relationship that does not exist.
+
+    Raised before anything is changed. Kept under SQLAlchemy-Continuum's name.
+    """

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-from .._compat import new_instance
 from ..config import Operation, Strategy
-from ..exc import NotSupportedError, VersioningStateError
+from ..exc import VersioningStateError
+from .revert import Reverter
 
 if TYPE_CHECKING:
     from ..schema.models import VersionedModel
@@ -176,33 +176,17 @@ class VersionClassBase:
     # -- revert ----------------------------------------------------------------------
 
     def revert(self, relations: Sequence[str] | None = None) -> Any:
-        """Restore the live object to this version's values; return it (or None).
+        """Restore the live object (and the relationships named) to this version.
 
         A version of a deleted object brings the object back; reverting to a DELETE
-        version deletes the live object. The change is added to the session and
-        written at the next flush: the caller commits.
+        version deletes the live object and returns None. ``relations`` names
+        relationships of the parent class (dotted paths recurse, e.g.
+        ``'tags.category'``); their objects are restored to what they were at this
+        version's transaction. An unknown name raises
+        :class:`~sqlalchemy_chronicle.exc.ReverterException` before anything changes.
+        The change is added to the session; the caller commits.
         """
-        if relations:
-            raise NotSupportedError(
-                f"{type(self).__name__}.revert(relations=...) is not available in this "
-                f"release; revert the related objects' versions one by one."
-            )
-        session = self._session()
-        model = self.__chronicle_model__
-        parent = self.version_parent  # type: ignore[attr-defined]
-        if self.operation is Operation.DELETE:
-            if parent is not None:
-                session.delete(parent)
-            return None
-        if parent is None:
-            parent = new_instance(model.parent)
-        parent_attrs = sa.inspect(type(parent)).attrs
-        for spec in model.specs:
-            for _, vcol in spec.columns:
-                if vcol.key in parent_attrs:
-                    setattr(parent, vcol.key, getattr(self, vcol.key))
-        session.add(parent)
-        return parent
+        return Reverter(self, relations)()
 
     # -- class-level look-ups --------------------------------------------------------
 
