@@ -10,7 +10,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from sqlalchemy_chronicle import NotSupportedError, Operation, VersioningStateError, version_class
+from sqlalchemy_chronicle import (
+    Operation,
+    ReverterException,
+    VersioningStateError,
+    version_class,
+)
 
 both_strategies = pytest.mark.parametrize("strategy", ["validity", "subquery"])
 
@@ -328,10 +333,10 @@ def test_revert_to_a_delete_version_deletes_the_live_object(db, article_models, 
     ]
 
 
-def test_revert_with_relations_is_not_supported_yet(db, article_models):
+def test_revert_with_an_unknown_relation_changes_nothing(db, article_models):
     Article = article_models()
     session, article = _history(db, Article, ["a", "b"])
-    with pytest.raises(NotSupportedError, match="relations"):
+    with pytest.raises(ReverterException, match="does not have relationship 'tags'"):
         article.versions[0].revert(relations=["tags"])
     assert article.name == "b"
     assert article not in session.dirty
