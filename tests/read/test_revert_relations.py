@@ -70,7 +70,7 @@ def _first_version(session, cls, pk):
 
 @both_strategies
 def test_many_to_many_children_come_back_as_they_were(db, models, strategy):
-    Article, Tag, Category, Comment = models
+    Article, Tag, _Category, _Comment = models
     session = db.session()
     article = Article(id=1, name="a1", tags=[Tag(id=1, name="t1"), Tag(id=2, name="t2")])
     session.add(article)
@@ -93,7 +93,7 @@ def test_many_to_many_children_come_back_as_they_were(db, models, strategy):
 
 @both_strategies
 def test_a_deleted_article_lives_again_with_its_deleted_tags(db, models, strategy):
-    Article, Tag, Category, Comment = models
+    Article, Tag, Category, _Comment = models
     session = db.session()
     session.add(Article(id=1, name="a1", tags=[Tag(id=1, name="t1", category=Category(
         id=1, name="c1"))]))
@@ -117,7 +117,7 @@ def test_a_deleted_article_lives_again_with_its_deleted_tags(db, models, strateg
 
 
 def test_one_to_many_children_that_did_not_exist_are_deleted(db, models):
-    Article, Tag, Category, Comment = models
+    Article, _Tag, _Category, Comment = models
     session = db.session()
     article = Article(id=1, name="a1")
     first = Comment("first")
@@ -146,7 +146,7 @@ def test_one_to_many_children_that_did_not_exist_are_deleted(db, models):
 
 
 def test_unknown_nested_relation_is_refused_before_any_change(db, models):
-    Article, Tag, Category, Comment = models
+    Article, Tag, _Category, _Comment = models
     session = db.session()
     article = Article(id=1, name="a1", tags=[Tag(id=1, name="t1")])
     session.add(article)
@@ -159,7 +159,7 @@ def test_unknown_nested_relation_is_refused_before_any_change(db, models):
 
 
 def test_revert_does_not_commit(db, models):
-    Article, Tag, Category, Comment = models
+    Article, Tag, _Category, _Comment = models
     session = db.session()
     article = Article(id=1, name="a1", tags=[Tag(id=1, name="t1")])
     session.add(article)
