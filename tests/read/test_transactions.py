@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 import pytest
@@ -14,8 +15,12 @@ from sqlalchemy_chronicle import (
     NoChangesAttribute,
     Operation,
     TransactionBase,
+    VersioningManager,
+    make_versioned,
+    remove_versioning,
     transaction_class,
     version_class,
+    versioning_context,
 )
 from sqlalchemy_chronicle.plugins import TransactionChangesPlugin, TransactionMetaPlugin
 
@@ -199,3 +204,40 @@ def test_transaction_repr(db, base):
     session, (first, _) = write_history(db, Article, Tag)
     tx = session.get(transaction_class(Article), first)
     assert repr(tx) == f"<Transaction id={first}, issued_at={tx.issued_at!r}>"
+
+
+def test_ready_made_transaction_class_gets_the_plugin_models(engine):
+    class Base(orm.DeclarativeBase):
+        pass
+
+    class AuditTx(Base, TransactionBase):
+        __tablename__ = "audit_tx"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        issued_at: Mapped[datetime.datetime | None]
+        remote_addr: Mapped[str | None] = mapped_column(sa.String(50))
+
+    changes, meta = TransactionChangesPlugin(), TransactionMetaPlugin()
+    m = VersioningManager(transaction_cls=AuditTx, plugins=[changes, meta])
+    AuditTx.__versioning_manager__ = m
+    make_versioned(manager=m, user_cls=None)
+    Article, _, _ = define_models(Base)
+    try:
+        orm.configure_mappers()
+        assert changes.model_class.__table__.name == "audit_tx_changes"
+        assert meta.model_class.__table__.name == "audit_tx_meta"
+        Base.metadata.drop_all(engine)
+        Base.metadata.create_all(engine)
+        with orm.Session(engine) as session:
+            with versioning_context(reason="given"):
+                session.add(Article(id=1, name="a"))
+                session.commit()
+            tx = session.scalars(sa.select(AuditTx)).one()
+            assert dict(tx.meta) == {"reason": "given"}
+            assert tx.entity_names == ["Article"]
+            assert summary(tx.changed_entities) == {"ArticleVersion": [(1, Operation.INSERT)]}
+    finally:
+        remove_versioning(manager=m)
+        Base.metadata.drop_all(engine)
+        Base.registry.dispose()
+        if engine.dialect.name == "sqlite":
+            engine.dispose()
