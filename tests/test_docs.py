@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_readme import MARKER, _BLOCK, _matches, expected_output
+
+from test_readme import _BLOCK, MARKER, _matches, expected_output
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
