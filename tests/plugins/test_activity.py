@@ -272,6 +272,26 @@ def test_versions_of_untouched_objects_are_read_in_one_query(db, article_models,
     assert [r["target_tx_id"] for r in rows] == [first, first, first]
 
 
+def test_long_key_lists_are_split(db, article_models, manager, monkeypatch):
+    from sqlalchemy_chronicle.plugins import activity as activity_module
+
+    monkeypatch.setattr(activity_module, "CHUNK_PARAMS", 2)
+    Article = article_models()
+    Activity = manager.activity_cls
+    session = db.session()
+    articles = [Article(name=str(i)) for i in range(3)]
+    session.add_all(articles)
+    session.commit()
+    [first] = tx_ids(db)
+    with db.session() as other:
+        loaded = other.scalars(sa.select(Article).order_by(Article.id)).all()
+        other.add_all([Activity(verb="read", object=a) for a in loaded])
+        with db.count_statements() as statements:
+            other.commit()
+        assert len([s for s in statements if "article_version" in s]) == 2
+    assert [r["object_tx_id"] for r in activity_rows(db)] == [first] * 3
+
+
 def test_deleting_the_object_stamps_the_delete_version(db, article_models, manager):
     Article = article_models()
     Activity = manager.activity_cls

@@ -73,6 +73,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy import orm
 
+from ..capture.unit_of_work import CHUNK_PARAMS
 from ..exc import ConfigurationError, VersioningStateError
 from ..hooks import Plugin
 from ..schema.models import declarative_base_of, map_class
@@ -430,14 +431,19 @@ class ActivityPlugin(Plugin):
 
     @staticmethod
     def _latest_transactions(uow: Any, spec: Any, keys: Iterable[Any]) -> dict[Any, Any]:
-        """``{key: max(transaction id)}`` of the versions of ``keys``, in one query."""
+        """``{key: max(transaction id)}`` of the versions of ``keys``: one query (per
+        :data:`~sqlalchemy_chronicle.capture.unit_of_work.CHUNK_PARAMS` keys)."""
         pk = spec.version_pk[0]
-        stmt = (
-            sa.select(pk, sa.func.max(spec.tx))
-            .where(pk.in_(sorted(keys)))
-            .group_by(pk)
-        )
-        return {row[0]: row[1] for row in uow.connection.execute(stmt)}
+        ordered = sorted(keys)
+        latest: dict[Any, Any] = {}
+        for start in range(0, len(ordered), CHUNK_PARAMS):
+            stmt = (
+                sa.select(pk, sa.func.max(spec.tx))
+                .where(pk.in_(ordered[start : start + CHUNK_PARAMS]))
+                .group_by(pk)
+            )
+            latest.update((row[0], row[1]) for row in uow.connection.execute(stmt))
+        return latest
 
     def after_create_version_objects(self, uow: Any, session: Session) -> None:
         """Fill in the ids of new objects flushed together with their activities."""
