@@ -472,6 +472,7 @@ class VersioningManager:
             self._association_specs[table] = spec
             self.association_tables.add(table)
             self.association_version_tables.add(spec.version)
+            self._capture.watch_statements()
 
     def _build_version_class(self, model: VersionedModel) -> None:
         parent = model.parent

@@ -70,6 +70,13 @@ class OrmCapture:
         for name in self._SESSION_EVENTS:
             event.listen(session_target, name, getattr(self, name))
         self._session_targets.append(session_target)
+
+    def watch_statements(self) -> None:
+        """Listen to every Core statement, for association tables.
+
+        Only installed once an association table is versioned: a statement listener
+        on ``Engine`` puts every execution of every engine through the event path.
+        """
         for name in self._ENGINE_EVENTS:
             if not event.contains(Engine, name, getattr(self, name)):
                 event.listen(Engine, name, getattr(self, name))
