@@ -118,6 +118,12 @@ def _define(base):
     )
 
 
+@pytest.fixture(params=["validity", "subquery"])
+def strategy(request):
+    """Every test here runs under both strategies."""
+    return request.param
+
+
 @pytest.fixture
 def m(base, db):
     models = _define(base)
@@ -502,3 +508,120 @@ def test_joinedload_gives_the_same_objects_as_lazy_loading(db, m):
     # the renamed category shows its old name in the first versions, the new in the second
     firsts = [v for v in lazy if v[0] % 3 == 0]
     assert {v[2] for v in firsts} == {"c1", "c-renamed"}
+
+
+# -- both strategies give the same answers ---------------------------------------------
+
+
+def test_relationships_give_the_same_answers_under_both_strategies(db, m, strategy):
+    session = db.session()
+    sport = m.Category(id=1, name="sport")
+    t1, t2 = m.Tag(id=1, name="t1"), m.Tag(id=2, name="t2")
+    article = m.Article(id=1, name="a1", category=sport, tags=[t1, t2])
+    article.comments = [m.Comment(id=1, body="c1")]
+    session.add(article)
+    session.commit()  # tx1
+    sport.name = "news"
+    t1.name = "t1b"
+    article.tags.remove(t2)
+    article.name = "a2"
+    session.commit()  # tx2
+    tx1, tx2 = _txs(db)
+    session.expunge_all()
+    v1, v2 = _versions(session, m.ArticleVersion, id=1)
+    assert (v1.category.name, v1.category.transaction_id) == ("sport", tx1)
+    assert (v2.category.name, v2.category.transaction_id) == ("news", tx2)
+    assert _named(v1.tags) == [("t1", tx1), ("t2", tx1)]
+    assert _named(v2.tags) == [("t1b", tx2)]
+    assert v2.comment_query.count() == 1
+    c1, c2 = _versions(session, m.CategoryVersion, id=1)
+    assert _named(c1.articles) == [("a1", tx1)]
+    assert _named(c2.articles) == [("a2", tx2)]
+
+
+# -- self-referential many-to-many and inheritance ---------------------------------
+
+
+def test_self_referential_many_to_many(base, db):
+    link = sa.Table(
+        "node_link",
+        base.metadata,
+        sa.Column("left_id", sa.ForeignKey("node.id"), primary_key=True),
+        sa.Column("right_id", sa.ForeignKey("node.id"), primary_key=True),
+    )
+
+    class Node(base):
+        __tablename__ = "node"
+        __versioned__ = {}
+        id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+        name: Mapped[str | None] = mapped_column(sa.String(50))
+        links: Mapped[list[Node]] = orm.relationship(
+            secondary=link,
+            primaryjoin=lambda: Node.id == link.c.left_id,
+            secondaryjoin=lambda: Node.id == link.c.right_id,
+            order_by=lambda: Node.id,
+        )
+
+    db.create(base.metadata)
+    NodeVersion = version_class(Node)
+    session = db.session()
+    a, b, c = Node(id=1, name="a"), Node(id=2, name="b"), Node(id=3, name="c")
+    a.links = [b, c]
+    session.add(a)
+    session.commit()  # tx1
+    a.links.remove(c)
+    b.name = "b2"
+    a.name = "a2"
+    session.commit()  # tx2
+    tx1, tx2 = _txs(db)
+    session.expunge_all()
+    a1, a2 = _versions(session, NodeVersion, id=1)
+    assert _named(a1.links) == [("b", tx1), ("c", tx1)]
+    assert _named(a2.links) == [("b2", tx2)]
+    [b1, _] = _versions(session, NodeVersion, id=2)
+    assert b1.links == []
+
+
+def test_relationship_to_a_joined_inheritance_subclass(base, db):
+    class Item(base):
+        __tablename__ = "item"
+        __versioned__ = {}
+        id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+        name: Mapped[str | None] = mapped_column(sa.String(50))
+        kind: Mapped[str] = mapped_column(sa.String(20))
+        __mapper_args__ = {"polymorphic_on": "kind", "polymorphic_identity": "item"}
+
+    class Book(Item):
+        __tablename__ = "book"
+        id: Mapped[int] = mapped_column(sa.ForeignKey(Item.id), primary_key=True)
+        isbn: Mapped[str | None] = mapped_column(sa.String(20))
+        shelf_id: Mapped[int | None] = mapped_column(sa.ForeignKey("shelf.id"))
+        shelf: Mapped[Shelf | None] = orm.relationship(back_populates="books")
+        __mapper_args__ = {"polymorphic_identity": "book"}
+
+    class Shelf(base):
+        __tablename__ = "shelf"
+        __versioned__ = {}
+        id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+        name: Mapped[str | None] = mapped_column(sa.String(50))
+        books: Mapped[list[Book]] = orm.relationship(back_populates="shelf", order_by=Book.id)
+
+    db.create(base.metadata)
+    ShelfVersion, BookVersion = version_class(Shelf), version_class(Book)
+    session = db.session()
+    shelf = Shelf(id=1, name="s")
+    book = Book(id=1, name="b", isbn="1", shelf=shelf)
+    session.add(book)
+    session.commit()  # tx1
+    book.name = "b2"  # a change in the base table only
+    session.commit()  # tx2
+    book.isbn = "2"  # a change in the subclass table only
+    shelf.name = "s3"
+    session.commit()  # tx3
+    tx1, _tx2, tx3 = _txs(db)
+    session.expunge_all()
+    s1, s3 = _versions(session, ShelfVersion, id=1)
+    assert [(b.name, b.isbn, b.transaction_id) for b in s1.books] == [("b", "1", tx1)]
+    assert [(b.name, b.isbn, b.transaction_id) for b in s3.books] == [("b2", "2", tx3)]
+    b1, b2, b3 = _versions(session, BookVersion, id=1)
+    assert [v.shelf.name for v in (b1, b2, b3)] == ["s", "s", "s3"]
