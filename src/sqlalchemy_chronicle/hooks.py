@@ -84,6 +84,16 @@ class Plugin:
         """
         return {}
 
+    def transaction_id_changed(self, uow: Any, session: Session, old_id: int, new_id: int) -> None:
+        """The transaction was moved from ``old_id`` to ``new_id``: update your rows.
+
+        A transaction that flushed early and then changed a row another transaction
+        versioned in between gets a new id, so that every row's history stays in
+        transaction order. Version tables are moved by the library; a plugin that
+        stores the transaction id in its own tables moves its rows here, before the old
+        transaction row is deleted.
+        """
+
     def store_transaction_meta(self, uow: Any, session: Session, meta: Mapping[str, Any]) -> bool:
         """Store ``meta`` (from :func:`versioning_context`) for the current transaction.
 

@@ -402,17 +402,13 @@ def test_second_writer_of_a_row_waits_and_chains_after_the_first(
 
 
 # -- transaction ids allocated out of commit order ---------------------------------------
+# A took its id at an early flush; B, with a larger id, versions row 1 and commits; when A
+# then changes row 1 the library moves A to a new id, so row 1's history stays in order.
 # (SQLite has a single writer: B could not write while A's transaction is open.)
 
 
 @pytest.mark.dbs("postgresql", "mysql")
 @BOTH_STRATEGIES
-@pytest.mark.xfail(
-    reason="the transaction id is taken at the first versioning flush, so a transaction "
-    "that flushed early and later updates a row another transaction changed and committed "
-    "meanwhile writes its version with a smaller id than the one it overwrote",
-    strict=True,
-)
 def test_early_flush_then_update_of_a_row_committed_meanwhile(db, article_models, strategy):
     Article = article_models()
     _seed(db, Article, pool=3)
@@ -431,11 +427,6 @@ def test_early_flush_then_update_of_a_row_committed_meanwhile(db, article_models
 
 
 @BOTH_STRATEGIES
-@pytest.mark.xfail(
-    reason="same cause: the delete of a row another transaction changed after the deleting "
-    "transaction took its id is versioned before that change",
-    strict=True,
-)
 @pytest.mark.dbs("postgresql", "mysql")
 def test_early_flush_then_delete_of_a_row_committed_meanwhile(db, article_models, strategy):
     Article = article_models()

@@ -155,9 +155,7 @@ def version_association_delete(
             )
             keys = [k for k in keys if k not in seen]
     if keys:
-        rows = [
-            {**doomed[k], spec.tx.key: tx_id, spec.op.key: int(Operation.DELETE)} for k in keys
-        ]
+        rows = [{**doomed[k], spec.tx.key: tx_id, spec.op.key: int(Operation.DELETE)} for k in keys]
         connection.execute(sa.insert(version), rows)
     uow.mark_association_touched(version)
 

@@ -37,7 +37,9 @@ from sqlalchemy.orm import util as orm_util
 
 from ..config import Operation
 from ..exc import ConfigurationError
+from ..schema.tables import INFO_KEY
 from .context import current_context
+from .sql import unindexed
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -95,6 +97,8 @@ class _TablePlan:
     #: keys with no row of this transaction in the version table yet.
     new: set[PK] = field(default_factory=set)
     states: dict[PK, InstanceState[Any]] = field(default_factory=dict)
+    #: Fewer previous versions were closed than entities updated or deleted.
+    short: bool = False
     #: key -> column values given by plugins (``version_row_values``), as sorted items.
     extras: dict[PK, tuple[tuple[str, Any], ...]] = field(default_factory=dict)
 
@@ -145,6 +149,8 @@ class UnitOfWork:
         self._written: dict[tuple[sa.Table, PK], Operation] = {}
         self._changes: list[_Change] = []
         self._savepoints: list[tuple[SessionTransaction, tuple[Any, ...]]] = []
+        #: The specs of the version tables this transaction wrote (for re-stamping).
+        self._written_specs: dict[sa.Table, VersionTableSpec] = {}
         #: Free space for plugins; it follows savepoints like the rest of the state.
         self.info: dict[str, Any] = {}
         #: Association version tables this transaction wrote to.
@@ -403,6 +409,13 @@ class UnitOfWork:
             plugins.before_create_version_objects(self, session)
         for plan in plans.values():
             self._write(connection, plan, tx_id)
+        if not created:
+            suspects = [p for p in plans.values() if p.short or p.spec.end_tx is None]
+            if suspects and self._overtaken(connection, suspects, tx_id):
+                tx_id = self._restamp(session, connection, tx_id)
+                for plan in plans.values():
+                    if plan.spec.end_tx is not None and plan.new:
+                        self._close(connection, plan, tx_id)
         if created and not self._written:
             # Every change turned out to need no version (deletes of rows another
             # transaction had deleted already): the transaction row goes too.
@@ -462,6 +475,70 @@ class UnitOfWork:
             private.close()
 
     @staticmethod
+    def _overtaken(connection: Connection, plans: list[_TablePlan], tx_id: int) -> bool:
+        """Whether a transaction with a larger id versioned one of these entities.
+
+        This transaction took its id at an earlier flush (or before this flush locked its
+        rows). Another one may have versioned a row in between and committed before
+        this flush could lock it; writing under the old id would put this version
+        before that one in the history.
+        """
+        # MySQL/MariaDB read a snapshot under REPEATABLE READ; a locking read sees the
+        # versions committed since, as the UPDATEs of this flush saw their rows.
+        locking = connection.dialect.name in ("mysql", "mariadb")
+        for plan in plans:
+            spec = plan.spec
+            vpk = spec.version_pk
+            for keys in _chunks(sorted(plan.new, key=repr), len(vpk)):
+                probe = (
+                    sa.select(sa.literal(1))
+                    .select_from(spec.version)
+                    .where(_key_in(vpk, keys), spec.tx > tx_id)
+                    .limit(1)
+                )
+                if locking:
+                    probe = probe.with_for_update(read=True)
+                if connection.execute(probe).first() is not None:
+                    return True
+        return False
+
+    def _restamp(self, session: Session, connection: Connection, old_id: int) -> int:
+        """Move this transaction and everything it wrote to a new, larger id.
+
+        The row locks held now keep every entity this transaction versioned from being
+        versioned by anyone else, so an id taken now orders all of its history.
+        """
+        table = self.manager.transaction_table
+        values = dict(self._transaction_values)
+        result = connection.execute(sa.insert(table).values(values))
+        new_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+        specs = {spec.version: spec for spec in self._written_specs.values()}
+        for version in self._association_touched:
+            spec = self.manager.association_spec(version.info[INFO_KEY]["parent"])
+            if spec is not None:
+                specs[version] = spec
+        for spec in specs.values():
+            connection.execute(
+                sa.update(spec.version).where(spec.tx == old_id).values({spec.tx: new_id})
+            )
+            if spec.end_tx is not None:
+                connection.execute(
+                    sa.update(spec.version)
+                    .where(spec.end_tx == old_id)
+                    .values({spec.end_tx: new_id})
+                )
+        plugins = self.manager.plugins
+        if len(plugins):
+            plugins.transaction_id_changed(self, session, old_id, new_id)
+        connection.execute(sa.delete(table).where(table.c.id == old_id))
+        old_obj = self._transaction_obj
+        if old_obj is not None and old_obj in session:
+            session.expunge(old_obj)
+        self.transaction_id = new_id
+        self._transaction_obj = None
+        return new_id
+
+    @staticmethod
     def _columns(
         spec: VersionTableSpec,
         sources: Sequence[sa.ColumnElement[Any]],
@@ -508,6 +585,7 @@ class UnitOfWork:
                 replace.append(key)
                 from_live.setdefault((op, extra), []).append(key)
             self._written[(version, key)] = op
+        self._written_specs[version] = spec
 
         for keys in _chunks(replace, width):
             connection.execute(sa.delete(version).where(spec.tx == tx_id, _key_in(vpk, keys)))
@@ -542,12 +620,27 @@ class UnitOfWork:
                 )
 
         if spec.end_tx is not None and plan.new:
-            for keys in _chunks(list(plan.new), width):
-                connection.execute(
-                    sa.update(version)
-                    .where(_key_in(vpk, keys), spec.end_tx.is_(None), spec.tx != tx_id)
-                    .values({spec.end_tx: tx_id})
-                )
+            closed = self._close(connection, plan, tx_id)
+            # An updated or deleted entity must have had an open version; fewer closed
+            # means rows older than versioning, or a newer transaction got there first.
+            expected = sum(1 for key in plan.new if plan.ops[key] is not Operation.INSERT)
+            plan.short = closed < expected
+
+    @staticmethod
+    def _close(connection: Connection, plan: _TablePlan, tx_id: int) -> int:
+        """Close the open previous versions of the entities first versioned now."""
+        spec = plan.spec
+        assert spec.end_tx is not None
+        vpk = spec.version_pk
+        closed = 0
+        for keys in _chunks(sorted(plan.new, key=repr), len(vpk)):
+            result = connection.execute(
+                sa.update(spec.version)
+                .where(_key_in(vpk, keys), unindexed(spec.end_tx).is_(None), spec.tx < tx_id)
+                .values({spec.end_tx: tx_id})
+            )
+            closed += max(result.rowcount, 0)
+        return closed
 
     def _write_deletes(
         self,

@@ -157,11 +157,7 @@ def _get_reference(activity: Any, role: str) -> Any:
     type_name = getattr(activity, f"{role}_type")
     key = getattr(activity, f"{role}_id")
     ref = _refs(activity).get(role)
-    if (
-        ref is not None
-        and type(ref).__name__ == type_name
-        and (key is None or _key_of(ref) == key)
-    ):
+    if ref is not None and type(ref).__name__ == type_name and (key is None or _key_of(ref) == key):
         return ref
     if type_name is None or key is None:
         return None
@@ -463,3 +459,18 @@ class ActivityPlugin(Plugin):
                 .values({f"{role}_id": sa.bindparam("key")})
             )
             uow.connection.execute(stmt, params)
+
+    def transaction_id_changed(self, uow: Any, session: Session, old_id: int, new_id: int) -> None:
+        """Move this transaction's activities, and references to it, to its new id."""
+        if self.activity_cls is None or uow.connection is None:
+            return
+        table = sa.inspect(self.activity_cls).local_table
+        for column in ("transaction_id", "object_tx_id", "target_tx_id"):
+            uow.connection.execute(
+                sa.update(table).where(table.c[column] == old_id).values({column: new_id})
+            )
+        for obj in list(session.identity_map.values()):
+            if isinstance(obj, self.activity_cls):
+                for column in ("transaction_id", "object_tx_id", "target_tx_id"):
+                    if obj.__dict__.get(column) == old_id:
+                        orm.attributes.set_committed_value(obj, column, new_id)

@@ -1,0 +1,39 @@
+"""Small SQL constructs of the write path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.visitors import InternalTraversal
+
+__all__ = ["unindexed"]
+
+
+class unindexed(ColumnElement[Any]):
+    """``column``, written so that SQLite does not pick an index on it.
+
+    ``version.end_transaction_id IS NULL`` matches one row per live entity; given
+    that and ``id IN (...)``, SQLite's planner may scan the ``end_transaction_id``
+    index (every open version) instead of looking up the keys. A unary ``+`` keeps
+    it on the primary key. Other databases get the plain column.
+    """
+
+    inherit_cache = True
+    _traverse_internals = [("column", InternalTraversal.dp_clauseelement)]
+
+    def __init__(self, column: ColumnElement[Any]) -> None:
+        self.column = column
+        self.type = column.type
+
+
+@compiles(unindexed)
+def _plain(element: unindexed, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.column, **kw)
+
+
+@compiles(unindexed, "sqlite")
+def _sqlite(element: unindexed, compiler: SQLCompiler, **kw: Any) -> str:
+    return "+" + compiler.process(element.column, **kw)
