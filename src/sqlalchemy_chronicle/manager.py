@@ -393,6 +393,11 @@ class VersioningManager:
             versioned_keys = frozenset(
                 attr.key for attr in mapper.column_attrs if not options.is_excluded(attr.key)
             )
+            comparators = {
+                attr.key: attr.columns[0].type.compare_values
+                for attr in mapper.column_attrs
+                if attr.key in versioned_keys
+            }
             model = VersionedModel(
                 parent=cls,
                 mapper=mapper,
@@ -401,6 +406,7 @@ class VersioningManager:
                 pk_keys=tuple(pk_keys),
                 pk_positions=tuple(pk_positions),
                 versioned_keys=versioned_keys,
+                comparators=comparators,
             )
             self._models[cls] = model
             self._models_by_mapper[mapper] = model

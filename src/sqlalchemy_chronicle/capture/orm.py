@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Connection, Engine
 
 from ..config import Operation
@@ -100,8 +99,7 @@ class OrmCapture:
         key = self.info_key
 
         def make(op: Operation) -> Any:
-            def listener(mapper: Mapper[Any], connection: Any, target: Any) -> None:
-                state = sa_inspect(target)
+            def listener(mapper: Mapper[Any], connection: Any, state: Any) -> None:
                 session = state.session
                 if session is None:
                     return
@@ -117,7 +115,7 @@ class OrmCapture:
             ("after_delete", Operation.DELETE),
         ):
             fn = make(op)
-            event.listen(mapper, name, fn)
+            event.listen(mapper, name, fn, raw=True)
             self._mapper_listeners.append((mapper, name, fn))
 
     def listen_attribute(self, attribute: Any) -> None:

@@ -49,7 +49,6 @@ if TYPE_CHECKING:
     from ..schema.models import VersionedModel
     from ..schema.tables import VersionTableSpec
 
-_NO_LOAD = orm.PassiveFlag.PASSIVE_NO_INITIALIZE
 
 __all__ = ["CHUNK_PARAMS", "CaptureConfig", "UnitOfWork"]
 
@@ -327,12 +326,19 @@ class UnitOfWork:
 
     @staticmethod
     def _changed(model: VersionedModel, state: InstanceState[Any]) -> bool:
-        keys = model.versioned_keys
+        """Whether a versioned column attribute of ``state`` holds a new value.
+
+        ``committed_state`` has the value each changed attribute had when loaded (the
+        attributes keep it: ``active_history``); NO_VALUE means it was not known.
+        """
         committed = state.committed_state
         if not committed:
             return False
-        for key in committed.keys() & keys:
-            if attributes.get_history(state.obj(), key, _NO_LOAD).has_changes():
+        current = state.dict
+        compare = model.comparators
+        for key in committed.keys() & model.versioned_keys:
+            old = committed[key]
+            if old is orm.NO_VALUE or not compare[key](old, current.get(key)):
                 return True
         return False
 
@@ -678,17 +684,27 @@ class UnitOfWork:
                 extra,
             )
             for keys in _chunks(keys_of_group, width):
-                latest = (
-                    sa.select(sa.func.max(newest.c[spec.tx.key]))
-                    .where(*[newest.c[c.key] == prev.c[c.key] for c in vpk])
-                    .scalar_subquery()
-                )
+                if spec.end_tx is not None:
+                    # The last version is the open one (closed only after this copy).
+                    latest = sa.and_(
+                        prev.c[spec.end_tx.key].is_(None), prev.c[spec.tx.key] != tx_id
+                    )
+                else:
+                    latest = prev.c[spec.tx.key] == (
+                        sa.select(sa.func.max(newest.c[spec.tx.key]))
+                        .where(*[newest.c[c.key] == prev.c[c.key] for c in vpk])
+                        .scalar_subquery()
+                    )
                 select = sa.select(*exprs).where(
                     _key_in([prev.c[c.key] for c in vpk], keys),
-                    prev.c[spec.tx.key] == latest,
+                    latest,
                     prev.c[spec.op.key] != int(Operation.DELETE),
                 )
-                result = connection.execute(sa.insert(version).from_select(target, select))
+                result = connection.execute(
+                    sa.insert(version)
+                    .from_select(target, select)
+                    .execution_options(preserve_rowcount=True)
+                )
                 written += max(result.rowcount, 0)
         if written >= len(keys_all):
             return set()

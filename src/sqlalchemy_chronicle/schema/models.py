@@ -45,6 +45,8 @@ class VersionedModel:
     pk_positions: tuple[tuple[int, ...], ...]
     #: Property keys of the versioned column attributes (what makes an update count).
     versioned_keys: frozenset[str]
+    #: Per versioned key, the function telling whether two values are equal.
+    comparators: dict[str, Any]
     version_cls: type | None = None
     #: The spec of the table the version class maps (the parent's local table).
     local_spec: VersionTableSpec = field(init=False)
