@@ -8,10 +8,6 @@ activity resolves to.
 from __future__ import annotations
 
 import datetime
-import re
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,14 +27,12 @@ from sqlalchemy_chronicle import (
 )
 from sqlalchemy_chronicle.plugins import ActivityPlugin
 from sqlalchemy_chronicle.plugins.activity import ActivityBase
-from test_readme import MARKER, _matches, expected_output
 
 # One plugin instance for the module: it is rebuilt for each test's manager and
 # registry, as an application's plugin is after remove_versioning().
 PLUGIN = ActivityPlugin()
 pytestmark = pytest.mark.versioning(plugins=[PLUGIN])
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "activity.md"
 
 
 def define_tag(base: Any) -> Any:
@@ -629,32 +623,3 @@ def test_with_a_transaction_class_given_by_the_application(engine):
         remove_versioning(manager=manager)
         Base.metadata.drop_all(engine)
         Base.registry.dispose()
-
-
-# -- docs/activity.md -----------------------------------------------------------------
-
-_BLOCK = re.compile(
-    rf"^{re.escape(MARKER)}[ \t]*\n(?:[ \t]*\n)*```python[ \t]*\n(.*?)^```[ \t]*$",
-    re.M | re.S,
-)
-
-
-def test_docs_example_runs_as_printed(tmp_path: Path) -> None:
-    text = DOC.read_text(encoding="utf-8")
-    blocks = _BLOCK.findall(text)
-    assert len(blocks) == text.count(MARKER) >= 1
-    for code in blocks:
-        expected = expected_output(code)
-        assert expected, "a runnable example should show what it prints"
-        script = tmp_path / "example.py"
-        script.write_text(code, encoding="utf-8")
-        result = subprocess.run(
-            [sys.executable, "-W", "error", str(script)],
-            capture_output=True, text=True, timeout=120, cwd=tmp_path,
-        )
-        assert result.returncode == 0, result.stderr
-        assert result.stderr == ""
-        printed = result.stdout.splitlines()
-        assert len(printed) == len(expected), (printed, expected)
-        for line, want in zip(printed, expected, strict=True):
-            assert _matches(line, want), (line, want)

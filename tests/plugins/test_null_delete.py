@@ -9,8 +9,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy_chronicle import Operation, version_class
 from sqlalchemy_chronicle.plugins import NullDeletePlugin
 
-from .test_property_mod_tracker import run_section_example, section_examples
-
 pytestmark = pytest.mark.versioning(plugins=[NullDeletePlugin()])
 
 BOTH_STRATEGIES = pytest.mark.parametrize("strategy", ["validity", "subquery"])
@@ -180,15 +178,3 @@ def test_revert_to_the_version_before_the_delete_restores_the_values(db, article
     restored = session.get(Article, 1)
     assert (restored.name, restored.content) == ("a", "c")
     assert versions(db)[-1] == (1, "a", "c", Operation.INSERT)
-
-
-# -- documentation -----------------------------------------------------------------------
-
-
-def test_docs_section_has_examples():
-    assert section_examples("NullDeletePlugin")
-
-
-@pytest.mark.parametrize("index", range(len(section_examples("NullDeletePlugin"))))
-def test_docs_example_runs_as_printed(index, tmp_path):
-    run_section_example("NullDeletePlugin", index, tmp_path)

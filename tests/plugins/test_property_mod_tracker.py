@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from sqlalchemy_chronicle import ConfigurationError, Operation, version_class
 from sqlalchemy_chronicle.plugins import NullDeletePlugin, PropertyModTrackerPlugin
-from test_readme import _matches, expected_output
 
 pytestmark = pytest.mark.versioning(plugins=[PropertyModTrackerPlugin()])
 
@@ -359,51 +353,3 @@ def test_joined_inheritance_flags_each_table(db, base):
     assert [(r["kind_mod"], r["label_mod"]) for r in nodes] == [(True, True), (False, False)]
     assert [r["weight_mod"] for r in leaves] == [False, True]
     assert "id_mod" not in leaves[0]
-
-
-# -- documentation -----------------------------------------------------------------------
-
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "plugins.md"
-_RUNNABLE = re.compile(
-    r"^<!-- test: run -->[ \t]*\n(?:[ \t]*\n)*```python[ \t]*\n(.*?)^```[ \t]*$", re.M | re.S
-)
-
-
-def section_examples(heading: str) -> list[str]:
-    """The runnable ```python blocks of section ``## <heading>`` of docs/plugins.md."""
-    text = DOCS.read_text(encoding="utf-8")
-    match = re.search(rf"^## {re.escape(heading)}[ \t]*\n(.*?)(?=^## |\Z)", text, re.M | re.S)
-    assert match is not None, f"docs/plugins.md has no section '## {heading}'"
-    section = match.group(1)
-    blocks = _RUNNABLE.findall(section)
-    assert len(blocks) == section.count("<!-- test: run -->"), "a marker without a block"
-    return blocks
-
-
-def run_section_example(heading: str, index: int, tmp_path: Path) -> None:
-    """Run one example in a fresh interpreter and compare its output with its comments."""
-    code = section_examples(heading)[index]
-    script = tmp_path / "example.py"
-    script.write_text(code, encoding="utf-8")
-    result = subprocess.run(
-        [sys.executable, "-W", "error", str(script)],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stderr == ""
-    printed = result.stdout.splitlines()
-    expected = expected_output(code)
-    assert expected, "a runnable example should show what it prints"
-    assert len(printed) == len(expected), (printed, expected)
-    for line, want in zip(printed, expected, strict=True):
-        assert _matches(line, want), (line, want)
-
-
-
-def test_docs_section_has_examples():
-    assert section_examples("PropertyModTrackerPlugin")
-
-
-@pytest.mark.parametrize("index", range(len(section_examples("PropertyModTrackerPlugin"))))
-def test_docs_example_runs_as_printed(index, tmp_path):
-    run_section_example("PropertyModTrackerPlugin", index, tmp_path)
