@@ -4,6 +4,10 @@
 their library's ``make_versioned(user_cls=None)`` before the model is declared and
 ``configure_mappers()`` after it, through the library's own import name. Both
 libraries build the same tables (``article_version``, ``transaction``).
+
+With ``tags=True`` (the tag workloads) there is also a ``Tag`` model and a
+many-to-many ``Article.tags`` through the ``article_tag`` association table, all
+versioned (``tag_version``, ``article_tag_version``).
 """
 
 from __future__ import annotations
@@ -32,14 +36,17 @@ class Models:
     Article: Any
     ArticleVersion: Any
     Transaction: Any
+    Tag: Any = None
+    TagVersion: Any = None
+    article_tag: sa.Table | None = None
 
     @property
     def versioned(self) -> bool:
         return self.library is not None
 
 
-def build_models(variant: str) -> Models:
-    """Declare ``Article`` for ``variant`` (call once per process)."""
+def build_models(variant: str, tags: bool = False) -> Models:
+    """Declare ``Article`` (and ``Tag``) for ``variant`` (call once per process)."""
     name = LIBRARIES[variant]
     library = importlib.import_module(name) if name is not None else None
     if library is not None:
@@ -56,12 +63,32 @@ def build_models(variant: str) -> Models:
         "content": sa.Column(sa.Text, nullable=False),
         "views": sa.Column(sa.Integer, nullable=False),
     }
+    tag = article_tag = None
+    if tags:
+        tag_namespace: dict[str, Any] = {
+            "__tablename__": "tag",
+            "id": sa.Column(sa.Integer, primary_key=True),
+            "name": sa.Column(sa.String(100), nullable=False),
+        }
+        if library is not None:
+            tag_namespace["__versioned__"] = {}
+        tag = type("Tag", (Base,), tag_namespace)
+        article_tag = sa.Table(
+            "article_tag",
+            Base.metadata,
+            sa.Column("article_id", sa.ForeignKey("article.id"), primary_key=True),
+            sa.Column("tag_id", sa.ForeignKey("tag.id"), primary_key=True),
+        )
+        namespace["tags"] = orm.relationship(tag, secondary=article_tag)
     if library is not None:
         namespace["__versioned__"] = {}
     article = type("Article", (Base,), namespace)
     orm.configure_mappers()
-    version = transaction = None
+    version = transaction = tag_version = None
     if library is not None:
         version = library.version_class(article)
         transaction = library.transaction_class(article)
-    return Models(variant, library, Base.metadata, article, version, transaction)
+        if tag is not None:
+            tag_version = library.version_class(tag)
+    return Models(variant, library, Base.metadata, article, version, transaction,
+                  tag, tag_version, article_tag)

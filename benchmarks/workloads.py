@@ -38,6 +38,23 @@ AS_OF_SQL = sa.text(
     " AND (end_transaction_id IS NULL OR end_transaction_id > :tx) ORDER BY id"
 ).bindparams(sa.bindparam("ids", expanding=True))
 
+# The tags of every article version as they were at its transaction: the association
+# rows and the tag versions valid at the version's transaction (not DELETEs).
+TAGS_AS_OF_SQL = sa.text(
+    "SELECT av.id, av.name, av.author, av.content, av.views, av.transaction_id,"
+    " av.end_transaction_id, av.operation_type, tv.id AS tag_id, tv.name AS tag_name"
+    " FROM article_version av"
+    " LEFT JOIN (article_tag_version atv JOIN tag_version tv ON tv.id = atv.tag_id)"
+    " ON atv.article_id = av.id"
+    " AND atv.transaction_id <= av.transaction_id"
+    " AND (atv.end_transaction_id IS NULL OR atv.end_transaction_id > av.transaction_id)"
+    " AND atv.operation_type != 2"
+    " AND tv.transaction_id <= av.transaction_id"
+    " AND (tv.end_transaction_id IS NULL OR tv.end_transaction_id > av.transaction_id)"
+    " AND tv.operation_type != 2"
+    " ORDER BY av.id, av.transaction_id"
+)
+
 
 class CheckFailed(Exception):
     """The workload's result is wrong: the measurement does not count."""
@@ -170,6 +187,12 @@ class Workload:
     memory_target: ClassVar[float | None] = None
     #: Reads: the chronicle variant must run as many queries as the baseline.
     constant_queries: ClassVar[bool] = False
+    #: Reads eager-loading a relationship with ``selectinload``: the chronicle variant may
+    #: run one more query per this many parents (SQLAlchemy's batch), still a constant
+    #: number for the whole read; its check enforces that bound.
+    selectin_batch: ClassVar[int | None] = None
+    #: The models include ``Tag`` and ``Article.tags`` (many-to-many).
+    tags: ClassVar[bool] = False
 
     def models_for(self, variant: str) -> str:
         """Which models the process defines for ``variant``."""
@@ -479,13 +502,190 @@ class _NotYet(Workload):
     check = run
 
 
-class TagsTemporal(_NotYet):
-    # TODO(temporal relationships): articles with tags (many-to-many through a versioned
-    # association table); time reading 500 articles' tags as of a transaction. Write it
-    # when temporal relationships land; until then it is skipped, not faked.
+# -- articles with tags (many-to-many through a versioned association table) -------------
+
+TAG_POOL = 50  # tags shared by all articles
+TAGS_PER_ARTICLE = 5
+SELECTIN_BATCH = 500  # SQLAlchemy's selectinload: one query per this many parents
+
+
+def tag_name(t: int, renamed: bool = False) -> str:
+    return f"tag {t}" + (" (renamed)" if renamed and t in RENAMED else "")
+
+
+def first_tags(i: int) -> set[int]:
+    """The tag numbers article ``i`` is inserted with (5 distinct ones from the pool)."""
+    return {(i + 11 * k) % TAG_POOL for k in range(TAGS_PER_ARTICLE)}
+
+
+# The second transaction of ``tags_temporal``: renames the tags in RENAMED; each
+# article i with i % 4 == 0 loses tag i % 50 and gets tag (i + 5) % 50 instead; each
+# even article is renamed (so that it surely has a version at that transaction).
+RENAMED = frozenset(range(0, TAG_POOL, 10))
+
+
+def relinked(i: int) -> bool:
+    return i % 4 == 0
+
+
+def second_tags(i: int) -> set[int]:
+    tags = first_tags(i)
+    if relinked(i):
+        tags = (tags - {i % TAG_POOL}) | {(i + 5) % TAG_POOL}
+    return tags
+
+
+def insert_tag_pool(ctx: Context) -> list[int]:
+    """Insert the pool of tags in one transaction; their ids, by tag number."""
+    with ctx.Session() as session:
+        tags = [ctx.models.Tag(name=tag_name(t)) for t in range(TAG_POOL)]
+        session.add_all(tags)
+        session.commit()
+        return [t.id for t in tags]
+
+
+def insert_tagged_articles(ctx: Context, count: int) -> None:
+    """Insert ``count`` articles with 5 tags each, ``commit()`` every 100."""
+    article, tag = ctx.models.Article, ctx.models.Tag
+    with ctx.Session(expire_on_commit=False) as session:
+        pool = {t.id: t for t in session.scalars(sa.select(tag))}
+        by_number = [pool[key] for key in ctx.data["tag_ids"]]
+        for batch in chunks(range(count)):
+            session.add_all([
+                article(**values(i), tags=[by_number[t] for t in sorted(first_tags(i))])
+                for i in batch
+            ])
+            session.commit()
+
+
+def article_index(conn: sa.Connection) -> dict[int, int]:
+    """Article id -> the number i of ``values(i)`` it was inserted with."""
+    rows = conn.execute(sa.text("SELECT id, views FROM article"))
+    return {r[0]: r[1] // 10 for r in rows}  # views = i * 10 at version 0
+
+
+def links(conn: sa.Connection) -> set[tuple[int, int]]:
+    return {(r[0], r[1]) for r in conn.execute(
+        sa.text("SELECT article_id, tag_id FROM article_tag"))}
+
+
+class TagsInsert(Workload):
+    name = "tags_insert"
+    title = "insert 500 articles with 5 tags each (from a pool of 50), commit every 100"
+    target = 1.5
+    tags = True
+
+    def setup(self, ctx: Context) -> None:
+        ctx.data["tag_ids"] = insert_tag_pool(ctx)
+
+    def run(self, ctx: Context) -> None:
+        insert_tagged_articles(ctx, ctx.sizes.objects)
+
+    def check(self, ctx: Context) -> None:
+        n, tag_ids = ctx.sizes.objects, ctx.data["tag_ids"]
+        live, _ = check_history(ctx, {INSERT: n}, 1 + math.ceil(n / COMMIT_EVERY))
+        ensure(len(live) == n, f"{len(live)} live articles, expected {n}")
+        with ctx.engine.connect() as conn:
+            index = {key: row[3] // 10 for key, row in live.items()}  # views = i * 10
+            expected = {(key, tag_ids[t]) for key, i in index.items() for t in first_tags(i)}
+            ensure(links(conn) == expected, "article_tag rows differ")
+            if not ctx.models.versioned:
+                return
+            rows = list(conn.execute(sa.text(
+                "SELECT article_id, tag_id, operation_type, end_transaction_id"
+                " FROM article_tag_version")))
+            tag_versions = conn.execute(sa.text("SELECT count(*) FROM tag_version")).scalar()
+        ensure({(r[0], r[1]) for r in rows} == expected and len(rows) == len(expected),
+               f"{len(rows)} article_tag_version rows, expected {len(expected)}")
+        ensure(all(r[2] == INSERT and r[3] is None for r in rows),
+               "article_tag_version rows are not open INSERTs")
+        ensure(tag_versions == TAG_POOL, f"{tag_versions} tag versions, expected {TAG_POOL}")
+
+
+class TagsTemporal(Workload):
     name = "tags_temporal"
-    title = "TODO: articles with tags through temporal relationships"
-    skip = "temporal relationships are not implemented yet"
+    title = "the tags of every version of 500 articles, as they were at its transaction"
+    target = 3.0
+    constant_queries = True
+    selectin_batch = SELECTIN_BATCH
+    tags = True
+
+    def models_for(self, variant: str) -> str:
+        return "chronicle" if variant == "plain" else variant
+
+    def setup(self, ctx: Context) -> None:
+        ctx.data["tag_ids"] = tag_ids = insert_tag_pool(ctx)
+        insert_tagged_articles(ctx, ctx.sizes.objects)
+        article, tag = ctx.models.Article, ctx.models.Tag
+        with ctx.Session() as session:  # the second transaction
+            for t in session.scalars(sa.select(tag).where(
+                    tag.id.in_([tag_ids[t] for t in RENAMED]))):
+                t.name = tag_name(tag_ids.index(t.id), renamed=True)
+            pool = {t.id: t for t in session.scalars(sa.select(tag))}
+            stmt = sa.select(article).options(orm.selectinload(article.tags))
+            for obj in session.scalars(stmt):
+                i = obj.views // 10
+                if relinked(i):
+                    obj.tags.remove(pool[tag_ids[i % TAG_POOL]])
+                    obj.tags.append(pool[tag_ids[(i + 5) % TAG_POOL]])
+                if i % 2 == 0:
+                    obj.name = obj.name + " (edited)"
+            session.commit()
+        with ctx.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql("ANALYZE")
+            ctx.data["index"] = article_index(conn)
+            txs = [r[0] for r in conn.execute(sa.text('SELECT id FROM "transaction" ORDER BY id'))]
+            ctx.data["second_tx"] = txs[-1]
+            ctx.data["versions"] = conn.execute(
+                sa.text("SELECT count(*) FROM article_version")).scalar()
+
+    def warmup(self, ctx: Context) -> None:
+        self.run(ctx)
+        ctx.data.pop("result", None)
+
+    def run(self, ctx: Context) -> None:
+        """``result``: (article id, transaction id, sorted tag names) per version."""
+        with ctx.Session() as session:
+            if ctx.models.variant == "plain":
+                by_version: dict[tuple[int, int], list[str]] = {}
+                for row in session.execute(TAGS_AS_OF_SQL):
+                    names = by_version.setdefault((row.id, row.transaction_id), [])
+                    if row.tag_name is not None:
+                        names.append(row.tag_name)
+                ctx.data["result"] = [(key, tx, sorted(names))
+                                      for (key, tx), names in by_version.items()]
+                return
+            version = ctx.models.ArticleVersion
+            stmt = sa.select(version).order_by(version.id, version.transaction_id)
+            if ctx.models.variant == "chronicle":
+                stmt = stmt.options(orm.selectinload(version.tags))
+            ctx.data["result"] = [  # Continuum: its way, `.tags` of each version
+                (v.id, v.transaction_id, sorted(t.name for t in v.tags))
+                for v in session.scalars(stmt)
+            ]
+
+    def check(self, ctx: Context) -> None:
+        result, index = ctx.data["result"], ctx.data["index"]
+        second = ctx.data["second_tx"]
+        ensure(len(result) == ctx.data["versions"],
+               f"{len(result)} versions read, {ctx.data['versions']} in article_version")
+        seen: dict[int, list[int]] = defaultdict(list)
+        for key, tx, names in result:
+            i = index[key]
+            tags = second_tags(i) if tx == second else first_tags(i)
+            expected = sorted(tag_name(t, renamed=tx == second) for t in tags)
+            ensure(names == expected,
+                   f"article {key} at transaction {tx}: tags {names}, expected {expected}")
+            seen[key].append(tx)
+        for key, i in index.items():
+            ensure(len(seen[key]) == (2 if i % 2 == 0 else 1) and seen[key][-1] == max(seen[key])
+                   and (i % 2 == 1 or seen[key][-1] == second),
+                   f"article {key}: versions at {seen[key]}")
+        if ctx.models.variant == "chronicle":  # a constant number: 1 + 1 per 500 versions
+            bound = 1 + math.ceil(ctx.data["versions"] / SELECTIN_BATCH)
+            ensure(ctx.data["queries"] <= bound,
+                   f"{ctx.data['queries']} queries, expected at most {bound}")
 
 
 class BulkUpdateStatement(_NotYet):
@@ -508,6 +708,7 @@ WORKLOADS: dict[str, Workload] = {
     w.name: w
     for w in (
         Insert(), Update(), NoOpUpdate(), Delete(), BulkInsert(), History(), HistoryPerObject(),
-        AsOf(), AsOfPerObject(), Revert(), TagsTemporal(), BulkUpdateStatement(), NativeCapture(),
+        AsOf(), AsOfPerObject(), Revert(), TagsInsert(), TagsTemporal(), BulkUpdateStatement(),
+        NativeCapture(),
     )
 }
