@@ -80,9 +80,7 @@ class PropertyModTrackerPlugin(Plugin):
                 f"non-empty string such as '_mod'."
             )
         self.column_suffix = column_suffix
-        self._tracked: weakref.WeakKeyDictionary[sa.Table, _Tracked] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._tracked: weakref.WeakKeyDictionary[sa.Table, _Tracked] = weakref.WeakKeyDictionary()
 
     def __repr__(self) -> str:
         return f"PropertyModTrackerPlugin(column_suffix={self.column_suffix!r})"

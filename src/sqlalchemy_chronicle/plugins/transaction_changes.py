@@ -31,16 +31,13 @@ named after the transaction table (``transaction_changes`` by default).
 
 from __future__ import annotations
 
-import weakref
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import orm
 from sqlalchemy.orm import util as orm_util
 
-from ..hooks import Plugin
-from ..schema.models import declarative_base_of, map_class
-from ..schema.tables import TX_ID_TYPE
+from ._transaction_model import TransactionModelPlugin
 
 __all__ = ["TransactionChangesPlugin"]
 
@@ -48,14 +45,7 @@ __all__ = ["TransactionChangesPlugin"]
 INFO_KEY = "sqlalchemy_chronicle.transaction_changes"
 
 
-def _changes_repr(self: Any) -> str:
-    return (
-        f"<{type(self).__name__} transaction_id={self.transaction_id!r} "
-        f"entity_name={self.entity_name!r}>"
-    )
-
-
-class TransactionChangesPlugin(Plugin):
+class TransactionChangesPlugin(TransactionModelPlugin):
     """Keep, per transaction, the names of the versioned classes it changed.
 
     ``model_class`` is the ``TransactionChanges`` model once the models are
@@ -64,71 +54,27 @@ class TransactionChangesPlugin(Plugin):
     (on a per-class copy of ``__versioned__``; it is not an option).
     """
 
-    def __init__(self) -> None:
-        #: The ``TransactionChanges`` model of the last configured manager.
-        self.model_class: Any = None
-        # transaction class -> its TransactionChanges model (one plugin instance may
-        # serve several managers, one after the other or side by side).
-        self._models: weakref.WeakKeyDictionary[type, type] = weakref.WeakKeyDictionary()
+    suffix = "changes"
+    model_doc = "The name of one entity class changed by one transaction."
 
-    # -- building --------------------------------------------------------------------
+    def columns(self) -> list[sa.Column[Any]]:
+        return [sa.Column("entity_name", sa.Unicode(255), primary_key=True)]
 
-    def _model_for(self, manager: Any) -> type | None:
-        tx_cls = manager.transaction_cls
-        if tx_cls is None:
-            return None
-        model = self._models.get(tx_cls)
-        if model is None:
-            model = self._build(manager, tx_cls)
-            self._models[tx_cls] = model
-        self.model_class = model
-        return model
+    def backref(self) -> Any:
+        return orm.backref("changes", cascade="all, delete-orphan")
 
-    @staticmethod
-    def _build(manager: Any, tx_cls: type) -> type:
-        tx_mapper: orm.Mapper[Any] = sa.inspect(tx_cls)
-        tx_table = manager.transaction_table
-        tx_id = tx_mapper.primary_key[0]
-        table = sa.Table(
-            f"{tx_table.name}_changes",
-            tx_table.metadata,
-            sa.Column("transaction_id", TX_ID_TYPE, primary_key=True, autoincrement=False),
-            sa.Column("entity_name", sa.Unicode(255), primary_key=True),
-            schema=tx_table.schema,
+    def model_repr(self, obj: Any) -> str:
+        return (
+            f"<{type(obj).__name__} transaction_id={obj.transaction_id!r} "
+            f"entity_name={obj.entity_name!r}>"
         )
-        base = declarative_base_of(tx_cls)
-        namespace: dict[str, Any] = {
-            "__doc__": "The name of one entity class changed by one transaction.",
-            "__repr__": _changes_repr,
-            "transaction": orm.relationship(
-                tx_cls,
-                primaryjoin=tx_id == orm.foreign(table.c.transaction_id),
-                backref=orm.backref("changes", cascade="all, delete-orphan"),
-            ),
-        }
-        return map_class(
-            f"{tx_cls.__name__}Changes",
-            (base,) if base is not None else (),
-            namespace,
-            table,
-            tx_mapper.registry,
-            tx_cls.__module__,
-        )
-
-    def after_build_tx_class(self, manager: Any) -> None:
-        """Build ``TransactionChanges`` beside the transaction class."""
-        self._model_for(manager)
 
     def after_version_class_built(self, parent_cls: type, version_cls: type) -> None:
         """Point ``parent_cls.__versioned__['transaction_changes']`` at the model."""
-        model = self._model_for(parent_cls.__versioning_manager__)  # type: ignore[attr-defined]
+        model = self.model_for(parent_cls.__versioning_manager__)  # type: ignore[attr-defined]
         versioned = dict(getattr(parent_cls, "__versioned__", None) or {})
         versioned["transaction_changes"] = model
         parent_cls.__versioned__ = versioned  # type: ignore[attr-defined]
-
-    def after_build_models(self, manager: Any) -> None:
-        """Build the model now if the transaction class was given ready-made."""
-        self._model_for(manager)
 
     # -- writing ---------------------------------------------------------------------
 

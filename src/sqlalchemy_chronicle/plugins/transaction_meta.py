@@ -36,7 +36,6 @@ named after the transaction table (``transaction_meta`` by default).
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,96 +43,53 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 from sqlalchemy.ext.associationproxy import association_proxy
 
-from ..hooks import Plugin
-from ..schema.models import declarative_base_of, map_class
-from ..schema.tables import TX_ID_TYPE
+from ._transaction_model import TransactionModelPlugin
 
 __all__ = ["TransactionMetaPlugin"]
 
 
-def _meta_repr(self: Any) -> str:
-    return (
-        f"<{type(self).__name__} transaction_id={self.transaction_id!r} "
-        f"key={self.key!r} value={self.value!r}>"
-    )
-
-
-class TransactionMetaPlugin(Plugin):
+class TransactionMetaPlugin(TransactionModelPlugin):
     """Store ``{key: value}`` metadata per transaction (``Transaction.meta``).
 
     ``model_class`` is the ``TransactionMeta`` model once the models are configured
     (None before); the manager also exposes it as ``transaction_meta_cls``.
     """
 
-    def __init__(self) -> None:
-        #: The ``TransactionMeta`` model of the last configured manager.
-        self.model_class: Any = None
-        self._models: weakref.WeakKeyDictionary[type, type] = weakref.WeakKeyDictionary()
+    suffix = "meta"
+    model_doc = "One key/value pair of metadata of one transaction."
 
-    # -- building --------------------------------------------------------------------
-
-    def _model_for(self, manager: Any) -> type | None:
-        tx_cls = manager.transaction_cls
-        if tx_cls is None:
-            return None
-        model = self._models.get(tx_cls)
-        if model is None:
-            model = self._build(manager, tx_cls)
-            self._models[tx_cls] = model
-        self.model_class = model
-        manager.transaction_meta_cls = model
-        return model
-
-    @staticmethod
-    def _build(manager: Any, tx_cls: type) -> type:
-        tx_mapper: orm.Mapper[Any] = sa.inspect(tx_cls)
-        tx_table = manager.transaction_table
-        tx_id = tx_mapper.primary_key[0]
-        table = sa.Table(
-            f"{tx_table.name}_meta",
-            tx_table.metadata,
-            sa.Column("transaction_id", TX_ID_TYPE, primary_key=True, autoincrement=False),
+    def columns(self) -> list[sa.Column[Any]]:
+        return [
             sa.Column("key", sa.Unicode(255), primary_key=True),
             sa.Column("value", sa.UnicodeText),
-            schema=tx_table.schema,
-        )
-        base = declarative_base_of(tx_cls)
-        namespace: dict[str, Any] = {
-            "__doc__": "One key/value pair of metadata of one transaction.",
-            "__repr__": _meta_repr,
-            "transaction": orm.relationship(
-                tx_cls,
-                primaryjoin=tx_id == orm.foreign(table.c.transaction_id),
-                backref=orm.backref(
-                    "meta_relation",
-                    collection_class=orm.attribute_keyed_dict("key"),
-                    cascade="all, delete-orphan",
-                ),
-            ),
-        }
-        model = map_class(
-            f"{tx_cls.__name__}Meta",
-            (base,) if base is not None else (),
-            namespace,
-            table,
-            tx_mapper.registry,
-            tx_cls.__module__,
+        ]
+
+    def backref(self) -> Any:
+        return orm.backref(
+            "meta_relation",
+            collection_class=orm.attribute_keyed_dict("key"),
+            cascade="all, delete-orphan",
         )
 
+    def model_repr(self, obj: Any) -> str:
+        return (
+            f"<{type(obj).__name__} transaction_id={obj.transaction_id!r} "
+            f"key={obj.key!r} value={obj.value!r}>"
+        )
+
+    def model_built(self, manager: Any, tx_cls: type, model: type) -> None:
         def create(key: str, value: Any) -> Any:
             return model(key=key, value=value)
 
-        proxy = association_proxy("meta_relation", "value", creator=create)
-        tx_cls.meta = proxy  # type: ignore[attr-defined]
+        tx_cls.meta = association_proxy(  # type: ignore[attr-defined]
+            "meta_relation", "value", creator=create
+        )
+
+    def model_for(self, manager: Any) -> type | None:
+        model = super().model_for(manager)
+        if model is not None:
+            manager.transaction_meta_cls = model
         return model
-
-    def after_build_tx_class(self, manager: Any) -> None:
-        """Build ``TransactionMeta`` beside the transaction class."""
-        self._model_for(manager)
-
-    def after_build_models(self, manager: Any) -> None:
-        """Build the model now if the transaction class was given ready-made."""
-        self._model_for(manager)
 
     # -- writing ---------------------------------------------------------------------
 
