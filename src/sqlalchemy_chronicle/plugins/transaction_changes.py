@@ -76,6 +76,13 @@ class TransactionChangesPlugin(TransactionModelPlugin):
         versioned["transaction_changes"] = model
         parent_cls.__versioned__ = versioned  # type: ignore[attr-defined]
 
+    def transaction_id_changed(self, uow: Any, session: Any, old_id: int, new_id: int) -> None:
+        """Move the rows, and the names recorded for them, to the new id."""
+        super().transaction_id_changed(uow, session, old_id, new_id)
+        recorded_tx, recorded = uow.info.get(INFO_KEY, (None, frozenset()))
+        if recorded_tx == old_id:
+            uow.info[INFO_KEY] = (new_id, recorded)
+
     # -- writing ---------------------------------------------------------------------
 
     def after_create_version_objects(self, uow: Any, session: orm.Session) -> None:
