@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import sqlalchemy as sa
 from sqlalchemy import orm
 from sqlalchemy.ext.hybrid import hybrid_property
@@ -90,11 +89,22 @@ def test_attribute_named_unlike_its_column_and_computed_attributes(base, db):
     assert (person.last, person.full, person.initials) == ("Byron", "Ada Byron", "AB")
 
 
-@pytest.mark.dbs("postgresql")
 def test_models_in_another_schema_and_the_schema_option(base, db, engine):
-    with engine.begin() as conn:
-        conn.execute(sa.text("CREATE SCHEMA IF NOT EXISTS chronicle_app"))
-        conn.execute(sa.text("CREATE SCHEMA IF NOT EXISTS chronicle_history"))
+    if engine.dialect.name == "sqlite":
+        # SQLite's schemas are attached databases.
+        folder = engine.url.database.rsplit("/", 1)[0]
+
+        @sa.event.listens_for(engine, "connect")
+        def attach(dbapi_connection, record):
+            for name in ("chronicle_app", "chronicle_history"):
+                dbapi_connection.execute(f"ATTACH DATABASE '{folder}/{name}.db' AS {name}")
+
+        engine.dispose()
+    else:
+        word = "SCHEMA" if engine.dialect.name == "postgresql" else "DATABASE"
+        with engine.begin() as conn:
+            for name in ("chronicle_app", "chronicle_history"):
+                conn.execute(sa.text(f"CREATE {word} IF NOT EXISTS {name}"))
 
     class Note(base):
         __tablename__ = "note"
