@@ -220,10 +220,17 @@ def version_association_insert(
     values = sorted({tuple(row[n] for n in match_names) for row in rows}, key=repr)
     selected = _keys_in(match_columns, values)
     found: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for row in connection.execute(sa.select(*[p for p, _ in spec.columns]).where(selected)):
-        mapping = row._mapping
-        data = {v.key: mapping[p] for p, v in spec.columns}
-        found[tuple(data[v.key] for _, v in spec.pk)] = data
+    all_names = [p.key for p, _ in spec.columns]
+    if match_names == key_names and all(all(n in row for n in all_names) for row in rows):
+        # The statement gave every value (the ORM's inserts do): no need to read back.
+        for given in rows:
+            data = {v.key: given[p.key] for p, v in spec.columns}
+            found[tuple(data[v.key] for _, v in spec.pk)] = data
+    else:
+        for row in connection.execute(sa.select(*[p for p, _ in spec.columns]).where(selected)):
+            mapping = row._mapping
+            data = {v.key: mapping[p] for p, v in spec.columns}
+            found[tuple(data[v.key] for _, v in spec.pk)] = data
     if not found:
         return
     tx_id = uow.association_transaction(connection)
@@ -248,10 +255,11 @@ def version_association_insert(
     again = [k for k in again if current[k][1] == Operation.DELETE]
     if not fresh and not again:
         return
-    if spec.end_tx is not None and fresh:
+    reopened = [k for k in fresh if k in current]  # only these have a version to close
+    if spec.end_tx is not None and reopened:
         connection.execute(
             sa.update(version)
-            .where(_keys_in(vkey, fresh), spec.end_tx.is_(None), spec.tx != tx_id)
+            .where(_keys_in(vkey, reopened), spec.end_tx.is_(None), spec.tx != tx_id)
             .values({spec.end_tx: tx_id})
         )
     if again:  # deleted earlier in this transaction and inserted again: an UPDATE

@@ -13,12 +13,12 @@ __all__ = ["unindexed"]
 
 
 class unindexed(ColumnElement[Any]):
-    """``column``, written so that SQLite does not pick an index on it.
+    """``column``, written so that the database does not pick an index on it.
 
     ``version.end_transaction_id IS NULL`` matches one row per live entity; given
-    that and ``id IN (...)``, SQLite's planner may scan the ``end_transaction_id``
-    index (every open version) instead of looking up the keys. A unary ``+`` keeps
-    it on the primary key. Other databases get the plain column.
+    that and ``id IN (...)``, planners may scan the ``end_transaction_id`` index
+    (every open version) instead of looking up the keys, a cost that grows with the
+    table. ``(column + 0)`` keeps them on the primary key.
     """
 
     inherit_cache = True
@@ -30,10 +30,5 @@ class unindexed(ColumnElement[Any]):
 
 
 @compiles(unindexed)
-def _plain(element: unindexed, compiler: SQLCompiler, **kw: Any) -> str:
-    return compiler.process(element.column, **kw)
-
-
-@compiles(unindexed, "sqlite")
-def _sqlite(element: unindexed, compiler: SQLCompiler, **kw: Any) -> str:
-    return "+" + compiler.process(element.column, **kw)
+def _no_index(element: unindexed, compiler: SQLCompiler, **kw: Any) -> str:
+    return "(" + compiler.process(element.column, **kw) + " + 0)"

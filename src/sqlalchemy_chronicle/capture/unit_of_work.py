@@ -687,7 +687,8 @@ class UnitOfWork:
                 if spec.end_tx is not None:
                     # The last version is the open one (closed only after this copy).
                     latest = sa.and_(
-                        prev.c[spec.end_tx.key].is_(None), prev.c[spec.tx.key] != tx_id
+                        unindexed(prev.c[spec.end_tx.key]).is_(None),
+                        prev.c[spec.tx.key] != tx_id,
                     )
                 else:
                     latest = prev.c[spec.tx.key] == (
