@@ -525,12 +525,7 @@ def test_public_names_import_and_are_documented():
         ("sqlalchemy_chronicle.utils", "version_obj"),
         ("sqlalchemy_chronicle.utils", "versioned_column_properties"),
         ("sqlalchemy_chronicle.utils", "option"),
-        pytest.param(
-            "sqlalchemy_chronicle.utils", "adapt_columns",
-            marks=pytest.mark.xfail(
-                reason="Continuum's utils.adapt_columns is missing", strict=True
-            ),
-        ),
+        ("sqlalchemy_chronicle.utils", "adapt_columns"),
         ("sqlalchemy_chronicle.exc", "VersioningError"),
         ("sqlalchemy_chronicle.manager", "VersioningManager"),
     ],

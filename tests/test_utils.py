@@ -498,3 +498,17 @@ def test_unit_of_work_creates_the_transaction_before_any_flush(db, article_model
     txs = [r["id"] for r in db.rows("transaction")]
     assert len(txs) == 2
     assert article.versions[1].transaction_id == txs[1] != tx.id
+
+
+def test_adapt_columns_points_an_expression_at_the_version_table(db, article_models):
+    from sqlalchemy_chronicle.utils import adapt_columns
+
+    Article = article_models()
+    session = db.session()
+    session.add_all([Article(name="kept"), Article(name="other")])
+    session.commit()
+    ArticleVersion = version_class(Article)
+    criterion = adapt_columns(Article.__table__.c.name == "kept")
+    found = session.scalars(sa.select(ArticleVersion).where(criterion)).all()
+    assert [v.name for v in found] == ["kept"]
+    assert criterion.left.table is ArticleVersion.__table__

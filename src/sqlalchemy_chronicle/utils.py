@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 from sqlalchemy.orm import attributes
 from sqlalchemy.orm.util import AliasedClass
+from sqlalchemy.sql import visitors
 
 from .config import Operation
 from .exc import ClassNotVersioned
@@ -18,6 +19,7 @@ from .schema.tables import INFO_KEY
 _NO_LOAD = orm.PassiveFlag.PASSIVE_NO_INITIALIZE
 
 __all__ = [
+    "adapt_columns",
     "changeset",
     "count_versions",
     "end_tx_column_name",
@@ -263,6 +265,20 @@ def version_obj(session: orm.Session, parent_obj: Any) -> Any:
             *criteria, getattr(version_cls, spec.tx.key) == uow.transaction_id
         )
     ).first()
+
+
+def adapt_columns(expr: Any) -> Any:
+    """``expr`` with each column of a versioned table replaced by the same column of
+    its version table (for building queries over version tables)."""
+
+    def replace(element: Any, **kw: Any) -> Any:
+        if isinstance(element, sa.Column) and isinstance(element.table, sa.Table):
+            built = element.table.info.get(INFO_KEY, {}).get("version_table")
+            if built is not None:
+                return next((c for c in built.c if c.name == element.name), None)
+        return None
+
+    return visitors.replacement_traverse(expr, {}, replace)
 
 
 def version_table(table: sa.Table) -> sa.Table:
