@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Mapper, Session, SessionTransaction
 
     from ..schema.models import VersionedModel
+    from ..schema.tables import VersionTableSpec
 
 __all__ = ["OrmCapture"]
 
@@ -148,6 +149,18 @@ class OrmCapture:
         uow = self.unit_of_work(session)
         connection.execution_options(**{self.info_key: uow})
 
+    def _association_write(
+        self, statement: Any, kind: type, execution_options: Any
+    ) -> tuple[UnitOfWork, VersionTableSpec] | None:
+        """The unit of work and association table spec a Core statement versions into."""
+        if not isinstance(statement, kind):
+            return None
+        uow: UnitOfWork | None = execution_options.get(self.info_key)
+        if uow is None or uow.closed or not self._enabled():
+            return None
+        spec = self.manager.association_spec(statement.table)  # type: ignore[attr-defined]
+        return None if spec is None else (uow, spec)
+
     def before_execute(
         self,
         conn: Connection,
@@ -156,13 +169,9 @@ class OrmCapture:
         params: Any,
         execution_options: Any,
     ) -> None:
-        if not isinstance(clauseelement, sa.Delete):
-            return
-        uow: UnitOfWork | None = execution_options.get(self.info_key)
-        if uow is None or uow.closed or not self._enabled():
-            return
-        spec = self.manager.association_spec(clauseelement.table)
-        if spec is not None:
+        target = self._association_write(clauseelement, sa.Delete, execution_options)
+        if target is not None:
+            uow, spec = target
             version_association_delete(uow, conn, spec, clauseelement, multiparams or [params])
 
     def after_execute(
@@ -174,13 +183,9 @@ class OrmCapture:
         execution_options: Any,
         result: Any,
     ) -> None:
-        if not isinstance(clauseelement, sa.Insert):
-            return
-        uow: UnitOfWork | None = execution_options.get(self.info_key)
-        if uow is None or uow.closed or not self._enabled():
-            return
-        spec = self.manager.association_spec(clauseelement.table)
-        if spec is not None:
+        target = self._association_write(clauseelement, sa.Insert, execution_options)
+        if target is not None:
+            uow, spec = target
             version_association_insert(
                 uow, conn, spec, clauseelement, multiparams or [params], result
             )
