@@ -25,6 +25,7 @@ from sqlalchemy.sql.elements import BinaryExpression, BindParameter, BooleanClau
 
 from ..config import Operation
 from ..exc import NotSupportedError
+from .sql import key_in
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, CursorResult
@@ -82,37 +83,6 @@ def _filter(
     return (where if where is not None else sa.true()), list(params) or [{}]
 
 
-def _run(connection: Connection, stmt: Any, params: list[Mapping[str, Any]]) -> Any:
-    if params == [{}]:
-        return connection.execute(stmt)
-    if len(params) == 1:
-        return connection.execute(stmt, params[0])
-    return connection.execute(stmt, params)
-
-
-def _key_of(spec: VersionTableSpec, table_alias: Any = None) -> list[Any]:
-    table = table_alias if table_alias is not None else spec.parent
-    return [table.c[p.key] for p, _ in spec.pk]
-
-
-def _vkey(spec: VersionTableSpec) -> list[sa.Column[Any]]:
-    return [v for _, v in spec.pk]
-
-
-def _in_select(columns: list[Any], select: sa.Select[Any]) -> sa.ColumnElement[bool]:
-    if len(columns) == 1:
-        column: sa.ColumnElement[Any] = columns[0]
-        return column.in_(select)
-    return sa.tuple_(*columns).in_(select)
-
-
-def _keys_in(columns: Sequence[Any], keys: Sequence[tuple[Any, ...]]) -> sa.ColumnElement[bool]:
-    if len(columns) == 1:
-        column: sa.ColumnElement[Any] = columns[0]
-        return column.in_([k[0] for k in keys])
-    return sa.tuple_(*columns).in_(list(keys))
-
-
 def version_association_delete(
     uow: UnitOfWork,
     connection: Connection,
@@ -137,21 +107,21 @@ def version_association_delete(
         return
     tx_id = uow.association_transaction(connection)
     keys = list(doomed)
-    vkey = _vkey(spec)
+    vkey = list(spec.version_pk)
     if spec.end_tx is not None:
         connection.execute(
             sa.update(version)
-            .where(_keys_in(vkey, keys), spec.end_tx.is_(None), spec.tx != tx_id)
+            .where(key_in(vkey, keys), spec.end_tx.is_(None), spec.tx != tx_id)
             .values({spec.end_tx: tx_id})
         )
     if uow.association_touched(version):
         # Rows this transaction versioned already (inserted earlier) become DELETEs.
-        mine = sa.select(*vkey).where(spec.tx == tx_id, _keys_in(vkey, keys))
+        mine = sa.select(*vkey).where(spec.tx == tx_id, key_in(vkey, keys))
         seen = {tuple(r) for r in connection.execute(mine)}
         if seen:
             connection.execute(
                 sa.update(version)
-                .where(spec.tx == tx_id, _keys_in(vkey, list(seen)))
+                .where(spec.tx == tx_id, key_in(vkey, list(seen)))
                 .values({spec.op: int(Operation.DELETE)})
             )
             keys = [k for k in keys if k not in seen]
@@ -218,7 +188,7 @@ def version_association_insert(
         )
     match_columns = [table.c[n] for n in match_names]
     values = sorted({tuple(row[n] for n in match_names) for row in rows}, key=repr)
-    selected = _keys_in(match_columns, values)
+    selected = key_in(match_columns, values)
     found: dict[tuple[Any, ...], dict[str, Any]] = {}
     all_names = [p.key for p, _ in spec.columns]
     if match_names == key_names and all(all(n in row for n in all_names) for row in rows):
@@ -234,10 +204,10 @@ def version_association_insert(
     if not found:
         return
     tx_id = uow.association_transaction(connection)
-    vkey = _vkey(spec)
+    vkey = list(spec.version_pk)
     keys = sorted(found, key=repr)
     # The current version of each key: the open one (validity), or the newest.
-    newest = sa.select(*vkey, spec.tx, spec.op).where(_keys_in(vkey, keys))
+    newest = sa.select(*vkey, spec.tx, spec.op).where(key_in(vkey, keys))
     if spec.end_tx is not None:
         newest = newest.where(spec.end_tx.is_(None))
     current: dict[tuple[Any, ...], tuple[int, int]] = {}
@@ -259,11 +229,11 @@ def version_association_insert(
     if spec.end_tx is not None and reopened:
         connection.execute(
             sa.update(version)
-            .where(_keys_in(vkey, reopened), spec.end_tx.is_(None), spec.tx != tx_id)
+            .where(key_in(vkey, reopened), spec.end_tx.is_(None), spec.tx != tx_id)
             .values({spec.end_tx: tx_id})
         )
     if again:  # deleted earlier in this transaction and inserted again: an UPDATE
-        connection.execute(sa.delete(version).where(spec.tx == tx_id, _keys_in(vkey, again)))
+        connection.execute(sa.delete(version).where(spec.tx == tx_id, key_in(vkey, again)))
     rows_out = [
         {**found[k], spec.tx.key: tx_id, spec.op.key: int(Operation.INSERT)} for k in fresh
     ] + [{**found[k], spec.tx.key: tx_id, spec.op.key: int(Operation.UPDATE)} for k in again]

@@ -51,9 +51,6 @@ class OrmCapture:
             uow = session.info[self.info_key] = factory(self.manager, session)
         return uow
 
-    def existing_unit_of_work(self, session: Session) -> UnitOfWork | None:
-        return session.info.get(self.info_key)
-
     # -- installation ----------------------------------------------------------------
 
     _SESSION_EVENTS = (

@@ -39,7 +39,7 @@ from ..config import Operation
 from ..exc import ConfigurationError
 from ..schema.tables import INFO_KEY
 from .context import current_context
-from .sql import unindexed
+from .sql import key_in, unindexed
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -106,12 +106,6 @@ def _chunks(keys: Sequence[PK], width: int) -> Iterator[Sequence[PK]]:
     size = max(1, CHUNK_PARAMS // max(1, width))
     for start in range(0, len(keys), size):
         yield keys[start : start + size]
-
-
-def _key_in(columns: Sequence[sa.ColumnElement[Any]], keys: Sequence[PK]) -> sa.ColumnElement[bool]:
-    if len(columns) == 1:
-        return columns[0].in_([k[0] for k in keys])
-    return sa.tuple_(*columns).in_(list(keys))
 
 
 # The fold table: what an operation does when this transaction already wrote a
@@ -469,7 +463,7 @@ class UnitOfWork:
                     keys = list(states)
                     for chunk in _chunks(keys, len(vpk)):
                         stmt: sa.Select[Any] = sa.select(version_cls).where(
-                            getattr(version_cls, spec.tx.key) == tx_id, _key_in(vpk, chunk)
+                            getattr(version_cls, spec.tx.key) == tx_id, key_in(vpk, chunk)
                         )
                         for version in private.scalars(stmt):
                             key = tuple(getattr(version, c.key) for c in spec.version_pk)
@@ -499,7 +493,7 @@ class UnitOfWork:
                 probe = (
                     sa.select(sa.literal(1))
                     .select_from(spec.version)
-                    .where(_key_in(vpk, keys), spec.tx > tx_id)
+                    .where(key_in(vpk, keys), spec.tx > tx_id)
                     .limit(1)
                 )
                 if locking:
@@ -594,7 +588,7 @@ class UnitOfWork:
         self._written_specs[version] = spec
 
         for keys in _chunks(replace, width):
-            connection.execute(sa.delete(version).where(spec.tx == tx_id, _key_in(vpk, keys)))
+            connection.execute(sa.delete(version).where(spec.tx == tx_id, key_in(vpk, keys)))
 
         if from_last_version:
             already_deleted = self._write_deletes(
@@ -614,7 +608,7 @@ class UnitOfWork:
                 extra,
             )
             for keys in _chunks(keys_of_group, width):
-                select = sa.select(*exprs).where(_key_in(ppk, keys))
+                select = sa.select(*exprs).where(key_in(ppk, keys))
                 connection.execute(sa.insert(version).from_select(target, select))
 
         for extra, keys_of_group in mark_deleted.items():
@@ -622,7 +616,7 @@ class UnitOfWork:
             values.update({version.c[k]: v for k, v in extra})
             for keys in _chunks(keys_of_group, width):
                 connection.execute(
-                    sa.update(version).where(spec.tx == tx_id, _key_in(vpk, keys)).values(values)
+                    sa.update(version).where(spec.tx == tx_id, key_in(vpk, keys)).values(values)
                 )
 
         if spec.end_tx is not None and plan.new:
@@ -642,7 +636,7 @@ class UnitOfWork:
         for keys in _chunks(sorted(plan.new, key=repr), len(vpk)):
             result = connection.execute(
                 sa.update(spec.version)
-                .where(_key_in(vpk, keys), unindexed(spec.end_tx).is_(None), spec.tx < tx_id)
+                .where(key_in(vpk, keys), unindexed(spec.end_tx).is_(None), spec.tx < tx_id)
                 .values({spec.end_tx: tx_id})
             )
             closed += max(result.rowcount, 0)
@@ -697,7 +691,7 @@ class UnitOfWork:
                         .scalar_subquery()
                     )
                 select = sa.select(*exprs).where(
-                    _key_in([prev.c[c.key] for c in vpk], keys),
+                    key_in([prev.c[c.key] for c in vpk], keys),
                     latest,
                     prev.c[spec.op.key] != int(Operation.DELETE),
                 )
@@ -711,12 +705,12 @@ class UnitOfWork:
             return set()
         found: set[PK] = set()
         for keys in _chunks(keys_all, width):
-            rows = connection.execute(sa.select(*vpk).where(spec.tx == tx_id, _key_in(vpk, keys)))
+            rows = connection.execute(sa.select(*vpk).where(spec.tx == tx_id, key_in(vpk, keys)))
             found.update(tuple(row) for row in rows)
         missing = [key for key in keys_all if key not in found]
         known: set[PK] = set()
         for keys in _chunks(missing, width):
-            rows = connection.execute(sa.select(*vpk).distinct().where(_key_in(vpk, keys)))
+            rows = connection.execute(sa.select(*vpk).distinct().where(key_in(vpk, keys)))
             known.update(tuple(row) for row in rows)
         rows_to_add = []
         for key in missing:

@@ -18,7 +18,7 @@ from sqlalchemy import orm
 
 from .._compat import new_instance
 from ..config import Operation
-from ..exc import ReverterException, VersioningStateError
+from ..exc import ReverterException
 
 __all__ = ["Reverter"]
 
@@ -54,13 +54,7 @@ class Reverter:
         self._done: dict[tuple[type, tuple[Any, ...]], Any] = {}
 
     def __call__(self) -> Any:
-        session = orm.object_session(self.version)
-        if session is None:
-            raise VersioningStateError(
-                f"{type(self.version).__name__} is not attached to a session; load it "
-                f"through a session to revert to it."
-            )
-        return self._revert(session, self.version, self.relations)
+        return self._revert(self.version._session(), self.version, self.relations)
 
     def _revert(self, session: orm.Session, version: Any, tree: RelationTree) -> Any:
         model = version.__chronicle_model__
