@@ -40,6 +40,8 @@ class OrmCapture:
         self.info_key = f"sqlalchemy_chronicle.uow.{next(_counter)}"
         self._session_targets: list[Any] = []
         self._mapper_listeners: list[tuple[Any, str, Any]] = []
+        #: Whether Core statements are watched (some association table is versioned).
+        self._watching_statements = False
 
     # -- unit of work access ---------------------------------------------------------
 
@@ -77,8 +79,10 @@ class OrmCapture:
         for name in self._ENGINE_EVENTS:
             if not event.contains(Engine, name, getattr(self, name)):
                 event.listen(Engine, name, getattr(self, name))
+        self._watching_statements = True
 
     def uninstall(self) -> None:
+        self._watching_statements = False
         for name in self._ENGINE_EVENTS:
             if event.contains(Engine, name, getattr(self, name)):
                 event.remove(Engine, name, getattr(self, name))
@@ -143,6 +147,9 @@ class OrmCapture:
         # Core statements on this connection (association tables) find the unit of
         # work in its execution options. They belong to this Connection object, not to
         # the pooled DBAPI connection, and the unit of work is marked closed at the end.
+        # Without versioned association tables nothing reads them: skip the work.
+        if not self._watching_statements:
+            return
         uow = self.unit_of_work(session)
         connection.execution_options(**{self.info_key: uow})
 
