@@ -39,7 +39,8 @@ from ..config import Operation
 from ..exc import ConfigurationError
 from ..schema.tables import INFO_KEY
 from .context import current_context
-from .sql import key_in, unindexed
+from .sql import key_in
+from .statements import KEYS, OP, TX, extra_param, key_values, statements_for
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -100,6 +101,11 @@ class _TablePlan:
     short: bool = False
     #: key -> column values given by plugins (``version_row_values``), as sorted items.
     extras: dict[PK, tuple[tuple[str, Any], ...]] = field(default_factory=dict)
+
+
+def _extra_params(extra: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
+    """The parameters of the plugin-given column values ``extra``."""
+    return {extra_param(key): value for key, value in extra}
 
 
 def _chunks(keys: Sequence[PK], width: int) -> Iterator[Sequence[PK]]:
@@ -538,34 +544,11 @@ class UnitOfWork:
         self._transaction_obj = None
         return new_id
 
-    @staticmethod
-    def _columns(
-        spec: VersionTableSpec,
-        sources: Sequence[sa.ColumnElement[Any]],
-        tx: Any,
-        op: Any,
-        extras: tuple[tuple[str, Any], ...],
-    ) -> tuple[list[sa.Column[Any]], list[Any]]:
-        """Target columns and the expressions selected into them for one INSERT."""
-        target = [v for _, v in spec.columns] + [spec.tx, spec.op]
-        exprs: list[Any] = [*sources, tx, op]
-        positions = {column.key: i for i, column in enumerate(target)}
-        for key, value in extras:
-            column = spec.version.c[key]
-            literal = sa.literal(value, column.type) if value is not None else sa.null()
-            if key in positions:
-                exprs[positions[key]] = literal
-            else:
-                target.append(column)
-                exprs.append(literal)
-        return target, exprs
-
     def _write(self, connection: Connection, plan: _TablePlan, tx_id: int) -> None:
         spec = plan.spec
         version = spec.version
-        vpk = spec.version_pk
-        width = len(vpk)
-        tx_param = sa.literal(tx_id, spec.tx.type)
+        width = len(spec.version_pk)
+        statements = statements_for(spec)
         extras = plan.extras
         no_extras: tuple[tuple[str, Any], ...] = ()
         replace: list[PK] = []
@@ -588,36 +571,32 @@ class UnitOfWork:
         self._written_specs[version] = spec
 
         for keys in _chunks(replace, width):
-            connection.execute(sa.delete(version).where(spec.tx == tx_id, key_in(vpk, keys)))
+            connection.execute(
+                statements.replace, {TX: tx_id, KEYS: key_values(keys, width)}
+            )
 
         if from_last_version:
-            already_deleted = self._write_deletes(
-                connection, plan, from_last_version, tx_id, tx_param
-            )
+            already_deleted = self._write_deletes(connection, plan, from_last_version, tx_id)
             for key in already_deleted:
                 plan.new.discard(key)
                 del self._written[(version, key)]
 
-        ppk = [p for p, _ in spec.pk]
         for (op, extra), keys_of_group in from_live.items():
-            target, exprs = self._columns(
-                spec,
-                [p for p, _ in spec.columns],
-                tx_param,
-                sa.literal(int(op), spec.op.type),
-                extra,
-            )
+            stmt = statements.from_live(tuple(k for k, _ in extra))
+            params = _extra_params(extra)
+            params[TX] = tx_id
+            params[OP] = int(op)
             for keys in _chunks(keys_of_group, width):
-                select = sa.select(*exprs).where(key_in(ppk, keys))
-                connection.execute(sa.insert(version).from_select(target, select))
+                params[KEYS] = key_values(keys, width)
+                connection.execute(stmt, params)
 
         for extra, keys_of_group in mark_deleted.items():
-            values: dict[Any, Any] = {spec.op: int(Operation.DELETE)}
-            values.update({version.c[k]: v for k, v in extra})
+            mark = statements.mark_deleted(tuple(k for k, _ in extra))
+            params = _extra_params(extra)
+            params[TX] = tx_id
             for keys in _chunks(keys_of_group, width):
-                connection.execute(
-                    sa.update(version).where(spec.tx == tx_id, key_in(vpk, keys)).values(values)
-                )
+                params[KEYS] = key_values(keys, width)
+                connection.execute(mark, params)
 
         if spec.end_tx is not None and plan.new:
             closed = self._close(connection, plan, tx_id)
@@ -629,26 +608,17 @@ class UnitOfWork:
     @staticmethod
     def _close(connection: Connection, plan: _TablePlan, tx_id: int) -> int:
         """Close the open previous versions of the entities first versioned now."""
-        spec = plan.spec
-        assert spec.end_tx is not None
-        vpk = spec.version_pk
+        stmt = statements_for(plan.spec).close
+        assert stmt is not None
+        width = len(plan.spec.version_pk)
         closed = 0
-        for keys in _chunks(sorted(plan.new, key=repr), len(vpk)):
-            result = connection.execute(
-                sa.update(spec.version)
-                .where(key_in(vpk, keys), unindexed(spec.end_tx).is_(None), spec.tx < tx_id)
-                .values({spec.end_tx: tx_id})
-            )
+        for keys in _chunks(sorted(plan.new, key=repr), width):
+            result = connection.execute(stmt, {TX: tx_id, KEYS: key_values(keys, width)})
             closed += max(result.rowcount, 0)
         return closed
 
     def _write_deletes(
-        self,
-        connection: Connection,
-        plan: _TablePlan,
-        keys_all: list[PK],
-        tx_id: int,
-        tx_param: Any,
+        self, connection: Connection, plan: _TablePlan, keys_all: list[PK], tx_id: int
     ) -> set[PK]:
         """Write DELETE versions as copies of each entity's last version.
 
@@ -661,45 +631,20 @@ class UnitOfWork:
         """
         spec = plan.spec
         version = spec.version
-        prev = version.alias("chronicle_prev")
-        newest = version.alias("chronicle_newest")
         vpk = spec.version_pk
         width = len(vpk)
+        statements = statements_for(spec)
         groups: dict[Any, list[PK]] = {}
         for key in keys_all:
             groups.setdefault(plan.extras.get(key, ()), []).append(key)
         written = 0
         for extra, keys_of_group in groups.items():
-            target, exprs = self._columns(
-                spec,
-                [prev.c[v.key] for _, v in spec.columns],
-                tx_param,
-                sa.literal(int(Operation.DELETE), spec.op.type),
-                extra,
-            )
+            stmt = statements.copy_last(tuple(k for k, _ in extra))
+            params = _extra_params(extra)
+            params[TX] = tx_id
             for keys in _chunks(keys_of_group, width):
-                if spec.end_tx is not None:
-                    # The last version is the open one (closed only after this copy).
-                    latest = sa.and_(
-                        unindexed(prev.c[spec.end_tx.key]).is_(None),
-                        prev.c[spec.tx.key] != tx_id,
-                    )
-                else:
-                    latest = prev.c[spec.tx.key] == (
-                        sa.select(sa.func.max(newest.c[spec.tx.key]))
-                        .where(*[newest.c[c.key] == prev.c[c.key] for c in vpk])
-                        .scalar_subquery()
-                    )
-                select = sa.select(*exprs).where(
-                    key_in([prev.c[c.key] for c in vpk], keys),
-                    latest,
-                    prev.c[spec.op.key] != int(Operation.DELETE),
-                )
-                result = connection.execute(
-                    sa.insert(version)
-                    .from_select(target, select)
-                    .execution_options(preserve_rowcount=True)
-                )
+                params[KEYS] = key_values(keys, width)
+                result = connection.execute(stmt, params)
                 written += max(result.rowcount, 0)
         if written >= len(keys_all):
             return set()

@@ -9,7 +9,7 @@ and the readers use. Nothing here executes SQL.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -52,6 +52,8 @@ class VersionTableSpec:
     end_tx: sa.Column[Any] | None
     op: sa.Column[Any]
     strategy: Strategy
+    #: What the write path built for this table and reuses (its prepared statements).
+    cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def version_pk(self) -> tuple[sa.Column[Any], ...]:

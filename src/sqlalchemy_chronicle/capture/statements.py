@@ -1,0 +1,167 @@
+"""The write path's statements, built once per version table and reused.
+
+Every flush that versions rows runs the same few statements with new keys and a new
+transaction id. Building and coercing a statement costs more Python time than
+SQLite spends running it, so :class:`WriteStatements` builds each shape once, with
+bound parameters for everything that changes (the transaction id, the operation,
+the values plugins give, and the keys, as one expanding parameter), and keeps it on
+the table's :class:`~sqlalchemy_chronicle.schema.tables.VersionTableSpec`. SQLAlchemy
+then finds the compiled form in its cache without rebuilding anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from ..config import Operation, Strategy
+from .sql import unindexed
+
+if TYPE_CHECKING:
+    from ..schema.tables import VersionTableSpec
+
+__all__ = ["KEYS", "OP", "TX", "WriteStatements", "extra_param", "key_values", "statements_for"]
+
+#: Parameter names; prefixed so that they cannot meet a column's name in a SET clause.
+TX = "_chronicle_tx"
+OP = "_chronicle_op"
+KEYS = "_chronicle_keys"
+
+#: Key of ``VersionTableSpec.cache`` under which the statements are kept.
+_CACHE_KEY = "write_statements"
+
+PK = tuple[Any, ...]
+
+
+def extra_param(key: str) -> str:
+    """The parameter name of the plugin-given value for version column ``key``."""
+    return f"_chronicle_x_{key}"
+
+
+def key_values(keys: Sequence[PK], width: int) -> list[Any]:
+    """``keys`` as the value of the expanding ``KEYS`` parameter."""
+    if width == 1:
+        return [key[0] for key in keys]
+    return list(keys)
+
+
+def _keys_in(columns: Sequence[sa.ColumnElement[Any]]) -> sa.ColumnElement[bool]:
+    param: sa.BindParameter[Any] = sa.bindparam(KEYS, expanding=True)
+    if len(columns) == 1:
+        return columns[0].in_(param)
+    return sa.tuple_(*columns).in_(param)
+
+
+def statements_for(spec: VersionTableSpec) -> WriteStatements:
+    """The statements of ``spec``'s version table (built on first use)."""
+    statements: WriteStatements | None = spec.cache.get(_CACHE_KEY)
+    if statements is None:
+        statements = spec.cache[_CACHE_KEY] = WriteStatements(spec)
+    return statements
+
+
+class WriteStatements:
+    """The statements that write one version table, by shape.
+
+    Statements that take plugin values (``version_row_values``) exist once per set
+    of column keys; the values are parameters named by :func:`extra_param`.
+    """
+
+    def __init__(self, spec: VersionTableSpec) -> None:
+        self.spec = spec
+        version = spec.version
+        vpk = spec.version_pk
+        self._tx = sa.bindparam(TX, type_=spec.tx.type)
+        #: Rows this transaction wrote for some keys (several flushes fold into one).
+        self.replace: sa.Delete = sa.delete(version).where(spec.tx == self._tx, _keys_in(vpk))
+        #: Close the open previous versions of some keys.
+        self.close: sa.Update | None = None
+        if spec.end_tx is not None:
+            self.close = (
+                sa.update(version)
+                .where(_keys_in(vpk), unindexed(spec.end_tx).is_(None), spec.tx < self._tx)
+                .values({spec.end_tx: self._tx})
+            )
+        self._from_live: dict[tuple[str, ...], sa.Insert] = {}
+        self._copy_last: dict[tuple[str, ...], sa.Insert] = {}
+        self._mark_deleted: dict[tuple[str, ...], sa.Update] = {}
+
+    def _columns(
+        self, sources: Sequence[sa.ColumnElement[Any]], op: Any, extras: tuple[str, ...]
+    ) -> tuple[list[sa.Column[Any]], list[Any]]:
+        """Target columns and the expressions selected into them for one INSERT."""
+        spec = self.spec
+        target = [v for _, v in spec.columns] + [spec.tx, spec.op]
+        exprs: list[Any] = [*sources, self._tx, op]
+        positions = {column.key: i for i, column in enumerate(target)}
+        for key in extras:
+            column = spec.version.c[key]
+            param = sa.bindparam(extra_param(key), type_=column.type)
+            if key in positions:
+                exprs[positions[key]] = param
+            else:
+                target.append(column)
+                exprs.append(param)
+        return target, exprs
+
+    def from_live(self, extras: tuple[str, ...]) -> sa.Insert:
+        """Copy live rows into versions stamped with ``TX`` and ``OP``."""
+        stmt = self._from_live.get(extras)
+        if stmt is None:
+            spec = self.spec
+            op = sa.bindparam(OP, type_=spec.op.type)
+            target, exprs = self._columns([p for p, _ in spec.columns], op, extras)
+            select = sa.select(*exprs).where(_keys_in([p for p, _ in spec.pk]))
+            stmt = self._from_live[extras] = sa.insert(spec.version).from_select(target, select)
+        return stmt
+
+    def copy_last(self, extras: tuple[str, ...]) -> sa.Insert:
+        """Copy each key's last version, unless it is a DELETE, as a DELETE of ``TX``."""
+        stmt = self._copy_last.get(extras)
+        if stmt is None:
+            spec = self.spec
+            prev = spec.version.alias("chronicle_prev")
+            delete = sa.literal(int(Operation.DELETE), spec.op.type)
+            target, exprs = self._columns([prev.c[v.key] for _, v in spec.columns], delete, extras)
+            prev_tx = prev.c[spec.tx.key]
+            prev_key = [prev.c[c.key] for c in spec.version_pk]
+            if spec.end_tx is not None:
+                # The last version is the open one (it is closed only after this copy).
+                latest = sa.and_(unindexed(prev.c[spec.end_tx.key]).is_(None), prev_tx != self._tx)
+            else:
+                assert spec.strategy is Strategy.SUBQUERY
+                newest = spec.version.alias("chronicle_newest")
+                latest = prev_tx == (
+                    sa.select(sa.func.max(newest.c[spec.tx.key]))
+                    .where(*[newest.c[c.key] == prev.c[c.key] for c in spec.version_pk])
+                    .scalar_subquery()
+                )
+            select = sa.select(*exprs).where(
+                _keys_in(prev_key), latest, prev.c[spec.op.key] != int(Operation.DELETE)
+            )
+            stmt = (
+                sa.insert(spec.version)
+                .from_select(target, select)
+                .execution_options(preserve_rowcount=True)
+            )
+            self._copy_last[extras] = stmt
+        return stmt
+
+    def mark_deleted(self, extras: tuple[str, ...]) -> sa.Update:
+        """Turn the versions ``TX`` wrote for some keys into DELETEs."""
+        stmt = self._mark_deleted.get(extras)
+        if stmt is None:
+            spec = self.spec
+            values: dict[Any, Any] = {spec.op: int(Operation.DELETE)}
+            for key in extras:
+                column = spec.version.c[key]
+                values[column] = sa.bindparam(extra_param(key), type_=column.type)
+            stmt = (
+                sa.update(spec.version)
+                .where(spec.tx == self._tx, _keys_in(spec.version_pk))
+                .values(values)
+            )
+            self._mark_deleted[extras] = stmt
+        return stmt
