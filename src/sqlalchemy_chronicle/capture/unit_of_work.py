@@ -81,13 +81,6 @@ def utc_now() -> datetime.datetime:
 
 
 @dataclass
-class _Change:
-    model: VersionedModel
-    state: InstanceState[Any]
-    op: Operation
-
-
-@dataclass
 class _TablePlan:
     """What one flush does to one version table."""
 
@@ -146,7 +139,8 @@ class UnitOfWork:
         self._connection: Connection | None = None
         #: (version table, key) -> the operation of the row this transaction wrote.
         self._written: dict[tuple[sa.Table, PK], Operation] = {}
-        self._changes: list[_Change] = []
+        #: (model, state, operation) per row the current flush wrote.
+        self._changes: list[tuple[VersionedModel, InstanceState[Any], Operation]] = []
         self._savepoints: list[tuple[SessionTransaction, tuple[Any, ...]]] = []
         #: The specs of the version tables this transaction wrote (for re-stamping).
         self._written_specs: dict[sa.Table, VersionTableSpec] = {}
@@ -236,7 +230,8 @@ class UnitOfWork:
                         f"{table.name!r} has no column {name!r}; configure {hint}."
                     )
                 values[name] = value
-        result = connection.execute(sa.insert(table).values(values))
+        # The values as parameters: the compiled INSERT is found in the cache.
+        result = connection.execute(sa.insert(table), values)
         tx_id = int(result.inserted_primary_key[0])  # type: ignore[index]
         self.transaction_id = tx_id
         self._transaction_values = values
@@ -277,7 +272,7 @@ class UnitOfWork:
 
     def record(self, model: VersionedModel, state: InstanceState[Any], op: Operation) -> None:
         """Note that the current flush wrote ``state`` with ``op`` (from mapper events)."""
-        self._changes.append(_Change(model, state, op))
+        self._changes.append((model, state, op))
 
     def discard_pending(self) -> None:
         self._changes.clear()
@@ -361,31 +356,38 @@ class UnitOfWork:
     def _plan(self) -> dict[sa.Table, _TablePlan]:
         plans: dict[sa.Table, _TablePlan] = {}
         row_plugins = self.manager.plugins.implementing("version_row_values")
-        for change in self._changes:
-            model, state, op = change.model, change.state, change.op
-            if op is Operation.UPDATE and not self._changed(model, state):
+        written = self._written
+        changed_entities = self.changed_entities
+        changed = self._changed
+        key_of = self._key
+        update = Operation.UPDATE
+        for model, state, op in self._changes:
+            if op is update and not changed(model, state):
                 continue
             for spec, keys, positions in zip(
                 model.specs, model.pk_keys, model.pk_positions, strict=True
             ):
-                plan = plans.get(spec.version)
+                version = spec.version
+                plan = plans.get(version)
                 if plan is None:
-                    plan = plans[spec.version] = _TablePlan(spec)
-                key = self._key(state, keys, positions, op)
-                planned = plan.ops.get(key)
-                before = planned if planned is not None else self._written.get((spec.version, key))
+                    plan = plans[version] = _TablePlan(spec)
+                key = key_of(state, keys, positions, op)
+                ops = plan.ops
+                before = ops.get(key)
+                if before is None:
+                    before = written.get((version, key))
                 plan.states[key] = state
                 if before is None:
-                    plan.ops[key] = op
+                    ops[key] = op
                     plan.new.add(key)
                 else:
                     folded = _FOLD[(before, op)]
                     if folded is None:
                         continue
-                    plan.ops[key] = folded
-                self.changed_entities.add(model.parent)
+                    ops[key] = folded
+                changed_entities.add(model.parent)
                 if row_plugins:
-                    plan.extras[key] = self._row_values(row_plugins, spec, plan.ops[key], state)
+                    plan.extras[key] = self._row_values(row_plugins, spec, ops[key], state)
         return plans
 
     def _row_values(
@@ -401,7 +403,7 @@ class UnitOfWork:
         """Write the versions of everything flushed since the last call (after a flush)."""
         if not self._changes:
             return
-        mapper = self._changes[0].model.mapper
+        mapper = self._changes[0][0].mapper
         self.changed_entities = set()
         plans = self._plan()
         self._changes.clear()
@@ -516,7 +518,7 @@ class UnitOfWork:
         """
         table = self.manager.transaction_table
         values = dict(self._transaction_values)
-        result = connection.execute(sa.insert(table).values(values))
+        result = connection.execute(sa.insert(table), values)
         new_id = int(result.inserted_primary_key[0])  # type: ignore[index]
         specs = {spec.version: spec for spec in self._written_specs.values()}
         for version in self._association_touched:
