@@ -182,6 +182,42 @@ def test_flush_statement_count_does_not_grow_with_rows(db, article_models):
     assert len(db.rows("article_version")) == 220
 
 
+@pytest.mark.dbs("postgresql")
+@pytest.mark.parametrize("composite", [False, True], ids=["one_column_key", "composite_key"])
+def test_postgresql_versioning_sql_does_not_depend_on_the_number_of_rows(db, base, composite):
+    # Keys travel as arrays, so the server sees the same statements (and can keep them
+    # prepared) however many rows a flush changes.
+    key = {"id": sa.Column(sa.Integer, primary_key=True)}
+    if composite:
+        key["lang"] = sa.Column(sa.String(2), primary_key=True)
+
+    Doc = type("Doc", (base,), {
+        "__tablename__": "doc", "__versioned__": {}, **key,
+        "title": sa.Column(sa.String(50)),
+    })
+    db.create(base.metadata)
+    session = db.session()
+    next_id = iter(range(1, 1000))
+
+    def versioning_sql(n: int) -> set[str]:
+        docs = [Doc(id=next(next_id), title="a", **({"lang": "en"} if composite else {}))
+                for _ in range(n)]
+        session.add_all(docs)
+        session.commit()
+        for doc in docs:
+            doc.title = "b"
+        with db.count_statements() as stmts:
+            session.commit()
+        return {s for s in stmts if "doc_version" in s}
+
+    small, large = versioning_sql(3), versioning_sql(40)
+    assert small == large
+    assert len(large) == 2  # INSERT ... SELECT and the closing UPDATE
+    rows = db.rows("doc_version")
+    assert len(rows) == 86
+    assert sorted(r["title"] for r in rows if r["end_transaction_id"] is None) == ["b"] * 43
+
+
 def test_version_class_columns(db, article_models):
     Article = article_models()
     ArticleVersion = version_class(Article)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from ..config import Operation, Strategy
 from .sql import unindexed
@@ -22,15 +23,12 @@ from .sql import unindexed
 if TYPE_CHECKING:
     from ..schema.tables import VersionTableSpec
 
-__all__ = ["KEYS", "OP", "TX", "WriteStatements", "extra_param", "key_values", "statements_for"]
+__all__ = ["KEYS", "OP", "TX", "WriteStatements", "extra_param", "statements_for"]
 
 #: Parameter names; prefixed so that they cannot meet a column's name in a SET clause.
 TX = "_chronicle_tx"
 OP = "_chronicle_op"
 KEYS = "_chronicle_keys"
-
-#: Key of ``VersionTableSpec.cache`` under which the statements are kept.
-_CACHE_KEY = "write_statements"
 
 PK = tuple[Any, ...]
 
@@ -40,25 +38,21 @@ def extra_param(key: str) -> str:
     return f"_chronicle_x_{key}"
 
 
-def key_values(keys: Sequence[PK], width: int) -> list[Any]:
-    """``keys`` as the value of the expanding ``KEYS`` parameter."""
-    if width == 1:
-        return [key[0] for key in keys]
-    return list(keys)
+def _array_friendly(column: sa.ColumnElement[Any]) -> bool:
+    """Whether keys of ``column`` can travel as a PostgreSQL array without surprises."""
+    type_ = column.type
+    if isinstance(type_, (sa.Enum, sa.types.TypeDecorator)):
+        return False
+    return isinstance(type_, (sa.Integer, sa.String))
 
 
-def _keys_in(columns: Sequence[sa.ColumnElement[Any]]) -> sa.ColumnElement[bool]:
-    param: sa.BindParameter[Any] = sa.bindparam(KEYS, expanding=True)
-    if len(columns) == 1:
-        return columns[0].in_(param)
-    return sa.tuple_(*columns).in_(param)
-
-
-def statements_for(spec: VersionTableSpec) -> WriteStatements:
-    """The statements of ``spec``'s version table (built on first use)."""
-    statements: WriteStatements | None = spec.cache.get(_CACHE_KEY)
+def statements_for(spec: VersionTableSpec, dialect: sa.Dialect) -> WriteStatements:
+    """The statements of ``spec``'s version table for ``dialect`` (built on first use)."""
+    arrays = dialect.name == "postgresql" and all(_array_friendly(c) for c in spec.version_pk)
+    cache_key = "write_statements:arrays" if arrays else "write_statements:in"
+    statements: WriteStatements | None = spec.cache.get(cache_key)
     if statements is None:
-        statements = spec.cache[_CACHE_KEY] = WriteStatements(spec)
+        statements = spec.cache[cache_key] = WriteStatements(spec, arrays)
     return statements
 
 
@@ -69,24 +63,53 @@ class WriteStatements:
     of column keys; the values are parameters named by :func:`extra_param`.
     """
 
-    def __init__(self, spec: VersionTableSpec) -> None:
+    def __init__(self, spec: VersionTableSpec, arrays: bool = False) -> None:
         self.spec = spec
+        #: Keys travel as one array per key column (``= ANY(...)``, PostgreSQL) rather
+        #: than as an expanding ``IN`` list: the SQL stays the same whatever the number
+        #: of keys, so the server parses and plans it once.
+        self.arrays = arrays
+        self._width = len(spec.version_pk)
         version = spec.version
         vpk = spec.version_pk
         self._tx = sa.bindparam(TX, type_=spec.tx.type)
         #: Rows this transaction wrote for some keys (several flushes fold into one).
-        self.replace: sa.Delete = sa.delete(version).where(spec.tx == self._tx, _keys_in(vpk))
+        self.replace: sa.Delete = sa.delete(version).where(spec.tx == self._tx, self._keys_in(vpk))
         #: Close the open previous versions of some keys.
         self.close: sa.Update | None = None
         if spec.end_tx is not None:
             self.close = (
                 sa.update(version)
-                .where(_keys_in(vpk), unindexed(spec.end_tx).is_(None), spec.tx < self._tx)
+                .where(self._keys_in(vpk), unindexed(spec.end_tx).is_(None), spec.tx < self._tx)
                 .values({spec.end_tx: self._tx})
             )
         self._from_live: dict[tuple[str, ...], sa.Insert] = {}
         self._copy_last: dict[tuple[str, ...], sa.Insert] = {}
         self._mark_deleted: dict[tuple[str, ...], sa.Update] = {}
+
+    def key_params(self, keys: Sequence[PK]) -> dict[str, Any]:
+        """The parameters that carry ``keys`` into these statements."""
+        if self._width == 1:
+            return {KEYS: [key[0] for key in keys]}
+        if self.arrays:
+            return {f"{KEYS}_{i}": [key[i] for key in keys] for i in range(self._width)}
+        return {KEYS: list(keys)}
+
+    def _keys_in(self, columns: Sequence[sa.ColumnElement[Any]]) -> sa.ColumnElement[bool]:
+        """``columns`` among the keys given by :meth:`key_params`."""
+        if self.arrays:
+            if len(columns) == 1:
+                array = sa.bindparam(KEYS, type_=postgresql.ARRAY(columns[0].type))
+                return columns[0] == sa.any_(array)
+            arrays = [
+                sa.func.unnest(sa.bindparam(f"{KEYS}_{i}", type_=postgresql.ARRAY(c.type)))
+                for i, c in enumerate(columns)
+            ]
+            return sa.tuple_(*columns).in_(sa.select(*arrays))
+        param: sa.BindParameter[Any] = sa.bindparam(KEYS, expanding=True)
+        if len(columns) == 1:
+            return columns[0].in_(param)
+        return sa.tuple_(*columns).in_(param)
 
     def _columns(
         self, sources: Sequence[sa.ColumnElement[Any]], op: Any, extras: tuple[str, ...]
@@ -113,7 +136,7 @@ class WriteStatements:
             spec = self.spec
             op = sa.bindparam(OP, type_=spec.op.type)
             target, exprs = self._columns([p for p, _ in spec.columns], op, extras)
-            select = sa.select(*exprs).where(_keys_in([p for p, _ in spec.pk]))
+            select = sa.select(*exprs).where(self._keys_in([p for p, _ in spec.pk]))
             stmt = self._from_live[extras] = sa.insert(spec.version).from_select(target, select)
         return stmt
 
@@ -139,7 +162,7 @@ class WriteStatements:
                     .scalar_subquery()
                 )
             select = sa.select(*exprs).where(
-                _keys_in(prev_key), latest, prev.c[spec.op.key] != int(Operation.DELETE)
+                self._keys_in(prev_key), latest, prev.c[spec.op.key] != int(Operation.DELETE)
             )
             stmt = (
                 sa.insert(spec.version)
@@ -160,7 +183,7 @@ class WriteStatements:
                 values[column] = sa.bindparam(extra_param(key), type_=column.type)
             stmt = (
                 sa.update(spec.version)
-                .where(spec.tx == self._tx, _keys_in(spec.version_pk))
+                .where(spec.tx == self._tx, self._keys_in(spec.version_pk))
                 .values(values)
             )
             self._mark_deleted[extras] = stmt

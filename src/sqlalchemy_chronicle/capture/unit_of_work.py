@@ -40,7 +40,7 @@ from ..exc import ConfigurationError
 from ..schema.tables import INFO_KEY
 from .context import current_context
 from .sql import key_in
-from .statements import KEYS, OP, TX, extra_param, key_values, statements_for
+from .statements import OP, TX, extra_param, statements_for
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -550,7 +550,7 @@ class UnitOfWork:
         spec = plan.spec
         version = spec.version
         width = len(spec.version_pk)
-        statements = statements_for(spec)
+        statements = statements_for(spec, connection.dialect)
         extras = plan.extras
         no_extras: tuple[tuple[str, Any], ...] = ()
         replace: list[PK] = []
@@ -573,9 +573,7 @@ class UnitOfWork:
         self._written_specs[version] = spec
 
         for keys in _chunks(replace, width):
-            connection.execute(
-                statements.replace, {TX: tx_id, KEYS: key_values(keys, width)}
-            )
+            connection.execute(statements.replace, {TX: tx_id, **statements.key_params(keys)})
 
         if from_last_version:
             already_deleted = self._write_deletes(connection, plan, from_last_version, tx_id)
@@ -589,7 +587,7 @@ class UnitOfWork:
             params[TX] = tx_id
             params[OP] = int(op)
             for keys in _chunks(keys_of_group, width):
-                params[KEYS] = key_values(keys, width)
+                params.update(statements.key_params(keys))
                 connection.execute(stmt, params)
 
         for extra, keys_of_group in mark_deleted.items():
@@ -597,7 +595,7 @@ class UnitOfWork:
             params = _extra_params(extra)
             params[TX] = tx_id
             for keys in _chunks(keys_of_group, width):
-                params[KEYS] = key_values(keys, width)
+                params.update(statements.key_params(keys))
                 connection.execute(mark, params)
 
         if spec.end_tx is not None and plan.new:
@@ -610,12 +608,13 @@ class UnitOfWork:
     @staticmethod
     def _close(connection: Connection, plan: _TablePlan, tx_id: int) -> int:
         """Close the open previous versions of the entities first versioned now."""
-        stmt = statements_for(plan.spec).close
+        statements = statements_for(plan.spec, connection.dialect)
+        stmt = statements.close
         assert stmt is not None
         width = len(plan.spec.version_pk)
         closed = 0
         for keys in _chunks(sorted(plan.new, key=repr), width):
-            result = connection.execute(stmt, {TX: tx_id, KEYS: key_values(keys, width)})
+            result = connection.execute(stmt, {TX: tx_id, **statements.key_params(keys)})
             closed += max(result.rowcount, 0)
         return closed
 
@@ -635,7 +634,7 @@ class UnitOfWork:
         version = spec.version
         vpk = spec.version_pk
         width = len(vpk)
-        statements = statements_for(spec)
+        statements = statements_for(spec, connection.dialect)
         groups: dict[Any, list[PK]] = {}
         for key in keys_all:
             groups.setdefault(plan.extras.get(key, ()), []).append(key)
@@ -645,7 +644,7 @@ class UnitOfWork:
             params = _extra_params(extra)
             params[TX] = tx_id
             for keys in _chunks(keys_of_group, width):
-                params[KEYS] = key_values(keys, width)
+                params.update(statements.key_params(keys))
                 result = connection.execute(stmt, params)
                 written += max(result.rowcount, 0)
         if written >= len(keys_all):
