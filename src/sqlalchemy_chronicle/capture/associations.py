@@ -25,7 +25,7 @@ from sqlalchemy.sql.elements import BinaryExpression, BindParameter, BooleanClau
 
 from ..config import Operation
 from ..exc import NotSupportedError
-from .sql import key_in
+from .sql import key_in, unindexed
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, CursorResult
@@ -96,6 +96,7 @@ def version_association_delete(
     their DELETE versions hold exactly what is deleted.
     """
     table, version = spec.parent, spec.version
+    dialect = connection.dialect
     where, run_params = _filter(stmt, table, params)
     select = sa.select(*[p for p, _ in spec.columns]).where(where)
     doomed: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -111,17 +112,17 @@ def version_association_delete(
     if spec.end_tx is not None:
         connection.execute(
             sa.update(version)
-            .where(key_in(vkey, keys), spec.end_tx.is_(None), spec.tx != tx_id)
+            .where(key_in(vkey, keys, dialect), unindexed(spec.end_tx).is_(None), spec.tx != tx_id)
             .values({spec.end_tx: tx_id})
         )
     if uow.association_touched(version):
         # Rows this transaction versioned already (inserted earlier) become DELETEs.
-        mine = sa.select(*vkey).where(spec.tx == tx_id, key_in(vkey, keys))
+        mine = sa.select(*vkey).where(spec.tx == tx_id, key_in(vkey, keys, dialect))
         seen = {tuple(r) for r in connection.execute(mine)}
         if seen:
             connection.execute(
                 sa.update(version)
-                .where(spec.tx == tx_id, key_in(vkey, list(seen)))
+                .where(spec.tx == tx_id, key_in(vkey, list(seen), dialect))
                 .values({spec.op: int(Operation.DELETE)})
             )
             keys = [k for k in keys if k not in seen]
@@ -173,6 +174,7 @@ def version_association_insert(
     none; one deleted earlier in this transaction becomes an UPDATE.
     """
     table, version = spec.parent, spec.version
+    dialect = connection.dialect
     rows = _inserted_rows(stmt, table, result, params)
     key_names = [p.key for p, _ in spec.pk]
     links = sorted({c.key for c in table.columns if c.foreign_keys})
@@ -188,7 +190,7 @@ def version_association_insert(
         )
     match_columns = [table.c[n] for n in match_names]
     values = sorted({tuple(row[n] for n in match_names) for row in rows}, key=repr)
-    selected = key_in(match_columns, values)
+    selected = key_in(match_columns, values, dialect)
     found: dict[tuple[Any, ...], dict[str, Any]] = {}
     all_names = [p.key for p, _ in spec.columns]
     if match_names == key_names and all(all(n in row for n in all_names) for row in rows):
@@ -207,9 +209,9 @@ def version_association_insert(
     vkey = list(spec.version_pk)
     keys = sorted(found, key=repr)
     # The current version of each key: the open one (validity), or the newest.
-    newest = sa.select(*vkey, spec.tx, spec.op).where(key_in(vkey, keys))
+    newest = sa.select(*vkey, spec.tx, spec.op).where(key_in(vkey, keys, dialect))
     if spec.end_tx is not None:
-        newest = newest.where(spec.end_tx.is_(None))
+        newest = newest.where(unindexed(spec.end_tx).is_(None))
     current: dict[tuple[Any, ...], tuple[int, int]] = {}
     for row in connection.execute(newest):
         key = tuple(row[: len(vkey)])
@@ -229,11 +231,13 @@ def version_association_insert(
     if spec.end_tx is not None and reopened:
         connection.execute(
             sa.update(version)
-            .where(key_in(vkey, reopened), spec.end_tx.is_(None), spec.tx != tx_id)
+            .where(
+                key_in(vkey, reopened, dialect), unindexed(spec.end_tx).is_(None), spec.tx != tx_id
+            )
             .values({spec.end_tx: tx_id})
         )
     if again:  # deleted earlier in this transaction and inserted again: an UPDATE
-        connection.execute(sa.delete(version).where(spec.tx == tx_id, key_in(vkey, again)))
+        connection.execute(sa.delete(version).where(spec.tx == tx_id, key_in(vkey, again, dialect)))
     rows_out = [
         {**found[k], spec.tx.key: tx_id, spec.op.key: int(Operation.INSERT)} for k in fresh
     ] + [{**found[k], spec.tx.key: tx_id, spec.op.key: int(Operation.UPDATE)} for k in again]

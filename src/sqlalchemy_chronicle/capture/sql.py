@@ -5,19 +5,50 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import tuple_
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
 
-__all__ = ["key_in", "unindexed"]
+__all__ = ["key_in", "keys_as_arrays", "unindexed"]
+
+
+def keys_as_arrays(columns: Sequence[ColumnElement[Any]], dialect: sa.Dialect | None) -> bool:
+    """Whether keys of ``columns`` travel as arrays (``= ANY``) on ``dialect``.
+
+    On PostgreSQL an ``IN`` list of hundreds of parameters costs more to parse and
+    plan than one array, and its text changes with the number of keys. Integer and
+    string keys go as arrays there; other types (enums, custom types) keep ``IN``.
+    """
+    if dialect is None or dialect.name != "postgresql":
+        return False
+    for column in columns:
+        type_ = column.type
+        if isinstance(type_, (sa.Enum, sa.types.TypeDecorator)):
+            return False
+        if not isinstance(type_, (sa.Integer, sa.String)):
+            return False
+    return True
 
 
 def key_in(
-    columns: Sequence[ColumnElement[Any]], keys: Sequence[tuple[Any, ...]]
+    columns: Sequence[ColumnElement[Any]],
+    keys: Sequence[tuple[Any, ...]],
+    dialect: sa.Dialect | None = None,
 ) -> ColumnElement[bool]:
-    """``columns IN keys``: a plain ``IN`` for one column, a tuple ``IN`` for several."""
+    """``columns IN keys``: a plain ``IN`` for one column, a tuple ``IN`` for several;
+    arrays on PostgreSQL (see :func:`keys_as_arrays`)."""
+    if keys_as_arrays(columns, dialect):
+        params = [
+            sa.bindparam(None, [key[i] for key in keys], type_=postgresql.ARRAY(column.type))
+            for i, column in enumerate(columns)
+        ]
+        if len(columns) == 1:
+            return columns[0] == sa.any_(params[0])
+        return tuple_(*columns).in_(sa.select(*[sa.func.unnest(p) for p in params]))
     if len(columns) == 1:
         return columns[0].in_([k[0] for k in keys])
     return tuple_(*columns).in_(list(keys))

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from ..config import Operation, Strategy
-from .sql import unindexed
+from .sql import keys_as_arrays, unindexed
 
 if TYPE_CHECKING:
     from ..schema.tables import VersionTableSpec
@@ -38,17 +38,9 @@ def extra_param(key: str) -> str:
     return f"_chronicle_x_{key}"
 
 
-def _array_friendly(column: sa.ColumnElement[Any]) -> bool:
-    """Whether keys of ``column`` can travel as a PostgreSQL array without surprises."""
-    type_ = column.type
-    if isinstance(type_, (sa.Enum, sa.types.TypeDecorator)):
-        return False
-    return isinstance(type_, (sa.Integer, sa.String))
-
-
 def statements_for(spec: VersionTableSpec, dialect: sa.Dialect) -> WriteStatements:
     """The statements of ``spec``'s version table for ``dialect`` (built on first use)."""
-    arrays = dialect.name == "postgresql" and all(_array_friendly(c) for c in spec.version_pk)
+    arrays = keys_as_arrays(spec.version_pk, dialect)
     cache_key = "write_statements:arrays" if arrays else "write_statements:in"
     statements: WriteStatements | None = spec.cache.get(cache_key)
     if statements is None:

@@ -471,7 +471,8 @@ class UnitOfWork:
                     keys = list(states)
                     for chunk in _chunks(keys, len(vpk)):
                         stmt: sa.Select[Any] = sa.select(version_cls).where(
-                            getattr(version_cls, spec.tx.key) == tx_id, key_in(vpk, chunk)
+                            getattr(version_cls, spec.tx.key) == tx_id,
+                            key_in(vpk, chunk, connection.dialect),
                         )
                         for version in private.scalars(stmt):
                             key = tuple(getattr(version, c.key) for c in spec.version_pk)
@@ -501,7 +502,7 @@ class UnitOfWork:
                 probe = (
                     sa.select(sa.literal(1))
                     .select_from(spec.version)
-                    .where(key_in(vpk, keys), spec.tx > tx_id)
+                    .where(key_in(vpk, keys, connection.dialect), spec.tx > tx_id)
                     .limit(1)
                 )
                 if locking:
@@ -651,12 +652,14 @@ class UnitOfWork:
             return set()
         found: set[PK] = set()
         for keys in _chunks(keys_all, width):
-            rows = connection.execute(sa.select(*vpk).where(spec.tx == tx_id, key_in(vpk, keys)))
+            mine = sa.select(*vpk).where(spec.tx == tx_id, key_in(vpk, keys, connection.dialect))
+            rows = connection.execute(mine)
             found.update(tuple(row) for row in rows)
         missing = [key for key in keys_all if key not in found]
         known: set[PK] = set()
         for keys in _chunks(missing, width):
-            rows = connection.execute(sa.select(*vpk).distinct().where(key_in(vpk, keys)))
+            versioned = sa.select(*vpk).distinct().where(key_in(vpk, keys, connection.dialect))
+            rows = connection.execute(versioned)
             known.update(tuple(row) for row in rows)
         rows_to_add = []
         for key in missing:
