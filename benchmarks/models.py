@@ -45,12 +45,20 @@ class Models:
         return self.library is not None
 
 
-def build_models(variant: str, tags: bool = False) -> Models:
-    """Declare ``Article`` (and ``Tag``) for ``variant`` (call once per process)."""
+def build_models(
+    variant: str, tags: bool = False, chronicle_options: dict[str, Any] | None = None
+) -> Models:
+    """Declare ``Article`` (and ``Tag``) for ``variant`` (call once per process).
+
+    ``chronicle_options`` go to sqlalchemy-chronicle's ``make_versioned(options=...)``.
+    """
     name = LIBRARIES[variant]
     library = importlib.import_module(name) if name is not None else None
     if library is not None:
-        library.make_versioned(user_cls=None)
+        if variant == "chronicle" and chronicle_options:
+            library.make_versioned(user_cls=None, options=chronicle_options)
+        else:
+            library.make_versioned(user_cls=None)
 
     class Base(orm.DeclarativeBase):
         pass

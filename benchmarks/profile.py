@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import collections
 import cProfile
+import json
 import os
 import pstats
 import time
@@ -39,10 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="the --quick sizes")
     parser.add_argument("--cprofile", action="store_true", help="cProfile instead of pyinstrument")
     parser.add_argument("--sql", action="store_true", help="database time per statement kind")
+    parser.add_argument("--chronicle-options", type=json.loads, default=None,
+                        help="JSON object passed to make_versioned(options=...)")
     opts = parser.parse_args(argv)
 
     workload = WORKLOADS[opts.workload]
-    models = build_models(workload.models_for(opts.variant), tags=workload.tags)
+    models = build_models(workload.models_for(opts.variant), tags=workload.tags,
+                          chronicle_options=opts.chronicle_options)
     models.variant = opts.variant
     path = opts.url.removeprefix("sqlite:///") if opts.url.startswith("sqlite:///") else None
     if path and os.path.exists(path):

@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import importlib.util
 import json
+import shlex
 import os
 import platform
 import statistics
@@ -62,6 +63,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rows", type=int, help="N of the insert/update/delete workloads")
     parser.add_argument("--bulk", type=int, help="rows of the one-transaction insert")
     parser.add_argument("--objects", type=int, help="objects of the read and revert workloads")
+    parser.add_argument("--chronicle-options", type=json.loads, default=None,
+                        help="JSON object passed to sqlalchemy-chronicle's "
+                             "make_versioned(options=...), e.g. '{\"create_composite_index\": false}'")
     parser.add_argument("--json", dest="json_path", help="also write the raw results here")
     parser.add_argument("--list", action="store_true", help="list the workloads and exit")
     return parser.parse_args(argv)
@@ -183,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
                     url = (f"sqlite:///{os.path.join(tmpdir, uuid.uuid4().hex)}.db"
                            if db == "sqlite" else opts.pg_url)
                     result = run_one({"variant": variant, "workload": w.name, "url": url,
-                                      "sizes": vars(sizes)})
+                                      "sizes": vars(sizes),
+                                      "chronicle_options": opts.chronicle_options})
                     cell = cells.setdefault((w.name, db, variant), Cell())
                     if result["ok"]:
                         cell.seconds.append(result["seconds"])
@@ -198,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.suppress(OSError):
         os.rmdir(tmpdir)
 
-    command = "python -m benchmarks " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python -m benchmarks " + shlex.join(sys.argv[1:] if argv is None else argv)
     report = render(workloads, dbs, variants, cells, sizes, repeat, opts, command)
     print(report)
     if opts.json_path:

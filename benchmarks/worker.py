@@ -45,7 +45,11 @@ def reset_database(engine: sa.Engine, metadata: sa.MetaData) -> None:
 
 def measure(args: dict[str, Any]) -> dict[str, Any]:
     workload = WORKLOADS[args["workload"]]
-    models = build_models(workload.models_for(args["variant"]), tags=workload.tags)
+    models = build_models(
+        workload.models_for(args["variant"]),
+        tags=workload.tags,
+        chronicle_options=args.get("chronicle_options"),
+    )
     models.variant = args["variant"]
     url = args["url"]
     if url.startswith("sqlite:///"):
