@@ -13,7 +13,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
 
-__all__ = ["key_in", "keys_as_arrays", "unindexed"]
+__all__ = ["array_param", "key_in", "keys_as_arrays", "match_keys", "unindexed"]
 
 
 def keys_as_arrays(columns: Sequence[ColumnElement[Any]], dialect: sa.Dialect | None) -> bool:
@@ -34,6 +34,26 @@ def keys_as_arrays(columns: Sequence[ColumnElement[Any]], dialect: sa.Dialect | 
     return True
 
 
+def array_param(name: str | None, column: ColumnElement[Any], value: Any = None) -> Any:
+    """A parameter carrying the values of ``column`` for many keys as one array."""
+    return sa.bindparam(name, value, type_=postgresql.ARRAY(column.type))
+
+
+def match_keys(
+    columns: Sequence[ColumnElement[Any]], params: Sequence[Any], arrays: bool
+) -> ColumnElement[bool]:
+    """``columns`` among the keys ``params`` carry: one array per column (from
+    :func:`array_param`) when ``arrays``, otherwise one expanding parameter."""
+    if arrays:
+        if len(columns) == 1:
+            return columns[0] == sa.any_(params[0])
+        return tuple_(*columns).in_(sa.select(*[sa.func.unnest(p) for p in params]))
+    (param,) = params
+    if len(columns) == 1:
+        return columns[0].in_(param)
+    return tuple_(*columns).in_(param)
+
+
 def key_in(
     columns: Sequence[ColumnElement[Any]],
     keys: Sequence[tuple[Any, ...]],
@@ -43,15 +63,11 @@ def key_in(
     arrays on PostgreSQL (see :func:`keys_as_arrays`)."""
     if keys_as_arrays(columns, dialect):
         params = [
-            sa.bindparam(None, [key[i] for key in keys], type_=postgresql.ARRAY(column.type))
-            for i, column in enumerate(columns)
+            array_param(None, column, [key[i] for key in keys]) for i, column in enumerate(columns)
         ]
-        if len(columns) == 1:
-            return columns[0] == sa.any_(params[0])
-        return tuple_(*columns).in_(sa.select(*[sa.func.unnest(p) for p in params]))
-    if len(columns) == 1:
-        return columns[0].in_([k[0] for k in keys])
-    return tuple_(*columns).in_(list(keys))
+        return match_keys(columns, params, arrays=True)
+    values = [k[0] for k in keys] if len(columns) == 1 else list(keys)
+    return match_keys(columns, [sa.bindparam(None, values, expanding=True)], arrays=False)
 
 
 class unindexed(ColumnElement[Any]):

@@ -15,10 +15,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
 from ..config import Operation, Strategy
-from .sql import keys_as_arrays, unindexed
+from .sql import array_param, keys_as_arrays, match_keys, unindexed
 
 if TYPE_CHECKING:
     from ..schema.tables import VersionTableSpec
@@ -90,18 +89,10 @@ class WriteStatements:
     def _keys_in(self, columns: Sequence[sa.ColumnElement[Any]]) -> sa.ColumnElement[bool]:
         """``columns`` among the keys given by :meth:`key_params`."""
         if self.arrays:
-            if len(columns) == 1:
-                array = sa.bindparam(KEYS, type_=postgresql.ARRAY(columns[0].type))
-                return columns[0] == sa.any_(array)
-            arrays = [
-                sa.func.unnest(sa.bindparam(f"{KEYS}_{i}", type_=postgresql.ARRAY(c.type)))
-                for i, c in enumerate(columns)
-            ]
-            return sa.tuple_(*columns).in_(sa.select(*arrays))
-        param: sa.BindParameter[Any] = sa.bindparam(KEYS, expanding=True)
-        if len(columns) == 1:
-            return columns[0].in_(param)
-        return sa.tuple_(*columns).in_(param)
+            names = [KEYS] if len(columns) == 1 else [f"{KEYS}_{i}" for i in range(len(columns))]
+            params = [array_param(n, c) for n, c in zip(names, columns, strict=True)]
+            return match_keys(columns, params, arrays=True)
+        return match_keys(columns, [sa.bindparam(KEYS, expanding=True)], arrays=False)
 
     def _columns(
         self, sources: Sequence[sa.ColumnElement[Any]], op: Any, extras: tuple[str, ...]
