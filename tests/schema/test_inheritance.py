@@ -127,3 +127,35 @@ def test_concrete_subclass_has_its_own_history(base, db):
     assert [r["budget"] for r in db.rows("manager_version", "transaction_id")] == [10, 20]
     assert [r["name"] for r in db.rows("employee_version")] == ["e"]
     assert [v.budget for v in boss.versions] == [10, 20]
+
+
+def test_as_of_follows_the_hierarchy(db, models):
+    TextItem, Article, Post, Feature = models
+    session = db.session()
+    feature = Feature(id=1, name="f", body="b", rank=1)
+    post = Post(id=2, name="p", title="t1")
+    session.add_all([feature, post, Article(id=3, name="a", body="x")])
+    session.commit()
+    feature.rank = 2
+    post.title = "t2"
+    session.delete(session.get(Article, 3))
+    session.commit()
+    first, second = sorted({r["transaction_id"] for r in db.rows("text_item_version")})
+
+    TextItemVersion = version_class(TextItem)
+
+    def table(cls, at):
+        return [
+            (type(v).__name__, v.id)
+            for v in session.scalars(cls.as_of(at).order_by(TextItemVersion.id))
+        ]
+
+    assert table(TextItemVersion, first) == [
+        ("FeatureVersion", 1), ("PostVersion", 2), ("ArticleVersion", 3),
+    ]
+    assert table(TextItemVersion, second) == [("FeatureVersion", 1), ("PostVersion", 2)]
+    assert [v.rank for v in session.scalars(version_class(Feature).as_of(first))] == [1]
+    assert [v.rank for v in session.scalars(version_class(Feature).as_of(second))] == [2]
+    assert [v.title for v in session.scalars(version_class(Post).as_of(first))] == ["t1"]
+    assert [v.title for v in session.scalars(version_class(Post).as_of(second))] == ["t2"]
+    assert table(version_class(Article), second) == [("FeatureVersion", 1)]

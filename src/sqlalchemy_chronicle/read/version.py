@@ -8,6 +8,7 @@ and links it, so that ``previous``/``next`` need no further query.
 
 from __future__ import annotations
 
+import datetime
 import itertools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -16,7 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 
 from ..config import Operation, Strategy
-from ..exc import VersioningStateError
+from ..exc import ConfigurationError, VersioningStateError
+from ..schema.relationships import validity_window
 from .revert import Reverter
 
 if TYPE_CHECKING:
@@ -189,6 +191,38 @@ class VersionClassBase:
         return Reverter(self, relations)()
 
     # -- class-level look-ups --------------------------------------------------------
+
+    @classmethod
+    def as_of(cls: type[V], at: int | datetime.datetime) -> sa.Select[Any]:
+        """A ``SELECT`` of the table as it was at a transaction: for every entity that
+        existed then, its version valid at that transaction.
+
+        ``at`` is a transaction id, or a datetime (naive UTC, like ``issued_at``): the
+        last transaction issued at or before it. DELETE versions are left out, so an
+        entity deleted by then does not appear. Add criteria, ordering, joins and
+        loader options as to any ``select()``; it is one query however many entities
+        match::
+
+            session.scalars(ArticleVersion.as_of(42).where(ArticleVersion.author == "x"))
+        """
+        spec = cls._spec()
+        point: sa.ColumnElement[Any]
+        if isinstance(at, datetime.datetime):
+            transaction = cls.__versioning_manager__.transaction_cls
+            point = (
+                sa.select(sa.func.max(transaction.id))
+                .where(transaction.issued_at <= at)
+                .scalar_subquery()
+            )
+        elif isinstance(at, int) and not isinstance(at, bool):
+            point = sa.literal(at, spec.tx.type)
+        else:
+            raise ConfigurationError(
+                f"{cls.__name__}.as_of() takes a transaction id (int) or a datetime, "
+                f"not {type(at).__name__}"
+            )
+        window = validity_window(spec, point, lambda column: getattr(cls, column.key))
+        return sa.select(cls).where(window)
 
     @classmethod
     def version_at(
