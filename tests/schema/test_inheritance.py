@@ -159,3 +159,22 @@ def test_as_of_follows_the_hierarchy(db, models):
     assert [v.title for v in session.scalars(version_class(Post).as_of(first))] == ["t1"]
     assert [v.title for v in session.scalars(version_class(Post).as_of(second))] == ["t2"]
     assert table(version_class(Article), second) == [("FeatureVersion", 1)]
+
+
+def test_equal_values_assigned_to_expired_subclass_attributes_write_nothing(db, models):
+    _TextItem, _Article, Post, Feature = models
+    session = db.session()
+    post = Post(id=1, name="p", title="t")
+    feature = Feature(id=2, name="f", body="b", rank=1)
+    session.add_all([post, feature])
+    session.commit()  # expires both: the old values must be loaded to compare
+    post.name, post.title = "p", "t"
+    feature.name, feature.body, feature.rank = "f", "b", 1
+    session.commit()
+    assert len(db.rows("transaction")) == 1
+    assert len(db.rows("text_item_version")) == 2
+    post.title = "t2"
+    session.commit()
+    assert [r["operation_type"] for r in db.rows("text_item_version", "transaction_id")] == [
+        0, 0, 1,
+    ]

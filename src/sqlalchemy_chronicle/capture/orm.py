@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import instrumentation
 
 from ..config import Operation
 from .associations import version_association_delete, version_association_insert
@@ -121,9 +122,17 @@ class OrmCapture:
             self._mapper_listeners.append((mapper, name, fn))
 
     def listen_attribute(self, attribute: Any) -> None:
-        """Make ``attribute`` keep its old value on change, so no-op updates are seen."""
-        event.listen(attribute, "set", _noop_set, active_history=True, propagate=True)
-        self._mapper_listeners.append((attribute, "set", _noop_set))
+        """Make ``attribute`` keep its old value on change, so no-op updates are seen.
+
+        This is the ``active_history`` flag that a ``set`` listener registered with
+        ``active_history=True`` would turn on, set on the attribute of the class and of
+        its mapped subclasses (subclasses mapped later copy it), without a listener
+        called on every assignment.
+        """
+        manager = instrumentation.manager_of_class(attribute.class_)
+        for class_manager in (manager, *manager.subclass_managers(True)):  # type: ignore[no-untyped-call]
+            if attribute.key in class_manager:
+                class_manager[attribute.key].impl.active_history = True
 
     # -- session events --------------------------------------------------------------
 
@@ -223,7 +232,3 @@ class OrmCapture:
             uow: UnitOfWork | None = session.info.get(self.info_key)
             if uow is not None:
                 uow.savepoint_ended(session, transaction, rolled_back=False)
-
-
-def _noop_set(target: Any, value: Any, oldvalue: Any, initiator: Any) -> None:
-    """Listener whose only purpose is to turn on ``active_history``."""
