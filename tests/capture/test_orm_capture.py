@@ -6,6 +6,7 @@ import pytest
 import sqlalchemy as sa
 
 from sqlalchemy_chronicle import Operation, version_class
+from sqlalchemy_chronicle.capture import statements as statements_module
 
 
 @pytest.mark.parametrize("strategy", ["validity", "subquery"])
@@ -218,6 +219,37 @@ def test_postgresql_versioning_sql_does_not_depend_on_the_number_of_rows(db, bas
     rows = db.rows("doc_version")
     assert len(rows) == 86
     assert sorted(r["title"] for r in rows if r["end_transaction_id"] is None) == ["b"] * 43
+
+
+@pytest.mark.parametrize("strategy", ["validity", "subquery"])
+def test_a_flush_with_more_keys_than_one_statement_takes_is_split(
+    db, article_models, monkeypatch, strategy
+):
+    monkeypatch.setattr(statements_module, "CHUNK_PARAMS", 3)  # 3 keys per statement
+    Article = article_models()
+    session = db.session()
+    articles = [Article(name=f"a{i}") for i in range(10)]
+    session.add_all(articles)
+    session.commit()
+    session.scalars(sa.select(Article)).all()
+    for article in articles:
+        article.name += "!"
+    with db.count_statements() as statements:
+        session.commit()
+    assert len([s for s in statements if s.startswith("INSERT INTO article_version")]) == 4
+    for article in articles:
+        session.delete(article)
+    session.commit()
+
+    rows = db.rows("article_version", order_by="transaction_id")
+    assert len(rows) == 30
+    for i in range(10):
+        mine = [r for r in rows if r["id"] == articles[i].id]
+        assert [r["operation_type"] for r in mine] == [0, 1, 2]
+        assert [r["name"] for r in mine] == [f"a{i}", f"a{i}!", f"a{i}!"]
+        if strategy == "validity":
+            ends = [r["end_transaction_id"] for r in mine]
+            assert ends == [mine[1]["transaction_id"], mine[2]["transaction_id"], None]
 
 
 def test_version_class_columns(db, article_models):

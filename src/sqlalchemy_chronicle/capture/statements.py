@@ -11,7 +11,7 @@ then finds the compiled form in its cache without rebuilding anything.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -20,9 +20,23 @@ from ..config import Operation, Strategy
 from .sql import array_param, keys_as_arrays, match_keys, unindexed
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
     from ..schema.tables import VersionTableSpec
 
-__all__ = ["KEYS", "OP", "TX", "WriteStatements", "extra_param", "statements_for"]
+__all__ = [
+    "CHUNK_PARAMS",
+    "KEYS",
+    "OP",
+    "TX",
+    "WriteStatements",
+    "chunks",
+    "extra_param",
+    "statements_for",
+]
+
+#: The most bound parameters one key list of a statement carries.
+CHUNK_PARAMS = 2000
 
 #: Parameter names; prefixed so that they cannot meet a column's name in a SET clause.
 TX = "_chronicle_tx"
@@ -30,6 +44,13 @@ OP = "_chronicle_op"
 KEYS = "_chronicle_keys"
 
 PK = tuple[Any, ...]
+
+
+def chunks(keys: Sequence[PK], width: int) -> Iterator[Sequence[PK]]:
+    """``keys`` in slices of at most :data:`CHUNK_PARAMS` values (``width`` per key)."""
+    size = max(1, CHUNK_PARAMS // max(1, width))
+    for start in range(0, len(keys), size):
+        yield keys[start : start + size]
 
 
 def extra_param(key: str) -> str:
@@ -77,6 +98,26 @@ class WriteStatements:
         self._from_live: dict[tuple[str, ...], sa.Insert] = {}
         self._copy_last: dict[tuple[str, ...], sa.Insert] = {}
         self._mark_deleted: dict[tuple[str, ...], sa.Update] = {}
+
+    def run(
+        self,
+        connection: Connection,
+        stmt: sa.Executable,
+        keys: Sequence[PK],
+        tx_id: int,
+        extra: tuple[tuple[str, Any], ...] = (),
+        **params: Any,
+    ) -> int:
+        """Run ``stmt`` for ``keys`` (in chunks of at most :data:`CHUNK_PARAMS` key
+        values) with transaction ``tx_id`` and the plugin values ``extra``; the number
+        of rows it matched."""
+        params[TX] = tx_id
+        params.update((extra_param(key), value) for key, value in extra)
+        count = 0
+        for chunk in chunks(keys, self._width):
+            params.update(self.key_params(chunk))
+            count += max(connection.execute(stmt, params).rowcount, 0)
+        return count
 
     def key_params(self, keys: Sequence[PK]) -> dict[str, Any]:
         """The parameters that carry ``keys`` into these statements."""

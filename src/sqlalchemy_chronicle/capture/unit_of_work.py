@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import datetime
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -40,7 +40,7 @@ from ..exc import ConfigurationError
 from ..schema.tables import INFO_KEY
 from .context import current_context
 from .sql import key_in
-from .statements import OP, TX, extra_param, statements_for
+from .statements import CHUNK_PARAMS, OP, chunks, statements_for
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -52,9 +52,6 @@ if TYPE_CHECKING:
 
 
 __all__ = ["CHUNK_PARAMS", "CaptureConfig", "UnitOfWork"]
-
-#: The most bound parameters one key list of a statement carries.
-CHUNK_PARAMS = 2000
 
 PK = tuple[Any, ...]
 
@@ -94,17 +91,6 @@ class _TablePlan:
     short: bool = False
     #: key -> column values given by plugins (``version_row_values``), as sorted items.
     extras: dict[PK, tuple[tuple[str, Any], ...]] = field(default_factory=dict)
-
-
-def _extra_params(extra: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
-    """The parameters of the plugin-given column values ``extra``."""
-    return {extra_param(key): value for key, value in extra}
-
-
-def _chunks(keys: Sequence[PK], width: int) -> Iterator[Sequence[PK]]:
-    size = max(1, CHUNK_PARAMS // max(1, width))
-    for start in range(0, len(keys), size):
-        yield keys[start : start + size]
 
 
 # The fold table: what an operation does when this transaction already wrote a
@@ -469,7 +455,7 @@ class UnitOfWork:
                     spec = plan.spec
                     vpk = [getattr(version_cls, c.key) for c in spec.version_pk]
                     keys = list(states)
-                    for chunk in _chunks(keys, len(vpk)):
+                    for chunk in chunks(keys, len(vpk)):
                         stmt: sa.Select[Any] = sa.select(version_cls).where(
                             getattr(version_cls, spec.tx.key) == tx_id,
                             key_in(vpk, chunk, connection.dialect),
@@ -498,7 +484,7 @@ class UnitOfWork:
         for plan in plans:
             spec = plan.spec
             vpk = spec.version_pk
-            for keys in _chunks(sorted(plan.new, key=repr), len(vpk)):
+            for keys in chunks(sorted(plan.new, key=repr), len(vpk)):
                 probe = (
                     sa.select(sa.literal(1))
                     .select_from(spec.version)
@@ -550,7 +536,6 @@ class UnitOfWork:
     def _write(self, connection: Connection, plan: _TablePlan, tx_id: int) -> None:
         spec = plan.spec
         version = spec.version
-        width = len(spec.version_pk)
         statements = statements_for(spec, connection.dialect)
         extras = plan.extras
         no_extras: tuple[tuple[str, Any], ...] = ()
@@ -573,8 +558,7 @@ class UnitOfWork:
             self._written[(version, key)] = op
         self._written_specs[version] = spec
 
-        for keys in _chunks(replace, width):
-            connection.execute(statements.replace, {TX: tx_id, **statements.key_params(keys)})
+        statements.run(connection, statements.replace, replace, tx_id)
 
         if from_last_version:
             already_deleted = self._write_deletes(connection, plan, from_last_version, tx_id)
@@ -582,22 +566,13 @@ class UnitOfWork:
                 plan.new.discard(key)
                 del self._written[(version, key)]
 
-        for (op, extra), keys_of_group in from_live.items():
+        for (op, extra), keys in from_live.items():
             stmt = statements.from_live(tuple(k for k, _ in extra))
-            params = _extra_params(extra)
-            params[TX] = tx_id
-            params[OP] = int(op)
-            for keys in _chunks(keys_of_group, width):
-                params.update(statements.key_params(keys))
-                connection.execute(stmt, params)
+            statements.run(connection, stmt, keys, tx_id, extra, **{OP: int(op)})
 
-        for extra, keys_of_group in mark_deleted.items():
+        for extra, keys in mark_deleted.items():
             mark = statements.mark_deleted(tuple(k for k, _ in extra))
-            params = _extra_params(extra)
-            params[TX] = tx_id
-            for keys in _chunks(keys_of_group, width):
-                params.update(statements.key_params(keys))
-                connection.execute(mark, params)
+            statements.run(connection, mark, keys, tx_id, extra)
 
         if spec.end_tx is not None and plan.new:
             closed = self._close(connection, plan, tx_id)
@@ -610,14 +585,8 @@ class UnitOfWork:
     def _close(connection: Connection, plan: _TablePlan, tx_id: int) -> int:
         """Close the open previous versions of the entities first versioned now."""
         statements = statements_for(plan.spec, connection.dialect)
-        stmt = statements.close
-        assert stmt is not None
-        width = len(plan.spec.version_pk)
-        closed = 0
-        for keys in _chunks(sorted(plan.new, key=repr), width):
-            result = connection.execute(stmt, {TX: tx_id, **statements.key_params(keys)})
-            closed += max(result.rowcount, 0)
-        return closed
+        assert statements.close is not None
+        return statements.run(connection, statements.close, sorted(plan.new, key=repr), tx_id)
 
     def _write_deletes(
         self, connection: Connection, plan: _TablePlan, keys_all: list[PK], tx_id: int
@@ -640,24 +609,19 @@ class UnitOfWork:
         for key in keys_all:
             groups.setdefault(plan.extras.get(key, ()), []).append(key)
         written = 0
-        for extra, keys_of_group in groups.items():
+        for extra, group in groups.items():
             stmt = statements.copy_last(tuple(k for k, _ in extra))
-            params = _extra_params(extra)
-            params[TX] = tx_id
-            for keys in _chunks(keys_of_group, width):
-                params.update(statements.key_params(keys))
-                result = connection.execute(stmt, params)
-                written += max(result.rowcount, 0)
+            written += statements.run(connection, stmt, group, tx_id, extra)
         if written >= len(keys_all):
             return set()
         found: set[PK] = set()
-        for keys in _chunks(keys_all, width):
+        for keys in chunks(keys_all, width):
             mine = sa.select(*vpk).where(spec.tx == tx_id, key_in(vpk, keys, connection.dialect))
             rows = connection.execute(mine)
             found.update(tuple(row) for row in rows)
         missing = [key for key in keys_all if key not in found]
         known: set[PK] = set()
-        for keys in _chunks(missing, width):
+        for keys in chunks(missing, width):
             versioned = sa.select(*vpk).distinct().where(key_in(vpk, keys, connection.dialect))
             rows = connection.execute(versioned)
             known.update(tuple(row) for row in rows)
