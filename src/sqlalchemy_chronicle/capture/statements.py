@@ -4,9 +4,11 @@ Every flush that versions rows runs the same few statements with new keys and a 
 transaction id. Building and coercing a statement costs more Python time than
 SQLite spends running it, so :class:`WriteStatements` builds each shape once, with
 bound parameters for everything that changes (the transaction id, the operation,
-the values plugins give, and the keys, as one expanding parameter), and keeps it on
-the table's :class:`~sqlalchemy_chronicle.schema.tables.VersionTableSpec`. SQLAlchemy
-then finds the compiled form in its cache without rebuilding anything.
+the values plugins give, and the keys: one expanding parameter, or one array per key
+column on PostgreSQL), and keeps it on the table's
+:class:`~sqlalchemy_chronicle.schema.tables.VersionTableSpec`. SQLAlchemy then finds
+the compiled form in its cache without rebuilding anything. :meth:`WriteStatements.run`
+runs one for any number of keys, in chunks of at most :data:`CHUNK_PARAMS` values.
 """
 
 from __future__ import annotations
