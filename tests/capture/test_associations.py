@@ -439,6 +439,61 @@ def test_statements_do_not_grow_with_the_pairs(db, models):
     assert all(r[3] is not None for r in rows if r[4] == INSERT)
 
 
+def test_more_links_than_one_statement_takes_are_versioned_in_chunks(
+    db, models, kind, monkeypatch
+):
+    from sqlalchemy_chronicle.capture import statements as statements_module
+
+    monkeypatch.setattr(statements_module, "CHUNK_PARAMS", 4)  # 2 pairs per statement
+    m = models
+    session = db.session()
+    _seed(session, m, n_tags=7)
+    article = session.get(m.Article, 1)
+    article.tags.extend(session.get(m.Tag, i) for i in range(1, 7))
+    session.commit()  # tx2
+    article.tags.remove(session.get(m.Tag, 1))
+    article.tags.append(session.get(m.Tag, 7))
+    session.commit()  # tx3
+    _, tx2, tx3 = _txs(db)
+    p = (7,) if kind == "extra" else ()
+    assert _pairs(db, m) == [
+        (1, 1, tx2, tx3, INSERT, *p),
+        *[(1, t, tx2, None, INSERT, *p) for t in range(2, 7)],
+        (1, 1, tx3, None, DELETE, *p),
+        (1, 7, tx3, None, INSERT, *p),
+    ]
+
+
+def test_a_server_default_of_a_link_column_is_versioned_as_stored(base, db):
+    article_tag = sa.Table(
+        "article_tag",
+        base.metadata,
+        sa.Column("article_id", sa.ForeignKey("article.id"), primary_key=True),
+        sa.Column("tag_id", sa.ForeignKey("tag.id"), primary_key=True),
+        sa.Column("weight", sa.Integer, server_default=sa.text("3")),
+    )
+
+    class Tag(base):
+        __tablename__ = "tag"
+        __versioned__ = {}
+        id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+
+    class Article(base):
+        __tablename__ = "article"
+        __versioned__ = {}
+        id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+        tags: Mapped[list[Tag]] = orm.relationship(secondary=article_tag)
+
+    db.create(base.metadata)
+    session = db.session()
+    session.add(Article(id=1, tags=[Tag(id=1), Tag(id=2)]))
+    session.commit()
+    rows = db.rows("article_tag_version", order_by=["tag_id"])
+    assert [(r["tag_id"], r["weight"], r["operation_type"]) for r in rows] == [
+        (1, 3, INSERT), (2, 3, INSERT)
+    ]
+
+
 # -- known gaps (strict xfail: they flip when fixed) -----------------------------------
 
 

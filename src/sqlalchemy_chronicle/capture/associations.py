@@ -26,6 +26,7 @@ from sqlalchemy.sql.elements import BinaryExpression, BindParameter, BooleanClau
 from ..config import Operation
 from ..exc import NotSupportedError
 from .sql import key_in, unindexed
+from .statements import OP, chunks, statements_for
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, CursorResult
@@ -142,8 +143,10 @@ def _inserted_rows(
     for bound in compiled:
         multi: dict[int, dict[str, Any]] = {}
         for name, value in bound.items():
+            if name in names:
+                continue
             match = _MULTI_VALUE_KEY.match(name)
-            if match and match["key"] in names and name not in names:
+            if match and match["key"] in names:
                 multi.setdefault(int(match["row"]), {})[match["key"]] = value
         if multi:
             rows.extend(multi[i] for i in sorted(multi))
@@ -188,58 +191,72 @@ def version_association_insert(
             f"it adds cannot be told apart (no values for {', '.join(key_names)}); insert "
             f"the rows with their key values, or through the relationship."
         )
-    match_columns = [table.c[n] for n in match_names]
     values = sorted({tuple(row[n] for n in match_names) for row in rows}, key=repr)
-    selected = key_in(match_columns, values, dialect)
-    found: dict[tuple[Any, ...], dict[str, Any]] = {}
-    all_names = [p.key for p, _ in spec.columns]
-    if match_names == key_names and all(all(n in row for n in all_names) for row in rows):
-        # The statement gave every value (the ORM's inserts do): no need to read back.
-        for given in rows:
-            data = {v.key: given[p.key] for p, v in spec.columns}
-            found[tuple(data[v.key] for _, v in spec.pk)] = data
+    if match_names == key_names:
+        keys = values
     else:
-        for row in connection.execute(sa.select(*[p for p, _ in spec.columns]).where(selected)):
-            mapping = row._mapping
-            data = {v.key: mapping[p] for p, v in spec.columns}
-            found[tuple(data[v.key] for _, v in spec.pk)] = data
-    if not found:
+        # The database chose the keys: find the rows again by the links given.
+        match_columns = [table.c[n] for n in match_names]
+        select = sa.select(*[p for p, _ in spec.pk])
+        found_keys: set[tuple[Any, ...]] = set()
+        for chunk in chunks(values, len(match_columns)):
+            found_keys.update(
+                tuple(row)
+                for row in connection.execute(select.where(key_in(match_columns, chunk, dialect)))
+            )
+        keys = sorted(found_keys, key=repr)
+    if not keys:
         return
     tx_id = uow.association_transaction(connection)
     vkey = list(spec.version_pk)
-    keys = sorted(found, key=repr)
     # The current version of each key: the open one (validity), or the newest.
-    newest = sa.select(*vkey, spec.tx, spec.op).where(key_in(vkey, keys, dialect))
-    if spec.end_tx is not None:
-        newest = newest.where(unindexed(spec.end_tx).is_(None))
     current: dict[tuple[Any, ...], tuple[int, int]] = {}
-    for row in connection.execute(newest):
-        key = tuple(row[: len(vkey)])
-        tx, op = row[len(vkey)], row[len(vkey) + 1]
-        if key not in current or tx > current[key][0]:
-            current[key] = (tx, op)
-    again = [k for k in keys if k in current and current[k][0] == tx_id]
-    fresh = [
-        k
-        for k in keys
-        if k not in current or (current[k][0] != tx_id and current[k][1] == Operation.DELETE)
-    ]
-    again = [k for k in again if current[k][1] == Operation.DELETE]
+    for chunk in chunks(keys, len(vkey)):
+        newest = sa.select(*vkey, spec.tx, spec.op).where(key_in(vkey, chunk, dialect))
+        if spec.end_tx is not None:
+            newest = newest.where(unindexed(spec.end_tx).is_(None))
+        for row in connection.execute(newest):
+            key = tuple(row[: len(vkey)])
+            tx, op = row[len(vkey)], row[len(vkey) + 1]
+            if key not in current or tx > current[key][0]:
+                current[key] = (tx, op)
+    if current:
+        again = [k for k in keys if k in current and current[k][0] == tx_id]
+        again = [k for k in again if current[k][1] == Operation.DELETE]
+        fresh = [
+            k
+            for k in keys
+            if k not in current or (current[k][0] != tx_id and current[k][1] == Operation.DELETE)
+        ]
+    else:
+        again, fresh = [], keys
     if not fresh and not again:
         return
     reopened = [k for k in fresh if k in current]  # only these have a version to close
     if spec.end_tx is not None and reopened:
-        connection.execute(
-            sa.update(version)
-            .where(
-                key_in(vkey, reopened, dialect), unindexed(spec.end_tx).is_(None), spec.tx != tx_id
+        for chunk in chunks(reopened, len(vkey)):
+            connection.execute(
+                sa.update(version)
+                .where(
+                    key_in(vkey, chunk, dialect), unindexed(spec.end_tx).is_(None), spec.tx != tx_id
+                )
+                .values({spec.end_tx: tx_id})
             )
-            .values({spec.end_tx: tx_id})
-        )
-    if again:  # deleted earlier in this transaction and inserted again: an UPDATE
-        connection.execute(sa.delete(version).where(spec.tx == tx_id, key_in(vkey, again, dialect)))
-    rows_out = [
-        {**found[k], spec.tx.key: tx_id, spec.op.key: int(Operation.INSERT)} for k in fresh
-    ] + [{**found[k], spec.tx.key: tx_id, spec.op.key: int(Operation.UPDATE)} for k in again]
-    connection.execute(sa.insert(version), rows_out)
+    statements = statements_for(spec, dialect)
+    # Deleted earlier in this transaction and inserted again: an UPDATE.
+    statements.run(connection, statements.replace, again, tx_id)
+    if table.primary_key.columns:
+        # Each key names one live row: copy the rows as they are now, server-side.
+        insert = statements.from_live(())
+        statements.run(connection, insert, fresh, tx_id, **{OP: int(Operation.INSERT)})
+        statements.run(connection, insert, again, tx_id, **{OP: int(Operation.UPDATE)})
+    else:
+        # No primary key: every column is part of the key, and rows may repeat.
+        names = [v.key for v in vkey]
+        rows_out = [
+            {**dict(zip(names, k, strict=True)), spec.tx.key: tx_id, spec.op.key: int(op)}
+            for op, group in ((Operation.INSERT, fresh), (Operation.UPDATE, again))
+            for k in group
+        ]
+        connection.execute(sa.insert(version), rows_out)
     uow.mark_association_touched(version)
