@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import collections
 import cProfile
+import gc
 import json
 import os
 import pstats
@@ -40,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="the --quick sizes")
     parser.add_argument("--cprofile", action="store_true", help="cProfile instead of pyinstrument")
     parser.add_argument("--sql", action="store_true", help="database time per statement kind")
+    parser.add_argument("--no-profiler", action="store_true",
+                        help="time the run without a profiler (with --sql: the split between "
+                             "the database and Python, undistorted)")
     parser.add_argument("--chronicle-options", type=json.loads, default=None,
                         help="JSON object passed to make_versioned(options=...)")
     opts = parser.parse_args(argv)
@@ -81,8 +85,13 @@ def main(argv: list[str] | None = None) -> int:
 
     engine.dialect.do_commit = timed_commit  # type: ignore[method-assign]
 
+    gc.collect()
+    gc.freeze()  # as the worker does
     start = time.perf_counter()
-    if opts.cprofile:
+    if opts.no_profiler:
+        workload.run(ctx)
+        total = time.perf_counter() - start
+    elif opts.cprofile:
         profile = cProfile.Profile()
         profile.runcall(workload.run, ctx)
         total = time.perf_counter() - start
@@ -103,8 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     engine.dispose()
     if path and os.path.exists(path):
         os.remove(path)
-    print(f"{opts.workload} / {opts.variant}: {total * 1000:.0f} ms (profiled), "
-          f"{ctx.data['queries']} statements, database {sum(seconds.values()) * 1000:.0f} ms")
+    database = sum(seconds.values())
+    how = "timed" if opts.no_profiler else "profiled"
+    print(f"{opts.workload} / {opts.variant}: {total * 1000:.0f} ms ({how}), "
+          f"{ctx.data['queries']} statements, database {database * 1000:.0f} ms, "
+          f"Python {(total - database) * 1000:.0f} ms")
     if opts.sql:
         for kind, value in sorted(seconds.items(), key=lambda kv: -kv[1]):
             print(f"  {value * 1000:8.1f} ms  {counts[kind]:6d}  {kind}")
