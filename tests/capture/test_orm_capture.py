@@ -178,9 +178,49 @@ def test_flush_statement_count_does_not_grow_with_rows(db, article_models):
 
     small, large = statements_for(10), statements_for(100)
     assert small == large
-    # the transaction row, one INSERT ... SELECT and one closing UPDATE
-    assert large == 3
+    # the transaction row, one INSERT ... SELECT and one closing UPDATE; on PostgreSQL
+    # the last two are one statement (data-modifying WITH)
+    assert large == (2 if db.engine.dialect.name == "postgresql" else 3)
     assert len(db.rows("article_version")) == 220
+
+
+@pytest.mark.parametrize("strategy", ["validity", "subquery"])
+def test_delete_flush_statement_count_does_not_grow_with_rows(db, article_models, strategy):
+    Article = article_models()
+    session = db.session()
+    next_id = iter(range(1, 1000))  # SQLite would hand out the ids of deleted rows again
+
+    def statements_for(n: int) -> int:
+        objs = [Article(id=next(next_id), name=f"n{i}") for i in range(n)]
+        session.add_all(objs)
+        session.commit()
+        for obj in objs:
+            obj.name += "!"
+        session.commit()
+        for obj in objs:
+            session.delete(obj)
+        with db.count_statements() as stmts:
+            session.flush()
+        session.commit()
+        return len([s for s in stmts if "version" in s or "transaction" in s])
+
+    small, large = statements_for(10), statements_for(100)
+    assert small == large
+    # the transaction row, one INSERT ... SELECT copying the last versions and, for the
+    # validity strategy, one closing UPDATE: on PostgreSQL the last two are one statement
+    separate_close = strategy == "validity" and db.engine.dialect.name != "postgresql"
+    assert large == (3 if separate_close else 2)
+    rows = db.rows("article_version", order_by=["id", "transaction_id"])
+    assert len(rows) == 330
+    for i in range(0, 330, 3):
+        history = rows[i : i + 3]
+        assert len({r["id"] for r in history}) == 1
+        assert [r["operation_type"] for r in history] == [0, 1, 2]
+        assert history[2]["name"] == history[1]["name"]
+        assert history[1]["name"].endswith("!")
+        if strategy == "validity":
+            ends = [r["end_transaction_id"] for r in history]
+            assert ends == [history[1]["transaction_id"], history[2]["transaction_id"], None]
 
 
 @pytest.mark.dbs("postgresql")
@@ -214,8 +254,8 @@ def test_postgresql_versioning_sql_does_not_depend_on_the_number_of_rows(db, bas
 
     small, large = versioning_sql(3), versioning_sql(40)
     assert small == large
-    # the transaction row, one INSERT ... SELECT and one closing UPDATE
-    assert len(large) == 3
+    # the transaction row, and the closing UPDATE with the INSERT ... SELECT in one WITH
+    assert len(large) == 2
     rows = db.rows("doc_version")
     assert len(rows) == 86
     assert sorted(r["title"] for r in rows if r["end_transaction_id"] is None) == ["b"] * 43
@@ -236,7 +276,7 @@ def test_a_flush_with_more_keys_than_one_statement_takes_is_split(
         article.name += "!"
     with db.count_statements() as statements:
         session.commit()
-    assert len([s for s in statements if s.startswith("INSERT INTO article_version")]) == 4
+    assert len([s for s in statements if "INSERT INTO article_version" in s]) == 4
     for article in articles:
         session.delete(article)
     session.commit()

@@ -277,8 +277,10 @@ def test_statements_per_flush_do_not_grow_with_rows(db, article_models, strategy
         with db.count_statements() as statements:
             session.commit()
         counts[n] = [s for s in statements if "article_version" in s]
-    # One INSERT ... SELECT for all rows, plus closing the previous versions.
-    assert len(counts[10]) == len(counts[100]) == (2 if strategy == "validity" else 1)
+    # One INSERT ... SELECT for all rows, plus closing the previous versions (in the
+    # same statement on PostgreSQL).
+    closing = strategy == "validity" and db.engine.dialect.name != "postgresql"
+    assert len(counts[10]) == len(counts[100]) == (2 if closing else 1)
     updates = [r for r in db.rows("article_version") if r["operation_type"] == Operation.UPDATE]
     assert len(updates) == 110
     assert {(r["name_mod"], r["content_mod"]) for r in updates} == {(True, False)}
@@ -297,7 +299,7 @@ def test_each_distinct_set_of_flags_is_one_insert(db, article_models):
             article.content += "!"
     with db.count_statements() as statements:
         session.commit()
-    inserts = [s for s in statements if s.lstrip().startswith("INSERT INTO article_version")]
+    inserts = [s for s in statements if "INSERT INTO article_version" in s]
     assert len(inserts) == 2
     updates = [r for r in db.rows("article_version") if r["operation_type"] == Operation.UPDATE]
     by_flags: dict[tuple[bool, bool], list[str]] = {}

@@ -248,8 +248,8 @@ def version_association_insert(
     if table.primary_key.columns:
         # Each key names one live row: copy the rows as they are now, server-side.
         insert = statements.from_live(())
-        statements.run(connection, insert, fresh, tx_id, **{OP: int(Operation.INSERT)})
-        statements.run(connection, insert, again, tx_id, **{OP: int(Operation.UPDATE)})
+        statements.run(connection, insert, fresh, tx_id, (), **{OP: int(Operation.INSERT)})
+        statements.run(connection, insert, again, tx_id, (), **{OP: int(Operation.UPDATE)})
     else:
         # No primary key: every column is part of the key, and rows may repeat.
         names = [v.key for v in vkey]

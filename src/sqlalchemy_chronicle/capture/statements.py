@@ -100,6 +100,8 @@ class WriteStatements:
         self._from_live: dict[tuple[str, ...], sa.Insert] = {}
         self._copy_last: dict[tuple[str, ...], sa.Insert] = {}
         self._mark_deleted: dict[tuple[str, ...], sa.Update] = {}
+        self._close_and_copy: dict[tuple[str, ...], sa.Select[Any]] = {}
+        self._close_and_add: dict[tuple[str, ...], sa.Select[Any]] = {}
 
     def run(
         self,
@@ -113,13 +115,41 @@ class WriteStatements:
         """Run ``stmt`` for ``keys`` (in chunks of at most :data:`CHUNK_PARAMS` key
         values) with transaction ``tx_id`` and the plugin values ``extra``; the number
         of rows it matched."""
+        count = 0
+        for chunk_params in self._params(keys, tx_id, extra, params):
+            count += max(connection.execute(stmt, chunk_params).rowcount, 0)
+        return count
+
+    def counts(
+        self,
+        connection: Connection,
+        stmt: sa.Select[Any],
+        keys: Sequence[PK],
+        tx_id: int,
+        extra: tuple[tuple[str, Any], ...] = (),
+        **params: Any,
+    ) -> tuple[int, ...]:
+        """Run ``stmt``, a statement returning one row of counts, like :meth:`run`;
+        the column-wise sums over the chunks."""
+        totals: list[int] = []
+        for chunk_params in self._params(keys, tx_id, extra, params):
+            row = connection.execute(stmt, chunk_params).one()
+            totals = [a + int(b) for a, b in zip(totals or [0] * len(row), row, strict=True)]
+        return tuple(totals)
+
+    def _params(
+        self,
+        keys: Sequence[PK],
+        tx_id: int,
+        extra: tuple[tuple[str, Any], ...],
+        params: dict[str, Any],
+    ) -> Iterator[dict[str, Any]]:
+        """The parameters of each chunk of ``keys`` (one dict, updated in place)."""
         params[TX] = tx_id
         params.update((extra_param(key), value) for key, value in extra)
-        count = 0
         for chunk in chunks(keys, self._width):
             params.update(self.key_params(chunk))
-            count += max(connection.execute(stmt, params).rowcount, 0)
-        return count
+            yield params
 
     def key_params(self, keys: Sequence[PK]) -> dict[str, Any]:
         """The parameters that carry ``keys`` into these statements."""
@@ -196,6 +226,66 @@ class WriteStatements:
                 .execution_options(preserve_rowcount=True)
             )
             self._copy_last[extras] = stmt
+        return stmt
+
+    def close_and_from_live(self, extras: tuple[str, ...]) -> sa.Select[Any] | None:
+        """:attr:`close` and :meth:`from_live` in one statement, for keys with no row
+        of this transaction yet.
+
+        PostgreSQL only (data-modifying ``WITH``), validity strategy only; None
+        elsewhere. Returns one row: how many previous versions it closed. The two
+        parts see the same snapshot, so the close cannot meet the rows it adds.
+        """
+        if not self.arrays or self.close is None:
+            return None
+        stmt = self._close_and_add.get(extras)
+        if stmt is None:
+            one: sa.Label[Any] = sa.literal_column("1").label("one")
+            closed = self.close.returning(one).cte("chronicle_closed")
+            added = self.from_live(extras).cte("chronicle_added")
+            stmt = sa.select(sa.func.count()).select_from(closed).add_cte(added)
+            self._close_and_add[extras] = stmt
+        return stmt
+
+    def close_and_copy_last(self, extras: tuple[str, ...]) -> sa.Select[Any] | None:
+        """:meth:`copy_last` and :attr:`close` for deleted entities in one statement.
+
+        PostgreSQL only (data-modifying ``WITH``), validity strategy only; None
+        elsewhere. It closes each key's open version unless it is a DELETE, copies
+        the closed rows as DELETEs of ``TX``, and returns one row: how many it
+        copied, and how many of those had a smaller transaction id than ``TX`` (the
+        others were written by a newer transaction in between: see
+        ``UnitOfWork._overtaken``). Finding the last versions once instead of twice,
+        and one round trip instead of two.
+        """
+        spec = self.spec
+        if not self.arrays or spec.end_tx is None:
+            return None
+        stmt = self._close_and_copy.get(extras)
+        if stmt is None:
+            version = spec.version
+            delete = int(Operation.DELETE)
+            closed = (
+                sa.update(version)
+                .where(
+                    self._keys_in(spec.version_pk),
+                    unindexed(spec.end_tx).is_(None),
+                    spec.tx != self._tx,
+                    spec.op != delete,
+                )
+                .values({spec.end_tx: self._tx})
+                .returning(*[v for _, v in spec.columns], spec.tx.label("chronicle_prev_tx"))
+                .cte("chronicle_closed")
+            )
+            op = sa.literal(delete, spec.op.type)
+            target, exprs = self._columns([closed.c[v.key] for _, v in spec.columns], op, extras)
+            copied = (
+                sa.insert(version).from_select(target, sa.select(*exprs)).cte("chronicle_copied")
+            )
+            older = sa.case((closed.c.chronicle_prev_tx < self._tx, 1), else_=0)
+            stmt = sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(older), 0))
+            stmt = stmt.select_from(closed).add_cte(copied)
+            self._close_and_copy[extras] = stmt
         return stmt
 
     def mark_deleted(self, extras: tuple[str, ...]) -> sa.Update:

@@ -91,6 +91,10 @@ class _TablePlan:
     short: bool = False
     #: key -> column values given by plugins (``version_row_values``), as sorted items.
     extras: dict[PK, tuple[tuple[str, Any], ...]] = field(default_factory=dict)
+    #: Keys whose previous versions were closed already by this flush, and how many
+    #: of those had a smaller transaction id.
+    closed_keys: set[PK] = field(default_factory=set)
+    closed: int = 0
 
 
 # The fold table: what an operation does when this transaction already wrote a
@@ -409,7 +413,9 @@ class UnitOfWork:
                 tx_id = self._restamp(session, connection, tx_id)
                 for plan in plans.values():
                     if plan.spec.end_tx is not None and plan.new:
-                        self._close(connection, plan, tx_id)
+                        # All of them: a version written by the newer transaction is
+                        # still open, whether or not this flush closed the rest.
+                        self._close(connection, plan, tx_id, plan.new)
         if created and not self._written:
             # Every change turned out to need no version (deletes of rows another
             # transaction had deleted already): the transaction row goes too.
@@ -567,26 +573,37 @@ class UnitOfWork:
                 del self._written[(version, key)]
 
         for (op, extra), keys in from_live.items():
-            stmt = statements.from_live(tuple(k for k, _ in extra))
-            statements.run(connection, stmt, keys, tx_id, extra, **{OP: int(op)})
+            names = tuple(k for k, _ in extra)
+            combined = statements.close_and_from_live(names)
+            if combined is not None and plan.new.issuperset(keys):
+                # PostgreSQL: close the previous versions in the same statement.
+                (closed,) = statements.counts(
+                    connection, combined, keys, tx_id, extra, **{OP: int(op)}
+                )
+                plan.closed += closed
+                plan.closed_keys.update(keys)
+            else:
+                stmt = statements.from_live(names)
+                statements.run(connection, stmt, keys, tx_id, extra, **{OP: int(op)})
 
         for extra, keys in mark_deleted.items():
             mark = statements.mark_deleted(tuple(k for k, _ in extra))
             statements.run(connection, mark, keys, tx_id, extra)
 
         if spec.end_tx is not None and plan.new:
-            closed = self._close(connection, plan, tx_id)
+            rest = plan.new - plan.closed_keys if plan.closed_keys else plan.new
+            closed = plan.closed + self._close(connection, plan, tx_id, rest)
             # An updated or deleted entity must have had an open version; fewer closed
             # means rows older than versioning, or a newer transaction got there first.
             expected = sum(1 for key in plan.new if plan.ops[key] is not Operation.INSERT)
             plan.short = closed < expected
 
     @staticmethod
-    def _close(connection: Connection, plan: _TablePlan, tx_id: int) -> int:
-        """Close the open previous versions of the entities first versioned now."""
+    def _close(connection: Connection, plan: _TablePlan, tx_id: int, keys: set[PK]) -> int:
+        """Close the open previous versions of ``keys`` (entities first versioned now)."""
         statements = statements_for(plan.spec, connection.dialect)
         assert statements.close is not None
-        return statements.run(connection, statements.close, sorted(plan.new, key=repr), tx_id)
+        return statements.run(connection, statements.close, sorted(keys, key=repr), tx_id)
 
     def _write_deletes(
         self, connection: Connection, plan: _TablePlan, keys_all: list[PK], tx_id: int
@@ -610,8 +627,17 @@ class UnitOfWork:
             groups.setdefault(plan.extras.get(key, ()), []).append(key)
         written = 0
         for extra, group in groups.items():
-            stmt = statements.copy_last(tuple(k for k, _ in extra))
-            written += statements.run(connection, stmt, group, tx_id, extra)
+            names = tuple(k for k, _ in extra)
+            combined = statements.close_and_copy_last(names)
+            if combined is not None:
+                copied, older = statements.counts(connection, combined, group, tx_id, extra)
+                written += copied
+                plan.closed += older
+                plan.closed_keys.update(group)
+            else:
+                written += statements.run(
+                    connection, statements.copy_last(names), group, tx_id, extra
+                )
         if written >= len(keys_all):
             return set()
         found: set[PK] = set()
