@@ -17,6 +17,10 @@ Writing versions is set-based. For each flush, per version table, it runs at mos
   inserted or updated is deleted,
 * one ``UPDATE`` closing the previous versions (validity strategy).
 
+On PostgreSQL the closing ``UPDATE`` is part of the ``INSERT`` it goes with (a
+data-modifying ``WITH``); for deleted rows its ``RETURNING`` feeds the copy of the
+last versions, which are then found once.
+
 Each statement carries the keys of up to :data:`CHUNK_PARAMS` parameters, so the
 number of statements does not grow with the number of rows until a flush changes
 thousands of them.
