@@ -31,6 +31,8 @@ __all__ = [
     "KEYS",
     "OP",
     "TX",
+    "TX_VALUE",
+    "Opening",
     "WriteStatements",
     "chunks",
     "extra_param",
@@ -42,10 +44,16 @@ CHUNK_PARAMS = 2000
 
 #: Parameter names; prefixed so that they cannot meet a column's name in a SET clause.
 TX = "_chronicle_tx"
+#: Prefix of the parameters carrying the values of a transaction row a statement writes.
+TX_VALUE = "_chronicle_t_"
 OP = "_chronicle_op"
 KEYS = "_chronicle_keys"
 
 PK = tuple[Any, ...]
+
+#: A transaction row for a combined statement to write first: the transaction table
+#: and the names of the columns given.
+Opening = tuple[sa.Table, tuple[str, ...]]
 
 
 def chunks(keys: Sequence[PK], width: int) -> Iterator[Sequence[PK]]:
@@ -92,16 +100,21 @@ class WriteStatements:
         #: Close the open previous versions of some keys.
         self.close: sa.Update | None = None
         if spec.end_tx is not None:
-            self.close = (
-                sa.update(version)
-                .where(self._keys_in(vpk), unindexed(spec.end_tx).is_(None), spec.tx < self._tx)
-                .values({spec.end_tx: self._tx})
-            )
+            self.close = self._close_statement(self._tx)
         self._from_live: dict[tuple[str, ...], sa.Insert] = {}
         self._copy_last: dict[tuple[str, ...], sa.Insert] = {}
         self._mark_deleted: dict[tuple[str, ...], sa.Update] = {}
-        self._close_and_copy: dict[tuple[str, ...], sa.Select[Any]] = {}
-        self._close_and_add: dict[tuple[str, ...], sa.Select[Any]] = {}
+        #: The combined statements, by (kind, plugin columns, transaction row columns).
+        self._combined: dict[tuple[str, tuple[str, ...], Opening | None], sa.Select[Any]] = {}
+
+    def _close_statement(self, tx: sa.ColumnElement[Any]) -> sa.Update:
+        spec = self.spec
+        assert spec.end_tx is not None
+        return (
+            sa.update(spec.version)
+            .where(self._keys_in(spec.version_pk), unindexed(spec.end_tx).is_(None), spec.tx < tx)
+            .values({spec.end_tx: tx})
+        )
 
     def run(
         self,
@@ -137,15 +150,44 @@ class WriteStatements:
             totals = [a + int(b) for a, b in zip(totals or [0] * len(row), row, strict=True)]
         return tuple(totals)
 
+    def open_and_count(
+        self,
+        connection: Connection,
+        opening: sa.Select[Any],
+        stmt: sa.Select[Any],
+        keys: Sequence[PK],
+        values: dict[str, Any],
+        extra: tuple[tuple[str, Any], ...] = (),
+        **params: Any,
+    ) -> tuple[int, tuple[int, ...]]:
+        """Like :meth:`counts`, with the transaction row still to be written: the first
+        chunk runs ``opening`` (``stmt`` built with an :data:`Opening`), which writes
+        it from ``values`` and returns its id last; the other chunks run ``stmt``.
+        The new transaction id, and the counts."""
+        params.update((TX_VALUE + name, value) for name, value in values.items())
+        tx_id: int | None = None
+        totals: list[int] = []
+        for chunk_params in self._params(keys, None, extra, params):
+            if tx_id is None:
+                *row, new_id = connection.execute(opening, chunk_params).one()
+                tx_id = int(new_id)
+                chunk_params[TX] = tx_id
+            else:
+                row = list(connection.execute(stmt, chunk_params).one())
+            totals = [a + int(b) for a, b in zip(totals or [0] * len(row), row, strict=True)]
+        assert tx_id is not None, "open_and_count() needs at least one key"
+        return tx_id, tuple(totals)
+
     def _params(
         self,
         keys: Sequence[PK],
-        tx_id: int,
+        tx_id: int | None,
         extra: tuple[tuple[str, Any], ...],
         params: dict[str, Any],
     ) -> Iterator[dict[str, Any]]:
         """The parameters of each chunk of ``keys`` (one dict, updated in place)."""
-        params[TX] = tx_id
+        if tx_id is not None:
+            params[TX] = tx_id
         params.update((extra_param(key), value) for key, value in extra)
         for chunk in chunks(keys, self._width):
             params.update(self.key_params(chunk))
@@ -168,12 +210,16 @@ class WriteStatements:
         return match_keys(columns, [sa.bindparam(KEYS, expanding=True)], arrays=False)
 
     def _columns(
-        self, sources: Sequence[sa.ColumnElement[Any]], op: Any, extras: tuple[str, ...]
+        self,
+        sources: Sequence[sa.ColumnElement[Any]],
+        op: Any,
+        extras: tuple[str, ...],
+        tx: sa.ColumnElement[Any] | None = None,
     ) -> tuple[list[sa.Column[Any]], list[Any]]:
         """Target columns and the expressions selected into them for one INSERT."""
         spec = self.spec
         target = [v for _, v in spec.columns] + [spec.tx, spec.op]
-        exprs: list[Any] = [*sources, self._tx, op]
+        exprs: list[Any] = [*sources, self._tx if tx is None else tx, op]
         positions = {column.key: i for i, column in enumerate(target)}
         for key in extras:
             column = spec.version.c[key]
@@ -189,12 +235,15 @@ class WriteStatements:
         """Copy live rows into versions stamped with ``TX`` and ``OP``."""
         stmt = self._from_live.get(extras)
         if stmt is None:
-            spec = self.spec
-            op = sa.bindparam(OP, type_=spec.op.type)
-            target, exprs = self._columns([p for p, _ in spec.columns], op, extras)
-            select = sa.select(*exprs).where(self._keys_in([p for p, _ in spec.pk]))
-            stmt = self._from_live[extras] = sa.insert(spec.version).from_select(target, select)
+            stmt = self._from_live[extras] = self._from_live_statement(extras, self._tx)
         return stmt
+
+    def _from_live_statement(self, extras: tuple[str, ...], tx: sa.ColumnElement[Any]) -> sa.Insert:
+        spec = self.spec
+        op = sa.bindparam(OP, type_=spec.op.type)
+        target, exprs = self._columns([p for p, _ in spec.columns], op, extras, tx)
+        select = sa.select(*exprs).where(self._keys_in([p for p, _ in spec.pk]))
+        return sa.insert(spec.version).from_select(target, select)
 
     def copy_last(self, extras: tuple[str, ...]) -> sa.Insert:
         """Copy each key's last version, unless it is a DELETE, as a DELETE of ``TX``."""
@@ -228,26 +277,33 @@ class WriteStatements:
             self._copy_last[extras] = stmt
         return stmt
 
-    def close_and_from_live(self, extras: tuple[str, ...]) -> sa.Select[Any] | None:
+    def close_and_from_live(
+        self, extras: tuple[str, ...], opening: Opening | None = None
+    ) -> sa.Select[Any] | None:
         """:attr:`close` and :meth:`from_live` in one statement, for keys with no row
         of this transaction yet.
 
         PostgreSQL only (data-modifying ``WITH``), validity strategy only; None
-        elsewhere. Returns one row: how many previous versions it closed. The two
-        parts see the same snapshot, so the close cannot meet the rows it adds.
+        elsewhere. Returns one row: how many previous versions it closed (and, with
+        an ``opening``, the id of the transaction row it wrote). The parts see the same
+        snapshot, so the close cannot meet the rows the statement adds.
         """
-        if not self.arrays or self.close is None:
+        if not self.arrays or self.spec.end_tx is None:
             return None
-        stmt = self._close_and_add.get(extras)
+        cache_key = ("add", extras, opening)
+        stmt = self._combined.get(cache_key)
         if stmt is None:
+            cte, tx = self._opening(opening)
             one: sa.Label[Any] = sa.literal_column("1").label("one")
-            closed = self.close.returning(one).cte("chronicle_closed")
-            added = self.from_live(extras).cte("chronicle_added")
-            stmt = sa.select(sa.func.count()).select_from(closed).add_cte(added)
-            self._close_and_add[extras] = stmt
+            closed = self._close_statement(tx).returning(one).cte("chronicle_closed")
+            added = self._from_live_statement(extras, tx).cte("chronicle_added")
+            stmt = self._counting(cte, tx, sa.func.count()).select_from(closed).add_cte(added)
+            self._combined[cache_key] = stmt
         return stmt
 
-    def close_and_copy_last(self, extras: tuple[str, ...]) -> sa.Select[Any] | None:
+    def close_and_copy_last(
+        self, extras: tuple[str, ...], opening: Opening | None = None
+    ) -> sa.Select[Any] | None:
         """:meth:`copy_last` and :attr:`close` for deleted entities in one statement.
 
         PostgreSQL only (data-modifying ``WITH``), validity strategy only; None
@@ -255,14 +311,17 @@ class WriteStatements:
         the closed rows as DELETEs of ``TX``, and returns one row: how many it
         copied, and how many of those had a smaller transaction id than ``TX`` (the
         others were written by a newer transaction in between: see
-        ``UnitOfWork._overtaken``). Finding the last versions once instead of twice,
-        and one round trip instead of two.
+        ``UnitOfWork._overtaken``); with an ``opening``, the id of the transaction row
+        it wrote. Finding the last versions once instead of twice, and one round trip
+        instead of two.
         """
         spec = self.spec
         if not self.arrays or spec.end_tx is None:
             return None
-        stmt = self._close_and_copy.get(extras)
+        cache_key = ("copy", extras, opening)
+        stmt = self._combined.get(cache_key)
         if stmt is None:
+            cte, tx = self._opening(opening)
             version = spec.version
             delete = int(Operation.DELETE)
             closed = (
@@ -270,23 +329,43 @@ class WriteStatements:
                 .where(
                     self._keys_in(spec.version_pk),
                     unindexed(spec.end_tx).is_(None),
-                    spec.tx != self._tx,
+                    spec.tx != tx,
                     spec.op != delete,
                 )
-                .values({spec.end_tx: self._tx})
+                .values({spec.end_tx: tx})
                 .returning(*[v for _, v in spec.columns], spec.tx.label("chronicle_prev_tx"))
                 .cte("chronicle_closed")
             )
             op = sa.literal(delete, spec.op.type)
-            target, exprs = self._columns([closed.c[v.key] for _, v in spec.columns], op, extras)
+            sources = [closed.c[v.key] for _, v in spec.columns]
+            target, exprs = self._columns(sources, op, extras, tx)
             copied = (
                 sa.insert(version).from_select(target, sa.select(*exprs)).cte("chronicle_copied")
             )
-            older = sa.case((closed.c.chronicle_prev_tx < self._tx, 1), else_=0)
-            stmt = sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(older), 0))
-            stmt = stmt.select_from(closed).add_cte(copied)
-            self._close_and_copy[extras] = stmt
+            older = sa.case((closed.c.chronicle_prev_tx < tx, 1), else_=0)
+            counted = self._counting(
+                cte, tx, sa.func.count(), sa.func.coalesce(sa.func.sum(older), 0)
+            )
+            stmt = counted.select_from(closed).add_cte(copied)
+            self._combined[cache_key] = stmt
         return stmt
+
+    def _opening(self, opening: Opening | None) -> tuple[Any, sa.ColumnElement[Any]]:
+        """The ``WITH`` part writing the transaction row, and the expression of its id
+        (the ``TX`` parameter without an ``opening``)."""
+        if opening is None:
+            return None, self._tx
+        table, names = opening
+        values = {table.c[n]: sa.bindparam(TX_VALUE + n, type_=table.c[n].type) for n in names}
+        cte = sa.insert(table).values(values).returning(table.c.id).cte("chronicle_tx")
+        return cte, sa.select(cte.c.id).scalar_subquery()
+
+    @staticmethod
+    def _counting(cte: Any, tx: sa.ColumnElement[Any], *counts: Any) -> sa.Select[Any]:
+        """``SELECT counts`` (and the new transaction id when ``cte`` writes the row)."""
+        if cte is None:
+            return sa.select(*counts)
+        return sa.select(*counts, tx.label("chronicle_tx_id")).add_cte(cte)
 
     def mark_deleted(self, extras: tuple[str, ...]) -> sa.Update:
         """Turn the versions ``TX`` wrote for some keys into DELETEs."""

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import datetime
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -44,7 +44,7 @@ from ..exc import ConfigurationError
 from ..schema.tables import INFO_KEY
 from .context import current_context
 from .sql import key_in
-from .statements import CHUNK_PARAMS, OP, chunks, statements_for
+from .statements import CHUNK_PARAMS, OP, WriteStatements, chunks, statements_for
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -74,6 +74,14 @@ class CaptureConfig(Protocol):
     def model_for_mapper(self, mapper: Mapper[Any]) -> VersionedModel | None: ...
 
     def association_spec(self, table: Any) -> VersionTableSpec | None: ...
+
+
+def _unstored_meta(meta: Mapping[str, Any]) -> ConfigurationError:
+    keys = ", ".join(sorted(meta))
+    return ConfigurationError(
+        f"versioning_context() was given metadata ({keys}) but no plugin stores "
+        f"transaction metadata; add TransactionMetaPlugin() to the plugins."
+    )
 
 
 def utc_now() -> datetime.datetime:
@@ -129,6 +137,8 @@ class UnitOfWork:
         self._session_ref = weakref.ref(session)
         self._transaction_values: dict[str, Any] = {}
         self.transaction_id: int | None = None
+        #: The values of a transaction row that the next version statement writes.
+        self._pending_values: dict[str, Any] | None = None
         self._transaction_obj: Any = None
         self._connection: Connection | None = None
         #: (version table, key) -> the operation of the row this transaction wrote.
@@ -203,6 +213,16 @@ class UnitOfWork:
     def _ensure_transaction(self, session: Session, connection: Connection) -> int:
         if self.transaction_id is not None:
             return self.transaction_id
+        values = self._pending_values
+        if values is None:
+            values = self._transaction_row_values(session)
+        # The values as parameters: the compiled INSERT is found in the cache.
+        table = self.manager.transaction_table
+        result = connection.execute(sa.insert(table), values)
+        return self._opened(session, int(result.inserted_primary_key[0]), values)  # type: ignore[index]
+
+    def _transaction_row_values(self, session: Session) -> dict[str, Any]:
+        """The column values of this transaction's row (plugins, the context)."""
         values: dict[str, Any] = {"issued_at": utc_now()}
         plugins = self.manager.plugins
         if len(plugins):
@@ -224,22 +244,24 @@ class UnitOfWork:
                         f"{table.name!r} has no column {name!r}; configure {hint}."
                     )
                 values[name] = value
-        # The values as parameters: the compiled INSERT is found in the cache.
-        result = connection.execute(sa.insert(table), values)
-        tx_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+            if context.meta and not plugins.implementing("store_transaction_meta"):
+                raise _unstored_meta(context.meta)
+        return values
+
+    def _opened(self, session: Session, tx_id: int, values: dict[str, Any]) -> int:
+        """Take note that this transaction's row was written, with id ``tx_id``."""
         self.transaction_id = tx_id
         self._transaction_values = values
         self._transaction_obj = None
+        self._pending_values = None
+        context = current_context()
         if context is not None and context.meta:
+            plugins = self.manager.plugins
             stored = (
                 plugins.store_transaction_meta(self, session, context.meta) if len(plugins) else []
             )
             if not any(stored):
-                keys = ", ".join(sorted(context.meta))
-                raise ConfigurationError(
-                    f"versioning_context() was given metadata ({keys}) but no plugin stores "
-                    f"transaction metadata; add TransactionMetaPlugin() to the plugins."
-                )
+                raise _unstored_meta(context.meta)
         return tx_id
 
     def association_transaction(self, connection: Connection) -> int:
@@ -405,12 +427,22 @@ class UnitOfWork:
             return
         connection = self._connection_for(session, mapper)
         created = self.transaction_id is None
-        tx_id = self._ensure_transaction(session, connection)
         plugins = self.manager.plugins
         if len(plugins):
+            self._ensure_transaction(session, connection)
             plugins.before_create_version_objects(self, session)
-        for plan in plans.values():
-            self._write(connection, plan, tx_id)
+        elif created:
+            # No hook wants the row before the versions: the first version statement
+            # that can writes it too (PostgreSQL), saving a round trip per transaction.
+            self._pending_values = self._transaction_row_values(session)
+        try:
+            for plan in plans.values():
+                self._write(session, connection, plan)
+        finally:
+            self._pending_values = None
+        if self.transaction_id is None:  # no statement ran: nothing was versioned
+            return
+        tx_id = self.transaction_id
         if not created:
             suspects = [p for p in plans.values() if p.short or p.spec.end_tx is None]
             if suspects and self._overtaken(connection, suspects, tx_id):
@@ -543,7 +575,42 @@ class UnitOfWork:
         self._transaction_obj = None
         return new_id
 
-    def _write(self, connection: Connection, plan: _TablePlan, tx_id: int) -> None:
+    def _tx_id(self, session: Session, connection: Connection) -> int:
+        """This transaction's id, writing its row now if it is still pending."""
+        if self.transaction_id is not None:
+            return self.transaction_id
+        return self._ensure_transaction(session, connection)
+
+    def _counts(
+        self,
+        session: Session,
+        connection: Connection,
+        statements: WriteStatements,
+        build: Callable[..., sa.Select[Any] | None],
+        keys: Sequence[PK],
+        extra: tuple[tuple[str, Any], ...],
+        **params: Any,
+    ) -> tuple[int, ...] | None:
+        """Run the combined statement ``build(plugin columns[, opening])`` of
+        ``statements`` for ``keys``; while this transaction's row is pending, the
+        statement writes it too. None when the database has no such statement."""
+        names = tuple(k for k, _ in extra)
+        stmt = build(names)
+        if stmt is None:
+            return None
+        values = self._pending_values
+        if values is None:
+            tx_id = self._tx_id(session, connection)
+            return statements.counts(connection, stmt, keys, tx_id, extra, **params)
+        opening = build(names, (self.manager.transaction_table, tuple(values)))
+        assert opening is not None
+        tx_id, counts = statements.open_and_count(
+            connection, opening, stmt, keys, values, extra, **params
+        )
+        self._opened(session, tx_id, values)
+        return counts
+
+    def _write(self, session: Session, connection: Connection, plan: _TablePlan) -> None:
         spec = plan.spec
         version = spec.version
         statements = statements_for(spec, connection.dialect)
@@ -568,35 +635,42 @@ class UnitOfWork:
             self._written[(version, key)] = op
         self._written_specs[version] = spec
 
-        statements.run(connection, statements.replace, replace, tx_id)
+        if replace:
+            tx_id = self._tx_id(session, connection)
+            statements.run(connection, statements.replace, replace, tx_id)
 
         if from_last_version:
-            already_deleted = self._write_deletes(connection, plan, from_last_version, tx_id)
+            already_deleted = self._write_deletes(session, connection, plan, from_last_version)
             for key in already_deleted:
                 plan.new.discard(key)
                 del self._written[(version, key)]
 
         for (op, extra), keys in from_live.items():
-            names = tuple(k for k, _ in extra)
-            combined = statements.close_and_from_live(names)
-            if combined is not None and plan.new.issuperset(keys):
+            counts = None
+            if plan.new.issuperset(keys):
                 # PostgreSQL: close the previous versions in the same statement.
-                (closed,) = statements.counts(
-                    connection, combined, keys, tx_id, extra, **{OP: int(op)}
+                build = statements.close_and_from_live
+                counts = self._counts(
+                    session, connection, statements, build, keys, extra, **{OP: int(op)}
                 )
-                plan.closed += closed
-                plan.closed_keys.update(keys)
-            else:
-                stmt = statements.from_live(names)
+            if counts is None:
+                stmt = statements.from_live(tuple(k for k, _ in extra))
+                tx_id = self._tx_id(session, connection)
                 statements.run(connection, stmt, keys, tx_id, extra, **{OP: int(op)})
+            else:
+                plan.closed += counts[0]
+                plan.closed_keys.update(keys)
 
         for extra, keys in mark_deleted.items():
             mark = statements.mark_deleted(tuple(k for k, _ in extra))
-            statements.run(connection, mark, keys, tx_id, extra)
+            statements.run(connection, mark, keys, self._tx_id(session, connection), extra)
 
         if spec.end_tx is not None and plan.new:
             rest = plan.new - plan.closed_keys if plan.closed_keys else plan.new
-            closed = plan.closed + self._close(connection, plan, tx_id, rest)
+            closed = plan.closed
+            if rest:
+                tx_id = self._tx_id(session, connection)
+                closed += self._close(connection, plan, tx_id, rest)
             # An updated or deleted entity must have had an open version; fewer closed
             # means rows older than versioning, or a newer transaction got there first.
             expected = sum(1 for key in plan.new if plan.ops[key] is not Operation.INSERT)
@@ -610,7 +684,7 @@ class UnitOfWork:
         return statements.run(connection, statements.close, sorted(keys, key=repr), tx_id)
 
     def _write_deletes(
-        self, connection: Connection, plan: _TablePlan, keys_all: list[PK], tx_id: int
+        self, session: Session, connection: Connection, plan: _TablePlan, keys_all: list[PK]
     ) -> set[PK]:
         """Write DELETE versions as copies of each entity's last version.
 
@@ -631,19 +705,19 @@ class UnitOfWork:
             groups.setdefault(plan.extras.get(key, ()), []).append(key)
         written = 0
         for extra, group in groups.items():
-            names = tuple(k for k, _ in extra)
-            combined = statements.close_and_copy_last(names)
-            if combined is not None:
-                copied, older = statements.counts(connection, combined, group, tx_id, extra)
-                written += copied
-                plan.closed += older
-                plan.closed_keys.update(group)
+            build = statements.close_and_copy_last
+            counts = self._counts(session, connection, statements, build, group, extra)
+            if counts is None:
+                stmt = statements.copy_last(tuple(k for k, _ in extra))
+                tx_id = self._tx_id(session, connection)
+                written += statements.run(connection, stmt, group, tx_id, extra)
             else:
-                written += statements.run(
-                    connection, statements.copy_last(names), group, tx_id, extra
-                )
+                written += counts[0]
+                plan.closed += counts[1]
+                plan.closed_keys.update(group)
         if written >= len(keys_all):
             return set()
+        tx_id = self._tx_id(session, connection)
         found: set[PK] = set()
         for keys in chunks(keys_all, width):
             mine = sa.select(*vpk).where(spec.tx == tx_id, key_in(vpk, keys, connection.dialect))
