@@ -9,6 +9,12 @@ column on PostgreSQL), and keeps it on the table's
 :class:`~sqlalchemy_chronicle.schema.tables.VersionTableSpec`. SQLAlchemy then finds
 the compiled form in its cache without rebuilding anything. :meth:`WriteStatements.run`
 runs one for any number of keys, in chunks of at most :data:`CHUNK_PARAMS` values.
+
+On PostgreSQL some of them also exist combined, as one statement with data-modifying
+``WITH`` parts (:meth:`WriteStatements.close_and_from_live`,
+:meth:`WriteStatements.close_and_copy_last`), optionally writing the transaction row
+first (an :data:`Opening`): fewer round trips, and deleted rows' last versions found
+once.
 """
 
 from __future__ import annotations

@@ -19,7 +19,9 @@ Writing versions is set-based. For each flush, per version table, it runs at mos
 
 On PostgreSQL the closing ``UPDATE`` is part of the ``INSERT`` it goes with (a
 data-modifying ``WITH``); for deleted rows its ``RETURNING`` feeds the copy of the
-last versions, which are then found once.
+last versions, which are then found once. When no plugin needs the transaction row
+before the versions, the first of these statements in a transaction writes that row
+too, so a flush of one model is one statement.
 
 Each statement carries the keys of up to :data:`CHUNK_PARAMS` parameters, so the
 number of statements does not grow with the number of rows until a flush changes
