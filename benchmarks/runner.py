@@ -15,9 +15,9 @@ import argparse
 import contextlib
 import importlib.util
 import json
-import shlex
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -65,16 +65,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--objects", type=int, help="objects of the read and revert workloads")
     parser.add_argument("--chronicle-options", type=json.loads, default=None,
                         help="JSON object passed to sqlalchemy-chronicle's "
-                             "make_versioned(options=...), e.g. '{\"create_composite_index\": false}'")
+                             "make_versioned(options=...), "
+                             "e.g. '{\"create_composite_index\": false}'")
+    parser.add_argument("--against", metavar="SRC", default=None,
+                        help="also measure the sqlalchemy_chronicle found in directory SRC "
+                             "(e.g. another checkout's src/), as variant 'base', interleaved "
+                             "with the rest: a before/after in one run")
     parser.add_argument("--json", dest="json_path", help="also write the raw results here")
     parser.add_argument("--list", action="store_true", help="list the workloads and exit")
     return parser.parse_args(argv)
 
 
-def run_one(args: dict[str, Any]) -> dict[str, Any]:
+#: The variant measuring the library of ``--against``; its workers run the chronicle
+#: variant with that directory first on the import path.
+BASE = "base"
+
+
+def run_one(args: dict[str, Any], against: str | None = None) -> dict[str, Any]:
+    env = None
+    if args["variant"] == BASE:
+        assert against is not None
+        args = {**args, "variant": "chronicle"}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            [os.path.abspath(against), ROOT, os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.worker", json.dumps(args)],
-        capture_output=True, text=True, cwd=ROOT, timeout=1800, check=False,
+        capture_output=True, text=True, cwd=ROOT, timeout=1800, check=False, env=env,
     )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if not lines:
@@ -172,6 +188,12 @@ def main(argv: list[str] | None = None) -> int:
         variants = [v.strip() for v in opts.variants.split(",")]
     else:
         variants = ["plain", "chronicle"] + (["continuum"] if has_continuum else [])
+    if opts.against:
+        if not os.path.isdir(os.path.join(opts.against, "sqlalchemy_chronicle")):
+            print(f"--against: no sqlalchemy_chronicle package in {opts.against}",
+                  file=sys.stderr)
+            return 2
+        variants.append(BASE)
     workloads = [WORKLOADS[n] for n in names]
     active = [w for w in workloads if not w.skip]
 
@@ -181,14 +203,15 @@ def main(argv: list[str] | None = None) -> int:
     for round_no in range(repeat):
         for db in dbs:
             for w in active:
-                order = [v for v in variants if v in w.variants]
+                order = [v for v in variants if measures(w, v)]
                 shift = round_no % len(order)
                 for variant in order[shift:] + order[:shift]:
                     url = (f"sqlite:///{os.path.join(tmpdir, uuid.uuid4().hex)}.db"
                            if db == "sqlite" else opts.pg_url)
                     result = run_one({"variant": variant, "workload": w.name, "url": url,
                                       "sizes": vars(sizes),
-                                      "chronicle_options": opts.chronicle_options})
+                                      "chronicle_options": opts.chronicle_options},
+                                     opts.against)
                     cell = cells.setdefault((w.name, db, variant), Cell())
                     if result["ok"]:
                         cell.seconds.append(result["seconds"])
@@ -211,6 +234,11 @@ def main(argv: list[str] | None = None) -> int:
         with open(opts.json_path, "w") as f:
             json.dump({"command": command, "sizes": vars(sizes), "cells": raw}, f, indent=1)
     return 0
+
+
+def measures(w: Workload, variant: str) -> bool:
+    """Whether workload ``w`` is measured for ``variant``."""
+    return variant in w.variants or (variant == BASE and "chronicle" in w.variants)
 
 
 def verdict(ratio: float | None, target: float | None) -> str:
@@ -247,7 +275,7 @@ def render(
             row = [f"{w.name}", db]
             for v in variants:
                 c = got[v]
-                if v not in w.variants:
+                if not measures(w, v):
                     row.append("n/a")
                 elif c.errors:
                     row.append(f"FAILED ({len(c.errors)}/{len(c.errors) + len(c.seconds)})")
@@ -276,7 +304,7 @@ def render(
             if w.memory_target is not None:
                 mem = ["peak RSS growth", db]
                 for v in variants:
-                    mem.append(fmt_mib(got[v].rss_kib) if v in w.variants else "n/a")
+                    mem.append(fmt_mib(got[v].rss_kib) if measures(w, v) else "n/a")
                 mratio = paired_ratio([float(x) for x in got["chronicle"].rss_kib],
                                       [float(x) for x in got["plain"].rss_kib])
                 mem.append(fmt_ratio(mratio))
@@ -287,5 +315,7 @@ def render(
                 out.append("| " + " | ".join(mem) + " |")
     if failures:
         out += ["", "Failures:", *[f"- {f}" for f in failures]]
+    if opts.against:
+        out += ["", f"`base`: the sqlalchemy_chronicle of `{opts.against}`."]
     out += ["", "Machine:", *machine_info(dbs, opts.pg_url), "", f"Command: `{command}`"]
     return "\n".join(out)
