@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import sqlalchemy as sa
 
 from sqlalchemy_chronicle import Operation, version_class
 from sqlalchemy_chronicle.capture import statements as statements_module
+from sqlalchemy_chronicle.capture.sql import key_in
 
 
 @pytest.mark.parametrize("strategy", ["validity", "subquery"])
@@ -225,6 +228,102 @@ def test_delete_flush_statement_count_does_not_grow_with_rows(db, article_models
         if strategy == "validity":
             ends = [r["end_transaction_id"] for r in history]
             assert ends == [history[1]["transaction_id"], history[2]["transaction_id"], None]
+
+
+@pytest.mark.dbs("sqlite")
+@pytest.mark.parametrize("sqlite", ["3.38+", "older"])
+def test_sqlite_versions_composite_keys_through_the_index(db, base, monkeypatch, sqlite):
+    # The write path for a composite key on SQLite: keys as JSON (3.38+) or with an IN
+    # on the first key column; every statement searches an index.
+    if sqlite == "older":
+        monkeypatch.setattr(db.engine.dialect, "server_version_info", (3, 37, 2))
+
+    class Doc(base):
+        __tablename__ = "doc"
+        __versioned__ = {}
+        id = sa.Column(sa.Integer, primary_key=True, autoincrement=False)
+        lang = sa.Column(sa.Integer, primary_key=True)
+        title = sa.Column(sa.String(50))
+
+    db.create(base.metadata)
+    session = db.session()
+    docs = [Doc(id=i, lang=lang, title="a") for i in range(300) for lang in (1, 2)]
+    session.add_all(docs)
+    session.commit()
+    for doc in docs[:300]:
+        doc.title = "b"
+    session.commit()
+    sent: list[tuple[str, Any]] = []
+
+    def record(conn, cursor, statement, params, context, executemany):
+        if not executemany and "doc_version" in statement:
+            sent.append((statement, params))
+
+    sa.event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        for doc in docs[:200]:
+            doc.title = "c"
+        session.commit()
+        for doc in docs[100:400]:
+            session.delete(doc)
+        session.commit()
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", record)
+
+    assert len(sent) >= 4
+    with db.engine.connect() as conn:
+        for statement, params in sent:
+            plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params).all()
+            scans = [row[-1] for row in plan if row[-1].startswith("SCAN doc")]
+            assert scans == [], (statement, plan)
+    rows = db.rows("doc_version", order_by=["id", "lang", "transaction_id"])
+    ops: dict[tuple[int, int], list[int]] = {}
+    for r in rows:
+        ops.setdefault((r["id"], r["lang"]), []).append(r["operation_type"])
+    assert ops[(0, 1)] == [0, 1, 1]
+    assert ops[(75, 2)] == [0, 1, 1, 2]
+    assert ops[(120, 1)] == [0, 1, 2]
+    assert ops[(180, 1)] == [0, 2]
+    assert ops[(299, 2)] == [0]
+    assert len(rows) == 600 + 300 + 200 + 300
+
+
+@pytest.mark.dbs("sqlite")
+@pytest.mark.parametrize("sqlite", ["3.38+", "older"])
+def test_sqlite_key_lookups_search_the_index_instead_of_scanning(db, monkeypatch, sqlite):
+    # SQLite answers a row-value IN (VALUES ...) by scanning the table (here: a version
+    # table's shape), a cost that would grow with the history.
+    if sqlite == "older":
+        monkeypatch.setattr(db.engine.dialect, "server_version_info", (3, 37, 2))
+    metadata = sa.MetaData()
+    table = sa.Table(
+        "pairs", metadata,
+        sa.Column("a", sa.Integer, primary_key=True),
+        sa.Column("b", sa.Integer, primary_key=True),
+        sa.Column("tx", sa.Integer, primary_key=True),
+        sa.Column("end_tx", sa.Integer, index=True),
+    )
+    db.create(metadata)
+    with db.engine.begin() as conn:
+        conn.execute(table.insert(), [{"a": i // 5, "b": i % 5, "tx": i} for i in range(5000)])
+    keys = [(i, i % 5) for i in range(10, 310)]
+    sent: list[tuple[str, Any]] = []
+
+    def record(conn, cursor, statement, params, context, executemany):
+        sent.append((statement, params))
+
+    with db.engine.connect() as conn:
+        sa.event.listen(conn, "before_cursor_execute", record)
+        stmt = sa.select(table.c.a, table.c.b).where(
+            key_in([table.c.a, table.c.b], keys, conn.dialect)
+        )
+        found = sorted(tuple(row) for row in conn.execute(stmt))
+        sa.event.remove(conn, "before_cursor_execute", record)
+        [(statement, params)] = sent
+        plan = [row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params)]
+    assert found == keys
+    assert not any(step.startswith("SCAN pairs") for step in plan), plan
+    assert any(step.startswith("SEARCH pairs USING") for step in plan), plan
 
 
 @pytest.mark.dbs("postgresql")

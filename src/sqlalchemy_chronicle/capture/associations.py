@@ -25,7 +25,7 @@ from sqlalchemy.sql.elements import BinaryExpression, BindParameter, BooleanClau
 
 from ..config import Operation
 from ..exc import NotSupportedError
-from .sql import key_in, unindexed
+from .sql import key_in, ordered, unindexed
 from .statements import OP, chunks, statements_for
 
 if TYPE_CHECKING:
@@ -64,23 +64,22 @@ def _equality_bindings(
 
 
 def _filter(
-    stmt: sa.Delete, table: sa.Table, params: Sequence[Mapping[str, Any]]
+    stmt: sa.Delete, table: sa.Table, params: Sequence[Mapping[str, Any]], dialect: sa.Dialect
 ) -> tuple[sa.ColumnElement[bool], list[Mapping[str, Any]]]:
     """A WHERE clause selecting the rows ``stmt`` deletes, and the params to run it with.
 
     The ORM deletes association rows with ``col = :col AND ...`` executed for many
-    parameter sets; that becomes one ``(cols) IN (...)`` run once. Anything else
-    keeps the statement's own clause and parameters.
+    parameter sets; that becomes one ``(cols) IN (...)`` run once (see
+    :func:`~.sql.key_in`). Anything else keeps the statement's own clause and
+    parameters.
     """
     where = stmt.whereclause
     bindings = _equality_bindings(where, table)
     if bindings and params and all(set(p) >= set(bindings) for p in params):
         names = list(bindings)
         columns = [bindings[n] for n in names]
-        rows = [tuple(p[n] for n in names) for p in params]
-        if len(columns) == 1:
-            return columns[0].in_([r[0] for r in rows]), [{}]
-        return sa.tuple_(*columns).in_(rows), [{}]
+        rows = ordered({tuple([p[n] for n in names]) for p in params})
+        return key_in(columns, rows, dialect), [{}]
     return (where if where is not None else sa.true()), list(params) or [{}]
 
 
@@ -98,7 +97,7 @@ def version_association_delete(
     """
     table, version = spec.parent, spec.version
     dialect = connection.dialect
-    where, run_params = _filter(stmt, table, params)
+    where, run_params = _filter(stmt, table, params, dialect)
     select = sa.select(*[p for p, _ in spec.columns]).where(where)
     doomed: dict[tuple[Any, ...], dict[str, Any]] = {}
     for param_set in run_params:
@@ -181,9 +180,10 @@ def version_association_insert(
     rows = _inserted_rows(stmt, table, result, params)
     key_names = [p.key for p, _ in spec.pk]
     links = sorted({c.key for c in table.columns if c.foreign_keys})
-    if rows and all(all(k in row for k in key_names) for row in rows):
+    has_keys, has_links = set(key_names), set(links)
+    if rows and all(row.keys() >= has_keys for row in rows):
         match_names = key_names
-    elif rows and links and all(all(k in row for k in links) for row in rows):
+    elif rows and links and all(row.keys() >= has_links for row in rows):
         match_names = links
     else:
         raise NotSupportedError(
@@ -191,7 +191,7 @@ def version_association_insert(
             f"it adds cannot be told apart (no values for {', '.join(key_names)}); insert "
             f"the rows with their key values, or through the relationship."
         )
-    values = sorted({tuple(row[n] for n in match_names) for row in rows}, key=repr)
+    values = ordered({tuple([row[n] for n in match_names]) for row in rows})
     if match_names == key_names:
         keys = values
     else:
@@ -204,7 +204,7 @@ def version_association_insert(
                 tuple(row)
                 for row in connection.execute(select.where(key_in(match_columns, chunk, dialect)))
             )
-        keys = sorted(found_keys, key=repr)
+        keys = ordered(found_keys)
     if not keys:
         return
     tx_id = uow.association_transaction(connection)

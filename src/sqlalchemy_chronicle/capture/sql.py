@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,25 +14,71 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
 
-__all__ = ["array_param", "key_in", "keys_as_arrays", "match_keys", "unindexed"]
+__all__ = [
+    "ARRAYS",
+    "IN",
+    "JSON",
+    "array_param",
+    "json_keys",
+    "key_in",
+    "key_transport",
+    "keys_as_arrays",
+    "match_keys",
+    "ordered",
+    "unindexed",
+]
+
+
+def ordered(keys: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """``keys`` sorted: in their own order when they compare (the order of the
+    index), otherwise by their text. Writers that touch rows in one order cannot
+    deadlock on each other's row locks."""
+    keys = list(keys)
+    try:
+        keys.sort()
+    except TypeError:
+        keys.sort(key=repr)
+    return keys
+
+
+#: How a statement receives many keys: one array per key column (PostgreSQL), one
+#: JSON document (composite keys on SQLite), or an expanding ``IN`` list.
+ARRAYS, JSON, IN = "arrays", "json", "in"
+
+
+def _plain(type_: sa.types.TypeEngine[Any]) -> bool:
+    """Integer and string columns, whose values survive an array or JSON unchanged."""
+    if isinstance(type_, (sa.Enum, sa.types.TypeDecorator)):
+        return False
+    return isinstance(type_, (sa.Integer, sa.String))
+
+
+def key_transport(columns: Sequence[ColumnElement[Any]], dialect: sa.Dialect | None) -> str:
+    """How keys of ``columns`` travel on ``dialect``: :data:`ARRAYS`, :data:`JSON`
+    or :data:`IN`.
+
+    On PostgreSQL an ``IN`` list of hundreds of parameters costs more to parse and
+    plan than one array per column, and its text changes with the number of keys.
+    On SQLite a row-value ``IN (VALUES ...)`` is answered by scanning the whole table,
+    and SQLAlchemy renders it anew for every execution; pairs passed as one JSON
+    document to ``json_each`` are looked up through the index (SQLite 3.38 and newer,
+    where the JSON functions are built in). Other types (enums, custom types) and
+    other databases keep ``IN``.
+    """
+    if dialect is None or not all(_plain(column.type) for column in columns):
+        return IN
+    if dialect.name == "postgresql":
+        return ARRAYS
+    if dialect.name == "sqlite" and len(columns) > 1:
+        version = dialect.server_version_info
+        if version is not None and tuple(version) >= (3, 38):
+            return JSON
+    return IN
 
 
 def keys_as_arrays(columns: Sequence[ColumnElement[Any]], dialect: sa.Dialect | None) -> bool:
-    """Whether keys of ``columns`` travel as arrays (``= ANY``) on ``dialect``.
-
-    On PostgreSQL an ``IN`` list of hundreds of parameters costs more to parse and
-    plan than one array, and its text changes with the number of keys. Integer and
-    string keys go as arrays there; other types (enums, custom types) keep ``IN``.
-    """
-    if dialect is None or dialect.name != "postgresql":
-        return False
-    for column in columns:
-        type_ = column.type
-        if isinstance(type_, (sa.Enum, sa.types.TypeDecorator)):
-            return False
-        if not isinstance(type_, (sa.Integer, sa.String)):
-            return False
-    return True
+    """Whether keys of ``columns`` travel as arrays (``= ANY``) on ``dialect``."""
+    return key_transport(columns, dialect) == ARRAYS
 
 
 def array_param(name: str | None, column: ColumnElement[Any], value: Any = None) -> Any:
@@ -39,18 +86,38 @@ def array_param(name: str | None, column: ColumnElement[Any], value: Any = None)
     return sa.bindparam(name, value, type_=postgresql.ARRAY(column.type))
 
 
+def json_keys(keys: Iterable[Sequence[Any]]) -> str:
+    """``keys`` as the JSON document a :data:`JSON` parameter carries."""
+    return json.dumps([list(key) for key in keys])
+
+
 def match_keys(
-    columns: Sequence[ColumnElement[Any]], params: Sequence[Any], arrays: bool
+    columns: Sequence[ColumnElement[Any]],
+    params: Sequence[Any],
+    transport: str,
+    firsts: Any = None,
 ) -> ColumnElement[bool]:
     """``columns`` among the keys ``params`` carry: one array per column (from
-    :func:`array_param`) when ``arrays``, otherwise one expanding parameter."""
-    if arrays:
+    :func:`array_param`) for :data:`ARRAYS`, one JSON parameter (:func:`json_keys`)
+    for :data:`JSON`, otherwise one expanding parameter; ``firsts``, an expanding
+    parameter of the first column's values, lets SQLite search the index with a
+    row-value ``IN``."""
+    if transport == ARRAYS:
         if len(columns) == 1:
             return columns[0] == sa.any_(params[0])
         return tuple_(*columns).in_(sa.select(*[sa.func.unnest(p) for p in params]))
     (param,) = params
+    if transport == JSON:
+        pairs = sa.func.json_each(param).table_valued("value")
+        parts = [
+            sa.func.json_extract(pairs.c.value, sa.literal_column(f"'$[{i}]'"))
+            for i in range(len(columns))
+        ]
+        return tuple_(*columns).in_(sa.select(*parts).select_from(pairs))
     if len(columns) == 1:
         return columns[0].in_(param)
+    if firsts is not None:
+        return sa.and_(columns[0].in_(firsts), tuple_(*columns).in_(param))
     return tuple_(*columns).in_(param)
 
 
@@ -60,14 +127,24 @@ def key_in(
     dialect: sa.Dialect | None = None,
 ) -> ColumnElement[bool]:
     """``columns IN keys``: a plain ``IN`` for one column, a tuple ``IN`` for several;
-    arrays on PostgreSQL (see :func:`keys_as_arrays`)."""
-    if keys_as_arrays(columns, dialect):
+    arrays on PostgreSQL and JSON for composite keys on SQLite (see
+    :func:`key_transport`)."""
+    transport = key_transport(columns, dialect)
+    if transport == ARRAYS:
         params = [
             array_param(None, column, [key[i] for key in keys]) for i, column in enumerate(columns)
         ]
-        return match_keys(columns, params, arrays=True)
-    values = [k[0] for k in keys] if len(columns) == 1 else list(keys)
-    return match_keys(columns, [sa.bindparam(None, values, expanding=True)], arrays=False)
+        return match_keys(columns, params, ARRAYS)
+    if transport == JSON:
+        return match_keys(columns, [sa.bindparam(None, json_keys(keys))], JSON)
+    if len(columns) == 1:
+        values = [k[0] for k in keys]
+        return match_keys(columns, [sa.bindparam(None, values, expanding=True)], IN)
+    firsts: Any = None
+    if dialect is not None and dialect.name == "sqlite":
+        firsts = sa.bindparam(None, sorted({k[0] for k in keys}, key=repr), expanding=True)
+    param: Any = sa.bindparam(None, list(keys), expanding=True)
+    return match_keys(columns, [param], IN, firsts)
 
 
 class unindexed(ColumnElement[Any]):

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from ..config import Operation, Strategy
-from .sql import array_param, keys_as_arrays, match_keys, unindexed
+from .sql import ARRAYS, IN, JSON, array_param, json_keys, key_transport, match_keys, unindexed
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -54,6 +54,7 @@ TX = "_chronicle_tx"
 TX_VALUE = "_chronicle_t_"
 OP = "_chronicle_op"
 KEYS = "_chronicle_keys"
+FIRSTS = "_chronicle_firsts"
 
 PK = tuple[Any, ...]
 
@@ -76,11 +77,12 @@ def extra_param(key: str) -> str:
 
 def statements_for(spec: VersionTableSpec, dialect: sa.Dialect) -> WriteStatements:
     """The statements of ``spec``'s version table for ``dialect`` (built on first use)."""
-    arrays = keys_as_arrays(spec.version_pk, dialect)
-    cache_key = "write_statements:arrays" if arrays else "write_statements:in"
+    transport = key_transport(spec.version_pk, dialect)
+    firsts = transport == IN and dialect.name == "sqlite" and len(spec.version_pk) > 1
+    cache_key = f"write_statements:{transport}:{firsts}"
     statements: WriteStatements | None = spec.cache.get(cache_key)
     if statements is None:
-        statements = spec.cache[cache_key] = WriteStatements(spec, arrays)
+        statements = spec.cache[cache_key] = WriteStatements(spec, transport, firsts)
     return statements
 
 
@@ -91,12 +93,16 @@ class WriteStatements:
     of column keys; the values are parameters named by :func:`extra_param`.
     """
 
-    def __init__(self, spec: VersionTableSpec, arrays: bool = False) -> None:
+    def __init__(self, spec: VersionTableSpec, transport: str = IN, firsts: bool = False) -> None:
         self.spec = spec
-        #: Keys travel as one array per key column (``= ANY(...)``, PostgreSQL) rather
-        #: than as an expanding ``IN`` list: the SQL stays the same whatever the number
-        #: of keys, so the server parses and plans it once.
-        self.arrays = arrays
+        #: How the keys travel (:func:`~.sql.key_transport`). With arrays (PostgreSQL)
+        #: or JSON (composite keys on SQLite) the SQL stays the same whatever the number
+        #: of keys, so it is parsed and planned once.
+        self.transport = transport
+        self.arrays = transport == ARRAYS
+        #: Add ``first key column IN (...)`` to a row-value ``IN`` (SQLite searches the
+        #: index only then).
+        self._firsts = firsts
         self._width = len(spec.version_pk)
         version = spec.version
         vpk = spec.version_pk
@@ -205,6 +211,10 @@ class WriteStatements:
             return {KEYS: [key[0] for key in keys]}
         if self.arrays:
             return {f"{KEYS}_{i}": [key[i] for key in keys] for i in range(self._width)}
+        if self.transport == JSON:
+            return {KEYS: json_keys(keys)}
+        if self._firsts:
+            return {KEYS: list(keys), FIRSTS: sorted({key[0] for key in keys}, key=repr)}
         return {KEYS: list(keys)}
 
     def _keys_in(self, columns: Sequence[sa.ColumnElement[Any]]) -> sa.ColumnElement[bool]:
@@ -212,8 +222,11 @@ class WriteStatements:
         if self.arrays:
             names = [KEYS] if len(columns) == 1 else [f"{KEYS}_{i}" for i in range(len(columns))]
             params = [array_param(n, c) for n, c in zip(names, columns, strict=True)]
-            return match_keys(columns, params, arrays=True)
-        return match_keys(columns, [sa.bindparam(KEYS, expanding=True)], arrays=False)
+            return match_keys(columns, params, ARRAYS)
+        if self.transport == JSON:
+            return match_keys(columns, [sa.bindparam(KEYS)], JSON)
+        firsts: Any = sa.bindparam(FIRSTS, expanding=True) if self._firsts else None
+        return match_keys(columns, [sa.bindparam(KEYS, expanding=True)], IN, firsts)
 
     def _columns(
         self,

@@ -45,7 +45,7 @@ from ..config import Operation
 from ..exc import ConfigurationError
 from ..schema.tables import INFO_KEY
 from .context import current_context
-from .sql import key_in
+from .sql import key_in, ordered
 from .statements import CHUNK_PARAMS, OP, WriteStatements, chunks, statements_for
 
 if TYPE_CHECKING:
@@ -528,7 +528,7 @@ class UnitOfWork:
         for plan in plans:
             spec = plan.spec
             vpk = spec.version_pk
-            for keys in chunks(sorted(plan.new, key=repr), len(vpk)):
+            for keys in chunks(ordered(plan.new), len(vpk)):
                 probe = (
                     sa.select(sa.literal(1))
                     .select_from(spec.version)
@@ -683,7 +683,7 @@ class UnitOfWork:
         """Close the open previous versions of ``keys`` (entities first versioned now)."""
         statements = statements_for(plan.spec, connection.dialect)
         assert statements.close is not None
-        return statements.run(connection, statements.close, sorted(keys, key=repr), tx_id)
+        return statements.run(connection, statements.close, ordered(keys), tx_id)
 
     def _write_deletes(
         self, session: Session, connection: Connection, plan: _TablePlan, keys_all: list[PK]
