@@ -340,10 +340,13 @@ def _wait_until_blocked(engine: sa.Engine) -> None:
             "WHERE datname = current_database() AND wait_event_type = 'Lock'"
         )
     else:
+        # The lock requests waiting on a table of this database. (Joining innodb_trx to
+        # the process list by thread id is not reliable: MariaDB's cached innodb_trx can
+        # show the thread ids of earlier connections.)
         query = sa.text(
-            "SELECT count(*) FROM information_schema.innodb_trx t "
-            "JOIN information_schema.processlist p ON p.id = t.trx_mysql_thread_id "
-            "WHERE t.trx_state = 'LOCK WAIT' AND p.db = database()"
+            "SELECT count(*) FROM information_schema.innodb_lock_waits w "
+            "JOIN information_schema.innodb_locks l ON l.lock_id = w.requested_lock_id "
+            "WHERE l.lock_table LIKE CONCAT('`', database(), '`.%')"
         )
     with engine.connect() as conn:
         for _ in range(400):  # a bounded wait for the other thread to reach the lock
