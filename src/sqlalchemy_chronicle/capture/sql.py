@@ -19,6 +19,7 @@ __all__ = [
     "IN",
     "JSON",
     "array_param",
+    "first_values",
     "json_keys",
     "key_in",
     "key_transport",
@@ -86,6 +87,11 @@ def array_param(name: str | None, column: ColumnElement[Any], value: Any = None)
     return sa.bindparam(name, value, type_=postgresql.ARRAY(column.type))
 
 
+def first_values(keys: Iterable[Sequence[Any]]) -> list[Any]:
+    """The distinct values of the first column of ``keys`` (see :func:`match_keys`)."""
+    return list({key[0] for key in keys})
+
+
 def json_keys(keys: Iterable[Sequence[Any]]) -> str:
     """``keys`` as the JSON document a :data:`JSON` parameter carries."""
     return json.dumps([list(key) for key in keys])
@@ -142,7 +148,7 @@ def key_in(
         return match_keys(columns, [sa.bindparam(None, values, expanding=True)], IN)
     firsts: Any = None
     if dialect is not None and dialect.name == "sqlite":
-        firsts = sa.bindparam(None, sorted({k[0] for k in keys}, key=repr), expanding=True)
+        firsts = sa.bindparam(None, first_values(keys), expanding=True)
     param: Any = sa.bindparam(None, list(keys), expanding=True)
     return match_keys(columns, [param], IN, firsts)
 

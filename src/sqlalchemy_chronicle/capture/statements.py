@@ -25,7 +25,17 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from ..config import Operation, Strategy
-from .sql import ARRAYS, IN, JSON, array_param, json_keys, key_transport, match_keys, unindexed
+from .sql import (
+    ARRAYS,
+    IN,
+    JSON,
+    array_param,
+    first_values,
+    json_keys,
+    key_transport,
+    match_keys,
+    unindexed,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -150,44 +160,33 @@ class WriteStatements:
         connection: Connection,
         stmt: sa.Select[Any],
         keys: Sequence[PK],
-        tx_id: int,
+        tx_id: int | None,
         extra: tuple[tuple[str, Any], ...] = (),
-        **params: Any,
-    ) -> tuple[int, ...]:
-        """Run ``stmt``, a statement returning one row of counts, like :meth:`run`;
-        the column-wise sums over the chunks."""
-        totals: list[int] = []
-        for chunk_params in self._params(keys, tx_id, extra, params):
-            row = connection.execute(stmt, chunk_params).one()
-            totals = [a + int(b) for a, b in zip(totals or [0] * len(row), row, strict=True)]
-        return tuple(totals)
-
-    def open_and_count(
-        self,
-        connection: Connection,
-        opening: sa.Select[Any],
-        stmt: sa.Select[Any],
-        keys: Sequence[PK],
-        values: dict[str, Any],
-        extra: tuple[tuple[str, Any], ...] = (),
+        opening: tuple[sa.Select[Any], dict[str, Any]] | None = None,
         **params: Any,
     ) -> tuple[int, tuple[int, ...]]:
-        """Like :meth:`counts`, with the transaction row still to be written: the first
-        chunk runs ``opening`` (``stmt`` built with an :data:`Opening`), which writes
-        it from ``values`` and returns its id last; the other chunks run ``stmt``.
-        The new transaction id, and the counts."""
-        params.update((TX_VALUE + name, value) for name, value in values.items())
-        tx_id: int | None = None
+        """Run ``stmt``, a statement returning one row of counts, like :meth:`run`; the
+        transaction id and the column-wise sums of the counts over the chunks.
+
+        With ``opening`` (a statement built with an :data:`Opening`, and the values of
+        the transaction row), the transaction row is still to be written (``tx_id`` is
+        None): the first chunk runs that statement, which writes the row and returns
+        its id last, and the other chunks run ``stmt`` with that id.
+        """
+        first: sa.Select[Any] | None = None
+        if opening is not None:
+            first, values = opening
+            params.update((TX_VALUE + name, value) for name, value in values.items())
         totals: list[int] = []
-        for chunk_params in self._params(keys, None, extra, params):
-            if tx_id is None:
-                *row, new_id = connection.execute(opening, chunk_params).one()
-                tx_id = int(new_id)
-                chunk_params[TX] = tx_id
+        for chunk_params in self._params(keys, tx_id, extra, params):
+            if first is not None:
+                *row, new_id = connection.execute(first, chunk_params).one()
+                tx_id = chunk_params[TX] = int(new_id)
+                first = None
             else:
                 row = list(connection.execute(stmt, chunk_params).one())
             totals = [a + int(b) for a, b in zip(totals or [0] * len(row), row, strict=True)]
-        assert tx_id is not None, "open_and_count() needs at least one key"
+        assert tx_id is not None, "counts() wrote no transaction row: no keys"
         return tx_id, tuple(totals)
 
     def _params(
@@ -214,7 +213,7 @@ class WriteStatements:
         if self.transport == JSON:
             return {KEYS: json_keys(keys)}
         if self._firsts:
-            return {KEYS: list(keys), FIRSTS: sorted({key[0] for key in keys}, key=repr)}
+            return {KEYS: list(keys), FIRSTS: first_values(keys)}
         return {KEYS: list(keys)}
 
     def _keys_in(self, columns: Sequence[sa.ColumnElement[Any]]) -> sa.ColumnElement[bool]:

@@ -603,11 +603,11 @@ class UnitOfWork:
         values = self._pending_values
         if values is None:
             tx_id = self._tx_id(session, connection)
-            return statements.counts(connection, stmt, keys, tx_id, extra, **params)
+            return statements.counts(connection, stmt, keys, tx_id, extra, **params)[1]
         opening = build(names, (self.manager.transaction_table, tuple(values)))
         assert opening is not None
-        tx_id, counts = statements.open_and_count(
-            connection, opening, stmt, keys, values, extra, **params
+        tx_id, counts = statements.counts(
+            connection, stmt, keys, None, extra, (opening, values), **params
         )
         self._opened(session, tx_id, values)
         return counts
