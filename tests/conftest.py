@@ -188,6 +188,35 @@ class Db:
         finally:
             event.remove(self.engine, "before_cursor_execute", before)
 
+    @contextlib.contextmanager
+    def executions(self) -> Iterator[list[tuple[str, Any]]]:
+        """Collect (SQL, parameters) of each single (not executemany) execution inside
+        the block."""
+        sent: list[tuple[str, Any]] = []
+
+        def before(conn: Any, cursor: Any, statement: str, params: Any, context: Any,
+                   executemany: bool) -> None:
+            if not executemany:
+                sent.append((statement, params))
+
+        event.listen(self.engine, "before_cursor_execute", before)
+        try:
+            yield sent
+        finally:
+            event.remove(self.engine, "before_cursor_execute", before)
+
+    def sqlite_scans(self, sent: list[tuple[str, Any]], table: str) -> list[tuple[str, list[str]]]:
+        """The executions in ``sent`` that SQLite answers by scanning a table whose name
+        starts with ``table`` (``EXPLAIN QUERY PLAN``), with their plans."""
+        scans = []
+        with self.engine.connect() as conn:
+            for statement, params in sent:
+                plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params)
+                steps = [row[-1] for row in plan]
+                if any(step.startswith("SCAN " + table) for step in steps):
+                    scans.append((statement, steps))
+        return scans
+
     def close(self) -> None:
         for session in self.sessions:
             session.close()

@@ -7,7 +7,6 @@ both write rows into ``<table>_version``, with ``end_transaction_id`` maintained
 from __future__ import annotations
 
 from types import SimpleNamespace
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -510,27 +509,14 @@ def test_sqlite_finds_pairs_through_the_index_not_by_scanning(db, models, monkey
     for article in session.scalars(sa.select(m.Article)):
         article.tags = [session.get(m.Tag, t) for t in range(1, 6)]
     session.commit()
-    sent: list[tuple[str, Any]] = []
-
-    def record(conn, cursor, statement, params, context, executemany):
-        if not executemany and "article_tag" in statement:
-            sent.append((statement, params))
-
-    sa.event.listen(db.engine, "before_cursor_execute", record)
-    try:
+    with db.executions() as sent:
         for article in session.scalars(sa.select(m.Article).where(m.Article.id <= 20)):
             article.tags = [*article.tags[2:], m.Tag(id=100 + article.id, name="new")]
         session.commit()
-    finally:
-        sa.event.remove(db.engine, "before_cursor_execute", record)
 
+    sent = [(statement, params) for statement, params in sent if "article_tag" in statement]
     assert sent
-    with db.engine.connect() as conn:
-        for statement, params in sent:
-            plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params).all()
-            details = [row[-1] for row in plan]
-            scans = [d for d in details if d.startswith("SCAN article_tag")]
-            assert scans == [], (statement, details)
+    assert db.sqlite_scans(sent, "article_tag") == []
     rows = _pairs(db, m)
     assert sum(r[4] == DELETE for r in rows) == 40
     assert sum(r[4] == INSERT and r[3] is None for r in rows) == 40 * 5 - 20 * 2 + 20

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 import sqlalchemy as sa
 
@@ -253,29 +251,17 @@ def test_sqlite_versions_composite_keys_through_the_index(db, base, monkeypatch,
     for doc in docs[:300]:
         doc.title = "b"
     session.commit()
-    sent: list[tuple[str, Any]] = []
-
-    def record(conn, cursor, statement, params, context, executemany):
-        if not executemany and "doc_version" in statement:
-            sent.append((statement, params))
-
-    sa.event.listen(db.engine, "before_cursor_execute", record)
-    try:
+    with db.executions() as sent:
         for doc in docs[:200]:
             doc.title = "c"
         session.commit()
         for doc in docs[100:400]:
             session.delete(doc)
         session.commit()
-    finally:
-        sa.event.remove(db.engine, "before_cursor_execute", record)
 
+    sent = [(statement, params) for statement, params in sent if "doc_version" in statement]
     assert len(sent) >= 4
-    with db.engine.connect() as conn:
-        for statement, params in sent:
-            plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params).all()
-            scans = [row[-1] for row in plan if row[-1].startswith("SCAN doc")]
-            assert scans == [], (statement, plan)
+    assert db.sqlite_scans(sent, "doc") == []
     rows = db.rows("doc_version", order_by=["id", "lang", "transaction_id"])
     ops: dict[tuple[int, int], list[int]] = {}
     for r in rows:
@@ -307,22 +293,16 @@ def test_sqlite_key_lookups_search_the_index_instead_of_scanning(db, monkeypatch
     with db.engine.begin() as conn:
         conn.execute(table.insert(), [{"a": i // 5, "b": i % 5, "tx": i} for i in range(5000)])
     keys = [(i, i % 5) for i in range(10, 310)]
-    sent: list[tuple[str, Any]] = []
-
-    def record(conn, cursor, statement, params, context, executemany):
-        sent.append((statement, params))
-
-    with db.engine.connect() as conn:
-        sa.event.listen(conn, "before_cursor_execute", record)
+    with db.executions() as sent, db.engine.connect() as conn:
         stmt = sa.select(table.c.a, table.c.b).where(
             key_in([table.c.a, table.c.b], keys, conn.dialect)
         )
         found = sorted(tuple(row) for row in conn.execute(stmt))
-        sa.event.remove(conn, "before_cursor_execute", record)
-        [(statement, params)] = sent
+    [(statement, params)] = sent
+    with db.engine.connect() as conn:
         plan = [row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params)]
     assert found == keys
-    assert not any(step.startswith("SCAN pairs") for step in plan), plan
+    assert db.sqlite_scans(sent, "pairs") == []
     assert any(step.startswith("SEARCH pairs USING") for step in plan), plan
 
 
