@@ -13,6 +13,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy_chronicle import (
     ChronicleError,
     ConfigurationError,
+    IndexLayout,
     NotSupportedError,
     Operation,
     VersioningManager,
@@ -397,6 +398,119 @@ def test_composite_indexes_off_globally(db, base):
     assert not any("_pk_" in n for n in index_names(db.engine, "article_version"))
 
 
+# -- indexes ---------------------------------------------------------------------------
+
+CONTINUUM_INDEXES = {
+    "transaction_id", "end_transaction_id", "operation_type", "pk_transaction_id", "pk_validity",
+}
+
+
+def define_tagged(base: Any, versioned: dict[str, Any] | None = None) -> tuple[Any, Any]:
+    """Article (``versioned``) with tags through ``article_tag``, and a default Tag."""
+    article_tag = sa.Table(
+        "article_tag",
+        base.metadata,
+        sa.Column("article_id", sa.ForeignKey("article.id"), primary_key=True),
+        sa.Column("tag_id", sa.ForeignKey("tag.id"), primary_key=True),
+    )
+
+    class Tag(base):
+        __tablename__ = "tag"
+        __versioned__: dict[str, Any] = {}
+        id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+        label: Mapped[str | None] = mapped_column(sa.String(50))
+
+    class Article(base):
+        __tablename__ = "article"
+        __versioned__ = dict(versioned or {})
+        id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+        name: Mapped[str | None] = mapped_column(sa.Unicode(255), index=True)
+        tags: Mapped[list[Tag]] = orm.relationship(secondary=article_tag, order_by=Tag.id)
+
+    return Article, Tag
+
+
+def version_indexes(engine: sa.Engine, table: str) -> set[str]:
+    """The indexes of version table ``table`` (besides its primary key), without the
+    ``ix_<table>_`` prefix."""
+    return {name.removeprefix(f"ix_{table}_") for name in index_names(engine, table)}
+
+
+def test_indexes_are_continuums_by_default(db, base):
+    define_tagged(base)
+    db.create(base.metadata)
+    assert version_indexes(db.engine, "article_version") == CONTINUUM_INDEXES | {"name"}
+    assert version_indexes(db.engine, "article_tag_version") == CONTINUUM_INDEXES
+    assert version_indexes(db.engine, "tag_version") == CONTINUUM_INDEXES
+
+
+def test_minimal_indexes_per_class_keep_the_transaction_and_the_parents_indexes(db, base):
+    # The association table is versioned with the options of the model that owns the
+    # relationship; Tag keeps the default.
+    define_tagged(base, {"indexes": "minimal"})
+    db.create(base.metadata)
+    assert version_indexes(db.engine, "article_version") == {"transaction_id", "name"}
+    assert version_indexes(db.engine, "article_tag_version") == {"transaction_id"}
+    assert version_indexes(db.engine, "tag_version") == CONTINUUM_INDEXES
+    pk = sa.inspect(db.engine).get_pk_constraint("article_version")["constrained_columns"]
+    assert pk == ["id", "transaction_id"]
+
+
+@pytest.mark.versioning(options={"indexes": IndexLayout.MINIMAL, "create_composite_index": True})
+def test_minimal_indexes_globally_override_create_composite_index(db, base):
+    define_tagged(base)
+    db.create(base.metadata)
+    for table in ("article_version", "article_tag_version", "tag_version"):
+        assert version_indexes(db.engine, table) <= {"transaction_id", "name"}
+
+
+@pytest.mark.versioning(options={"indexes": "minimal"})
+def test_minimal_indexes_history_reads_and_reverts_as_with_continuums(db, base):
+    Article, Tag = define_tagged(base)
+    db.create(base.metadata)
+    ArticleVersion = version_class(Article)
+    session = db.session()
+    red, blue = Tag(id=1, label="red"), Tag(id=2, label="blue")
+    article = Article(id=1, name="first", tags=[red, blue])
+    session.add(article)
+    session.commit()
+    article.name = "second"
+    article.tags.remove(blue)
+    session.commit()
+    session.delete(article)
+    session.commit()
+
+    with db.executions() as sent:
+        versions = ArticleVersion.all_versions(session, 1, desc=False)
+        assert [(v.name, v.operation) for v in versions] == [
+            ("first", Operation.INSERT), ("second", Operation.UPDATE), ("second", Operation.DELETE),
+        ]
+        first, second, deleted = versions
+        assert [t.label for t in first.tags] == ["red", "blue"]
+        assert [t.label for t in second.tags] == ["red"]
+        assert ArticleVersion.version_at(session, 1, first.transaction_id).name == "first"
+        assert second.previous.name == "first" and second.next is deleted
+        assert second.changeset == {"name": ["first", "second"]}
+        assert second.index == 1
+        # Every version but the last is closed by the next one's transaction.
+        assert [v.end_transaction_id for v in versions] == [
+            second.transaction_id, deleted.transaction_id, None,
+        ]
+        session.expunge_all()
+        restored = session.get(ArticleVersion, (1, first.transaction_id)).revert(
+            relations=["tags"]
+        )
+    session.commit()
+    assert restored.name == "first" and [t.label for t in restored.tags] == ["red", "blue"]
+    assert [r["name"] for r in db.rows("article_version", order_by="transaction_id")] == [
+        "first", "second", "second", "first",
+    ]
+    if db.name == "sqlite":
+        # The reads above search the primary key; none scans a version table.
+        assert db.sqlite_scans(sent, "article_version") == []
+        assert db.sqlite_scans(sent, "article_tag_version") == []
+
+
 # -- schema ----------------------------------------------------------------------------
 
 
@@ -456,6 +570,7 @@ def test_native_versioning_global_is_not_supported(base, manager):
         ({"versioning": "yes"}, "versioning"),
         ({"transaction_column_name": ""}, "transaction_column_name"),
         ({"create_composite_index": 1}, "create_composite_index"),
+        ({"indexes": "none"}, "indexes"),
         ({"base_classes": "Base"}, "base_classes"),
     ],
 )

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from .capture.context import current_context, versioning_context
 from .capture.unit_of_work import UnitOfWork
-from .config import Operation, Strategy
+from .config import IndexLayout, Operation, Strategy
 from .exc import (
     ChronicleError,
     ClassNotVersioned,
@@ -74,6 +74,7 @@ __all__ = [
     "ClassNotVersioned",
     "ConfigurationError",
     "ImproperlyConfigured",
+    "IndexLayout",
     "NoChangesAttribute",
     "NotSupportedError",
     "Operation",

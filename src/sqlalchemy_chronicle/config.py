@@ -19,6 +19,7 @@ from .exc import ConfigurationError
 __all__ = [
     "OPTION_DEFAULTS",
     "ClassOptions",
+    "IndexLayout",
     "Operation",
     "OptionsDict",
     "Strategy",
@@ -47,6 +48,28 @@ class Strategy(str, enum.Enum):
     SUBQUERY = "subquery"
 
 
+class IndexLayout(str, enum.Enum):
+    """Which indexes a version table gets besides its primary key.
+
+    ``CONTINUUM`` (the default) creates SQLAlchemy-Continuum's: one on each of
+    ``transaction_id``, ``end_transaction_id`` and ``operation_type``, and, unless
+    ``create_composite_index`` is False, ``(primary key..., transaction_id DESC)``
+    and ``(primary key..., transaction_id, end_transaction_id)``. Tables that
+    Continuum created match it, so Alembic's autogenerate sees no difference.
+
+    ``MINIMAL`` keeps only the ``transaction_id`` index (and the indexes copied from
+    the parent's ``index=True`` columns). Every read the library makes is served by
+    the primary key ``(primary key..., transaction_id)`` and that index, and each
+    version written or closed updates three indexes fewer: on the benchmark
+    (``benchmarks/README.md``) an update or delete costs about a fifth less.
+    Queries of your own that filter a whole version table on ``end_transaction_id``
+    or ``operation_type`` alone (every open version, every deletion) then scan it.
+    """
+
+    CONTINUUM = "continuum"
+    MINIMAL = "minimal"
+
+
 #: Every option, with its default. Keys that SQLAlchemy-Continuum itself writes into
 #: ``__versioned__`` (``transaction_changes``) or ignores (``class``) are accepted in
 #: ``__versioned__`` too but are not options.
@@ -65,6 +88,7 @@ OPTION_DEFAULTS: Mapping[str, Any] = {
     "strategy": Strategy.VALIDITY,
     "use_module_name": False,
     "create_composite_index": True,
+    "indexes": IndexLayout.CONTINUUM,
     "schema": None,
 }
 
@@ -112,6 +136,14 @@ def _strategy(name: str, value: Any) -> Strategy:
         raise TypeError(f"must be one of {choices}, got {value!r}") from None
 
 
+def _index_layout(name: str, value: Any) -> IndexLayout:
+    try:
+        return IndexLayout(value)
+    except ValueError:
+        choices = ", ".join(repr(s.value) for s in IndexLayout)
+        raise TypeError(f"must be one of {choices}, got {value!r}") from None
+
+
 def _base_classes(name: str, value: Any) -> tuple[type, ...] | None:
     if value is None:
         return None
@@ -137,6 +169,7 @@ _VALIDATORS: Mapping[str, Callable[[str, Any], Any]] = {
     "strategy": _strategy,
     "use_module_name": _bool,
     "create_composite_index": _bool,
+    "indexes": _index_layout,
     "schema": _optional_identifier,
 }
 
@@ -198,6 +231,7 @@ class ClassOptions:
     strategy: Strategy
     use_module_name: bool
     create_composite_index: bool
+    indexes: IndexLayout
     schema: str | None
 
     def is_excluded(self, key: str) -> bool:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from ..config import ClassOptions, Strategy
+from ..config import ClassOptions, IndexLayout, Strategy
 from ..exc import ConfigurationError
 
 if TYPE_CHECKING:
@@ -158,13 +158,18 @@ class TableBuilder:
             index=True,
             autoincrement=False,
         )
+        # MINIMAL: no index on the end and the operation; each would be updated by every
+        # version written or closed, for reads that the primary key serves.
+        continuum = options.indexes is IndexLayout.CONTINUUM
         end_tx = (
-            sa.Column(options.end_transaction_column_name, TX_ID_TYPE, nullable=True, index=True)
+            sa.Column(
+                options.end_transaction_column_name, TX_ID_TYPE, nullable=True, index=continuum
+            )
             if options.strategy is Strategy.VALIDITY
             else None
         )
         op = sa.Column(
-            options.operation_type_column_name, sa.SmallInteger, nullable=False, index=True
+            options.operation_type_column_name, sa.SmallInteger, nullable=False, index=continuum
         )
         columns: list[sa.Column[Any]] = [v for _, v in pairs]
         columns += [c for c in (tx, end_tx, op) if c is not None]
@@ -179,7 +184,7 @@ class TableBuilder:
             info={INFO_KEY: {"parent": self.parent_table, "association": self.association}},
         )
         pk = tuple((p, v) for p, v in pairs if self.is_key(p))
-        if options.create_composite_index:
+        if continuum and options.create_composite_index:
             pk_cols = [v for _, v in pk]
             sa.Index(f"ix_{version.name}_pk_transaction_id", *pk_cols, tx.desc())
             if end_tx is not None:
