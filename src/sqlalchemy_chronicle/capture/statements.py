@@ -106,7 +106,7 @@ class WriteStatements:
     def __init__(self, spec: VersionTableSpec, transport: str = IN, firsts: bool = False) -> None:
         self.spec = spec
         #: How the keys travel (:func:`~.sql.key_transport`). With arrays (PostgreSQL)
-        #: or JSON (composite keys on SQLite) the SQL stays the same whatever the number
+        #: or JSON (SQLite) the SQL stays the same whatever the number
         #: of keys, so it is parsed and planned once.
         self.transport = transport
         self.arrays = transport == ARRAYS
@@ -206,12 +206,12 @@ class WriteStatements:
 
     def key_params(self, keys: Sequence[PK]) -> dict[str, Any]:
         """The parameters that carry ``keys`` into these statements."""
+        if self.transport == JSON:
+            return {KEYS: json_keys(keys)}
         if self._width == 1:
             return {KEYS: [key[0] for key in keys]}
         if self.arrays:
             return {f"{KEYS}_{i}": [key[i] for key in keys] for i in range(self._width)}
-        if self.transport == JSON:
-            return {KEYS: json_keys(keys)}
         if self._firsts:
             return {KEYS: list(keys), FIRSTS: first_values(keys)}
         return {KEYS: list(keys)}
