@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from benchmarks.models import build_models
-from benchmarks.runner import DEFAULT_PG_URL
+from benchmarks.runner import DEFAULT_PG_URL, OPTION_VARIANTS
 from benchmarks.worker import reset_database
 from benchmarks.workloads import WORKLOADS, Context, Sizes
 
@@ -36,7 +36,9 @@ from benchmarks.workloads import WORKLOADS, Context, Sizes
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profile")
     parser.add_argument("workload", choices=sorted(WORKLOADS))
-    parser.add_argument("--variant", default="chronicle")
+    parser.add_argument("--variant", default="chronicle",
+                        help="plain, chronicle, continuum, or " + ", ".join(OPTION_VARIANTS)
+                             + " (chronicle with options of its own, as in the runner)")
     parser.add_argument("--url", default=os.environ.get("CHRONICLE_BENCH_PG_URL", DEFAULT_PG_URL))
     parser.add_argument("--quick", action="store_true", help="the --quick sizes")
     parser.add_argument("--cprofile", action="store_true", help="cProfile instead of pyinstrument")
@@ -48,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="JSON object passed to make_versioned(options=...)")
     opts = parser.parse_args(argv)
 
+    if opts.variant in OPTION_VARIANTS:
+        opts.chronicle_options = {**(opts.chronicle_options or {}),
+                                  **OPTION_VARIANTS[opts.variant]}
+        opts.variant = "chronicle"
     workload = WORKLOADS[opts.workload]
     models = build_models(workload.models_for(opts.variant), tags=workload.tags,
                           chronicle_options=opts.chronicle_options)
