@@ -320,17 +320,24 @@ def test_generated_values_are_stored_as_plain_values(db, base):
 # -- autogenerate ----------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("indexes", ["continuum", "minimal"])
 @pytest.mark.parametrize("strategy", ["validity", "subquery"])
-def test_autogenerate_finds_no_difference(db, base, strategy):
+def test_autogenerate_finds_no_difference(db, base, manager, strategy, indexes):
     pytest.importorskip("alembic")
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
+    manager.options["indexes"] = indexes
     define_models(base)
     db.create(base.metadata)
     with db.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), base.metadata)
     assert diff == []
+    names = {
+        ix["name"] for t in sa.inspect(db.engine).get_table_names() if t.endswith("_version")
+        for ix in sa.inspect(db.engine).get_indexes(t)
+    }
+    assert any("operation_type" in name for name in names) == (indexes == "continuum")
 
 
 @pytest.mark.dbs("postgresql")
