@@ -364,12 +364,12 @@ class UnitOfWork:
         if op is not Operation.DELETE:
             values = state.dict
             try:
-                return tuple(values[k] for k in keys)
+                return tuple([values[k] for k in keys])
             except KeyError:
                 pass
         assert state.key is not None
         identity = state.key[1]
-        return tuple(identity[i] for i in positions)
+        return tuple([identity[i] for i in positions])
 
     def _plan(self) -> dict[sa.Table, _TablePlan]:
         plans: dict[sa.Table, _TablePlan] = {}
@@ -382,9 +382,7 @@ class UnitOfWork:
         for model, state, op in self._changes:
             if op is update and not changed(model, state):
                 continue
-            for spec, keys, positions in zip(
-                model.specs, model.pk_keys, model.pk_positions, strict=True
-            ):
+            for spec, keys, positions in model.key_sources:
                 version = spec.version
                 plan = plans.get(version)
                 if plan is None:
@@ -622,19 +620,22 @@ class UnitOfWork:
         from_live: dict[tuple[Operation, Any], list[PK]] = {}
         from_last_version: list[PK] = []
         mark_deleted: dict[Any, list[PK]] = {}
+        new = plan.new
+        written = self._written
+        delete = Operation.DELETE
         for key, op in plan.ops.items():
-            extra = extras.get(key, no_extras)
-            if key in plan.new:
-                if op is Operation.DELETE:
+            extra = extras.get(key, no_extras) if extras else no_extras
+            if key in new:
+                if op is delete:
                     from_last_version.append(key)
                 else:
                     from_live.setdefault((op, extra), []).append(key)
-            elif op is Operation.DELETE:
+            elif op is delete:
                 mark_deleted.setdefault(extra, []).append(key)
             else:
                 replace.append(key)
                 from_live.setdefault((op, extra), []).append(key)
-            self._written[(version, key)] = op
+            written[(version, key)] = op
         self._written_specs[version] = spec
 
         if replace:
@@ -675,7 +676,8 @@ class UnitOfWork:
                 closed += self._close(connection, plan, tx_id, rest)
             # An updated or deleted entity must have had an open version; fewer closed
             # means rows older than versioning, or a newer transaction got there first.
-            expected = sum(1 for key in plan.new if plan.ops[key] is not Operation.INSERT)
+            ops, insert = plan.ops, Operation.INSERT
+            expected = sum([ops[key] is not insert for key in plan.new])
             plan.short = closed < expected
 
     @staticmethod
@@ -703,8 +705,11 @@ class UnitOfWork:
         width = len(vpk)
         statements = statements_for(spec, connection.dialect)
         groups: dict[Any, list[PK]] = {}
-        for key in keys_all:
-            groups.setdefault(plan.extras.get(key, ()), []).append(key)
+        if not plan.extras:
+            groups[()] = keys_all
+        else:
+            for key in keys_all:
+                groups.setdefault(plan.extras.get(key, ()), []).append(key)
         written = 0
         for extra, group in groups.items():
             build = statements.close_and_copy_last

@@ -50,10 +50,15 @@ class VersionedModel:
     version_cls: type | None = None
     #: The spec of the table the version class maps (the parent's local table).
     local_spec: VersionTableSpec = field(init=False)
+    #: ``(spec, pk_keys, pk_positions)`` of each table, for the write path's loop.
+    key_sources: tuple[tuple[VersionTableSpec, tuple[str, ...], tuple[int, ...]], ...] = field(
+        init=False
+    )
 
     def __post_init__(self) -> None:
         local = self.mapper.local_table
         self.local_spec = next((s for s in self.specs if s.parent is local), self.specs[-1])
+        self.key_sources = tuple(zip(self.specs, self.pk_keys, self.pk_positions, strict=True))
 
     @property
     def strategy(self) -> Strategy:
