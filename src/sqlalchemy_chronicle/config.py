@@ -61,7 +61,7 @@ class IndexLayout(str, enum.Enum):
     the parent's ``index=True`` columns). The library's reads of given entities search
     the primary key ``(primary key..., transaction_id)`` either way, and each version
     written or closed updates four indexes fewer: on the benchmark
-    (``benchmarks/README.md``) an update or a delete takes 12-16% less time.
+    (``benchmarks/README.md``) an update or a delete takes 8-22% less time.
     Queries of your own that filter a whole version table on ``end_transaction_id``
     or ``operation_type`` alone (every open version, every deletion) then scan it.
     """
