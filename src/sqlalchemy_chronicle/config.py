@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from .exc import ConfigurationError
 
@@ -128,20 +128,20 @@ def _names(name: str, value: Any) -> tuple[str, ...]:
     return items
 
 
-def _strategy(name: str, value: Any) -> Strategy:
-    try:
-        return Strategy(value)
-    except ValueError:
-        choices = ", ".join(repr(s.value) for s in Strategy)
-        raise TypeError(f"must be one of {choices}, got {value!r}") from None
+_E = TypeVar("_E", bound=enum.Enum)
 
 
-def _index_layout(name: str, value: Any) -> IndexLayout:
-    try:
-        return IndexLayout(value)
-    except ValueError:
-        choices = ", ".join(repr(s.value) for s in IndexLayout)
-        raise TypeError(f"must be one of {choices}, got {value!r}") from None
+def _one_of(choices: type[_E]) -> Callable[[str, Any], _E]:
+    """A validator accepting the members of enum ``choices`` or their values."""
+
+    def validate(name: str, value: Any) -> _E:
+        try:
+            return choices(value)
+        except ValueError:
+            names = ", ".join(repr(c.value) for c in choices)
+            raise TypeError(f"must be one of {names}, got {value!r}") from None
+
+    return validate
 
 
 def _base_classes(name: str, value: Any) -> tuple[type, ...] | None:
@@ -166,10 +166,10 @@ _VALIDATORS: Mapping[str, Callable[[str, Any], Any]] = {
     "transaction_column_name": _identifier,
     "end_transaction_column_name": _identifier,
     "operation_type_column_name": _identifier,
-    "strategy": _strategy,
+    "strategy": _one_of(Strategy),
     "use_module_name": _bool,
     "create_composite_index": _bool,
-    "indexes": _index_layout,
+    "indexes": _one_of(IndexLayout),
     "schema": _optional_identifier,
 }
 
