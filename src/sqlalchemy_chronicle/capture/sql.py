@@ -23,7 +23,6 @@ __all__ = [
     "json_keys",
     "key_in",
     "key_transport",
-    "keys_as_arrays",
     "match_keys",
     "ordered",
     "unindexed",
@@ -76,11 +75,6 @@ def key_transport(columns: Sequence[ColumnElement[Any]], dialect: sa.Dialect | N
         if version is not None and tuple(version) >= (3, 38):
             return JSON
     return IN
-
-
-def keys_as_arrays(columns: Sequence[ColumnElement[Any]], dialect: sa.Dialect | None) -> bool:
-    """Whether keys of ``columns`` travel as arrays (``= ANY``) on ``dialect``."""
-    return key_transport(columns, dialect) == ARRAYS
 
 
 def array_param(name: str | None, column: ColumnElement[Any], value: Any = None) -> Any:
