@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from benchmarks.models import build_models
-from benchmarks.runner import DEFAULT_PG_URL, OPTION_VARIANTS
+from benchmarks.runner import DEFAULT_PG_URL, OPTION_VARIANTS, resolve_variant
 from benchmarks.worker import reset_database
 from benchmarks.workloads import WORKLOADS, Context, Sizes
 
@@ -50,10 +50,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="JSON object passed to make_versioned(options=...)")
     opts = parser.parse_args(argv)
 
-    if opts.variant in OPTION_VARIANTS:
-        opts.chronicle_options = {**(opts.chronicle_options or {}),
-                                  **OPTION_VARIANTS[opts.variant]}
-        opts.variant = "chronicle"
+    opts.variant, opts.chronicle_options = resolve_variant(opts.variant, opts.chronicle_options)
     workload = WORKLOADS[opts.workload]
     models = build_models(workload.models_for(opts.variant), tags=workload.tags,
                           chronicle_options=opts.chronicle_options)

@@ -90,11 +90,21 @@ OPTION_VARIANTS: dict[str, dict[str, Any]] = {"minimal": {"indexes": "minimal"}}
 CHRONICLE_VARIANTS = ("chronicle", *OPTION_VARIANTS, BASE)
 
 
+def resolve_variant(
+    variant: str, options: dict[str, Any] | None
+) -> tuple[str, dict[str, Any] | None]:
+    """The variant a worker defines for ``variant``, and the chronicle options it
+    passes: an option variant is the chronicle variant with its options added."""
+    if variant in OPTION_VARIANTS:
+        return "chronicle", {**(options or {}), **OPTION_VARIANTS[variant]}
+    return variant, options
+
+
 def run_one(args: dict[str, Any], against: str | None = None) -> dict[str, Any]:
     env = None
     if args["variant"] in OPTION_VARIANTS:
-        options = {**(args.get("chronicle_options") or {}), **OPTION_VARIANTS[args["variant"]]}
-        args = {**args, "variant": "chronicle", "chronicle_options": options}
+        variant, options = resolve_variant(args["variant"], args.get("chronicle_options"))
+        args = {**args, "variant": variant, "chronicle_options": options}
     elif args["variant"] == BASE:
         assert against is not None
         args = {**args, "variant": "chronicle"}
