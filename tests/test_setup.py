@@ -436,6 +436,30 @@ def test_misspelt_hook_is_refused_everywhere(manager):
         VersioningManager(plugins=[Misspelt()])
 
 
+class MisspeltRowValues(Plugin):
+    def version_row_value(self, uow: Any, table: Any, operation: int, obj: Any) -> Any:
+        return {"note": "never written"}
+
+
+class WithHelpers(Plugin):
+    def version_row_values(self, uow: Any, table: Any, operation: int, obj: Any) -> Any:
+        return self.values_for(obj)
+
+    def values_for(self, obj: Any) -> dict[str, Any]:
+        return {}
+
+
+def test_misspelt_hook_without_prefix_is_refused_naming_the_plugin(manager):
+    with pytest.raises(ConfigurationError) as err:
+        manager.plugins = [MisspeltRowValues()]
+    message = str(err.value)
+    assert "MisspeltRowValues" in message and "version_row_value()" in message
+    assert "Did you mean version_row_values()?" in message
+    # Helper methods that resemble no hook stay allowed.
+    manager.plugins = [WithHelpers()]
+    assert len(manager.plugins) == 1
+
+
 def test_plugin_class_instead_of_instance_is_refused():
     with pytest.raises(ConfigurationError, match=r"Recorder\(\)|instance"):
         PluginCollection([Recorder])

@@ -3,22 +3,83 @@
 A plugin is an object with some of the methods of :class:`Plugin`; subclassing
 :class:`Plugin` gives no-op defaults for the rest. The manager calls the hooks
 through a :class:`PluginCollection`, which also checks, when a plugin is added,
-that every ``before_*``/``after_*`` method it defines is a hook that exists (a typo
+that every hook-like method it defines is a hook that exists: a ``before_*`` or
+``after_*`` method, or one whose name is close to a hook's (``version_row_value``
+for ``version_row_values``), that is no hook raises
+:class:`~sqlalchemy_chronicle.exc.ConfigurationError` naming the plugin (a typo
 would otherwise be a hook that silently never runs).
+
+Hooks receive typed views: :class:`UnitOfWorkView` (the versioning state of the
+session transaction being written) and :class:`ManagerView` (the versioning
+manager), the parts of those objects a plugin may rely on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, MutableSequence
-from typing import TYPE_CHECKING, Any, overload
+import difflib
+from collections.abc import Iterable, Iterator, Mapping, MutableSequence, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, overload
 
 from .exc import ConfigurationError
 
 if TYPE_CHECKING:
     from sqlalchemy import Column, Table
-    from sqlalchemy.orm import Session
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.orm import Mapper, Session
 
-__all__ = ["HOOK_NAMES", "Plugin", "PluginCollection"]
+    from .config import Operation
+
+__all__ = ["HOOK_NAMES", "ManagerView", "Plugin", "PluginCollection", "UnitOfWorkView"]
+
+
+class ManagerView(Protocol):
+    """What a plugin may use of the versioning manager."""
+
+    #: The transaction class (None before configuration).
+    transaction_cls: Any
+    #: Parent class -> version class, for every versioned class built.
+    version_class_map: dict[type, type]
+
+    @property
+    def plugins(self) -> PluginCollection: ...
+
+    @property
+    def transaction_table(self) -> Table: ...
+
+    def model_for_mapper(self, mapper: Mapper[Any]) -> Any:
+        """The versioned model of ``mapper``, or None."""
+
+    def versioned_model(self, cls: type) -> Any:
+        """The versioned model of ``cls`` (its version table specs and class)."""
+
+    def unit_of_work(self, session: Session) -> UnitOfWorkView:
+        """The unit of work of ``session``'s current transaction."""
+
+
+class UnitOfWorkView(Protocol):
+    """What a plugin may use of the versioning state of one session transaction."""
+
+    @property
+    def manager(self) -> ManagerView: ...
+
+    #: The id of this transaction's row, None while it is not written.
+    transaction_id: int | None
+    #: The connection versions are written on (None before the first write).
+    connection: Connection | None
+    #: Free space for plugins; restored with the rest when a savepoint rolls back.
+    info: dict[str, Any]
+    #: The parent classes whose versions the write being processed writes.
+    changed_entities: set[type]
+
+    @property
+    def current_transaction(self) -> Any:
+        """The transaction object, attached to the session (None if not written)."""
+
+    def create_transaction(self, session: Session) -> Any:
+        """Write the transaction row now if it is not written yet; return its object."""
+
+    def written_operation(self, version_table: Table, key: Sequence[Any]) -> Operation | None:
+        """The operation of the version this transaction wrote for ``key``, or None."""
 
 
 class Plugin:
@@ -36,14 +97,14 @@ class Plugin:
         """
         return False
 
-    def transaction_args(self, uow: Any, session: Session) -> dict[str, Any]:
+    def transaction_args(self, uow: UnitOfWorkView, session: Session) -> dict[str, Any]:
         """Return extra column values for the transaction row about to be written."""
         return {}
 
-    def after_build_tx_class(self, manager: Any) -> None:
+    def after_build_tx_class(self, manager: ManagerView) -> None:
         """Called once the transaction class exists (``manager.transaction_cls``)."""
 
-    def after_build_models(self, manager: Any) -> None:
+    def after_build_models(self, manager: ManagerView) -> None:
         """Called once all version classes of a configuration pass are built."""
 
     def after_build_version_table_columns(
@@ -58,23 +119,25 @@ class Plugin:
     def after_version_class_built(self, parent_cls: type, version_cls: type) -> None:
         """Called for each version class right after it is mapped."""
 
-    def before_flush(self, uow: Any, session: Session) -> None:
+    def before_flush(self, uow: UnitOfWorkView, session: Session) -> None:
         """Called at the start of every flush that has versioned changes."""
 
-    def before_create_version_objects(self, uow: Any, session: Session) -> None:
+    def before_create_version_objects(self, uow: UnitOfWorkView, session: Session) -> None:
         """Called in a flush before its version rows are written."""
 
-    def after_create_version_objects(self, uow: Any, session: Session) -> None:
+    def after_create_version_objects(self, uow: UnitOfWorkView, session: Session) -> None:
         """Called in a flush after its version rows are written."""
 
-    def after_create_version_object(self, uow: Any, parent_obj: Any, version_obj: Any) -> None:
+    def after_create_version_object(
+        self, uow: UnitOfWorkView, parent_obj: Any, version_obj: Any
+    ) -> None:
         """Called for each version row written through the object path."""
 
     def after_construct_changeset(self, version_obj: Any, changeset: dict[str, Any]) -> None:
         """Called with a version's changeset dict; may edit it in place."""
 
     def version_row_values(
-        self, uow: Any, version_table: Table, operation: int, obj: Any
+        self, uow: UnitOfWorkView, version_table: Table, operation: int, obj: Any
     ) -> Mapping[str, Any]:
         """Column values (by version column key) for the version row of ``obj``.
 
@@ -84,7 +147,9 @@ class Plugin:
         """
         return {}
 
-    def transaction_id_changed(self, uow: Any, session: Session, old_id: int, new_id: int) -> None:
+    def transaction_id_changed(
+        self, uow: UnitOfWorkView, session: Session, old_id: int, new_id: int
+    ) -> None:
         """The transaction was moved from ``old_id`` to ``new_id``: update your rows.
 
         A transaction that flushed early and then changed a row another transaction
@@ -94,7 +159,9 @@ class Plugin:
         transaction row is deleted.
         """
 
-    def store_transaction_meta(self, uow: Any, session: Session, meta: Mapping[str, Any]) -> bool:
+    def store_transaction_meta(
+        self, uow: UnitOfWorkView, session: Session, meta: Mapping[str, Any]
+    ) -> bool:
         """Store ``meta`` (from :func:`versioning_context`) for the current transaction.
 
         Return True when stored; without a plugin that stores it, metadata is an error.
@@ -108,6 +175,15 @@ HOOK_NAMES = frozenset(
 )
 
 
+def _unknown_hook(name: str) -> bool:
+    """Whether a method ``name`` looks like a hook but is none."""
+    if name in HOOK_NAMES or name.startswith("_"):
+        return False
+    if name.startswith(("before_", "after_")):
+        return True
+    return bool(difflib.get_close_matches(name, HOOK_NAMES, n=1, cutoff=0.85))
+
+
 def _check_plugin(plugin: object) -> object:
     if isinstance(plugin, type):
         raise ConfigurationError(
@@ -115,15 +191,13 @@ def _check_plugin(plugin: object) -> object:
             f"e.g. {plugin.__name__}()."
         )
     for name in dir(plugin):
-        if (
-            name.startswith(("before_", "after_"))
-            and name not in HOOK_NAMES
-            and callable(getattr(plugin, name, None))
-        ):
-            known = ", ".join(sorted(n for n in HOOK_NAMES if n.startswith(("before_", "after_"))))
+        if _unknown_hook(name) and callable(getattr(plugin, name, None)):
+            close = difflib.get_close_matches(name, HOOK_NAMES, n=1, cutoff=0.6)
+            hint = f" Did you mean {close[0]}()?" if close else ""
+            known = ", ".join(sorted(HOOK_NAMES))
             raise ConfigurationError(
                 f"Plugin {type(plugin).__name__} defines {name}(), which is not a "
-                f"versioning hook. Known hooks: {known}."
+                f"versioning hook.{hint} Known hooks: {known}."
             )
     return plugin
 

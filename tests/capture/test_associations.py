@@ -442,9 +442,9 @@ def test_statements_do_not_grow_with_the_pairs(db, models):
 def test_more_links_than_one_statement_takes_are_versioned_in_chunks(
     db, models, kind, monkeypatch
 ):
-    from sqlalchemy_chronicle.capture import statements as statements_module
+    from sqlalchemy_chronicle.capture import templates
 
-    monkeypatch.setattr(statements_module, "CHUNK_PARAMS", 4)  # 2 pairs per statement
+    monkeypatch.setattr(templates, "CHUNK_PARAMS", 4)  # 2 pairs per statement
     m = models
     session = db.session()
     _seed(session, m, n_tags=7)

@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from sqlalchemy_chronicle import Operation, version_class
-from sqlalchemy_chronicle.capture import statements as statements_module
+from sqlalchemy_chronicle.capture import templates
 from sqlalchemy_chronicle.capture.sql import key_in
 
 
@@ -358,7 +358,7 @@ def test_versioning_sql_does_not_depend_on_the_number_of_rows(db, base, composit
 def test_a_flush_with_more_keys_than_one_statement_takes_is_split(
     db, article_models, monkeypatch, strategy
 ):
-    monkeypatch.setattr(statements_module, "CHUNK_PARAMS", 3)  # 3 keys per statement
+    monkeypatch.setattr(templates, "CHUNK_PARAMS", 3)  # 3 keys per statement
     Article = article_models()
     session = db.session()
     articles = [Article(name=f"a{i}") for i in range(10)]

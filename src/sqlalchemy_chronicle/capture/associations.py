@@ -26,7 +26,8 @@ from sqlalchemy.sql.elements import BinaryExpression, BindParameter, BooleanClau
 from ..config import Operation
 from ..exc import NotSupportedError
 from .sql import key_in, ordered, unindexed
-from .statements import OP, chunks, statements_for
+from .templates import chunks
+from .writer import Writer
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, CursorResult
@@ -106,30 +107,20 @@ def version_association_delete(
             doomed[tuple(values[v.key] for _, v in spec.pk)] = values
     if not doomed:
         return
-    tx_id = uow.association_transaction(connection)
-    keys = list(doomed)
+    writer = Writer(uow, connection=connection)
+    tx_id = writer.tx_id()
+    keys = ordered(doomed)
     vkey = list(spec.version_pk)
     if spec.end_tx is not None:
-        connection.execute(
-            sa.update(version)
-            .where(key_in(vkey, keys, dialect), unindexed(spec.end_tx).is_(None), spec.tx != tx_id)
-            .values({spec.end_tx: tx_id})
-        )
-    if uow.association_touched(version):
+        writer.close(spec, keys)
+    if version in uow.association_touched:
         # Rows this transaction versioned already (inserted earlier) become DELETEs.
         mine = sa.select(*vkey).where(spec.tx == tx_id, key_in(vkey, keys, dialect))
         seen = {tuple(r) for r in connection.execute(mine)}
-        if seen:
-            connection.execute(
-                sa.update(version)
-                .where(spec.tx == tx_id, key_in(vkey, list(seen), dialect))
-                .values({spec.op: int(Operation.DELETE)})
-            )
-            keys = [k for k in keys if k not in seen]
-    if keys:
-        rows = [{**doomed[k], spec.tx.key: tx_id, spec.op.key: int(Operation.DELETE)} for k in keys]
-        connection.execute(sa.insert(version), rows)
-    uow.mark_association_touched(version)
+        writer.mark_deleted(spec, ordered(seen))
+        keys = [k for k in keys if k not in seen]
+    writer.insert_rows(spec, [doomed[k] for k in keys], Operation.DELETE)
+    uow.association_touched.add(version)
 
 
 def _inserted_rows(
@@ -207,7 +198,8 @@ def version_association_insert(
         keys = ordered(found_keys)
     if not keys:
         return
-    tx_id = uow.association_transaction(connection)
+    writer = Writer(uow, connection=connection)
+    tx_id = writer.tx_id()
     vkey = list(spec.version_pk)
     # The current version of each key: the open one (validity), or the newest.
     current: dict[tuple[Any, ...], tuple[int, int]] = {}
@@ -234,29 +226,16 @@ def version_association_insert(
         return
     reopened = [k for k in fresh if k in current]  # only these have a version to close
     if spec.end_tx is not None and reopened:
-        for chunk in chunks(reopened, len(vkey)):
-            connection.execute(
-                sa.update(version)
-                .where(
-                    key_in(vkey, chunk, dialect), unindexed(spec.end_tx).is_(None), spec.tx != tx_id
-                )
-                .values({spec.end_tx: tx_id})
-            )
-    statements = statements_for(spec, dialect)
+        writer.close(spec, reopened)
     # Deleted earlier in this transaction and inserted again: an UPDATE.
-    statements.run(connection, statements.replace, again, tx_id)
+    writer.replace(spec, again)
     if table.primary_key.columns:
         # Each key names one live row: copy the rows as they are now, server-side.
-        insert = statements.from_live(())
-        statements.run(connection, insert, fresh, tx_id, (), **{OP: int(Operation.INSERT)})
-        statements.run(connection, insert, again, tx_id, (), **{OP: int(Operation.UPDATE)})
+        writer.from_live(spec, fresh, Operation.INSERT)
+        writer.from_live(spec, again, Operation.UPDATE)
     else:
         # No primary key: every column is part of the key, and rows may repeat.
         names = [v.key for v in vkey]
-        rows_out = [
-            {**dict(zip(names, k, strict=True)), spec.tx.key: tx_id, spec.op.key: int(op)}
-            for op, group in ((Operation.INSERT, fresh), (Operation.UPDATE, again))
-            for k in group
-        ]
-        connection.execute(sa.insert(version), rows_out)
-    uow.mark_association_touched(version)
+        for op, group in ((Operation.INSERT, fresh), (Operation.UPDATE, again)):
+            writer.insert_rows(spec, [dict(zip(names, k, strict=True)) for k in group], op)
+    uow.association_touched.add(version)

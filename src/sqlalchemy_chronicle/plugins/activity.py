@@ -73,7 +73,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-from ..capture.unit_of_work import CHUNK_PARAMS
+from ..capture.templates import CHUNK_PARAMS
 from ..exc import ConfigurationError, VersioningStateError
 from ..hooks import Plugin
 from ..schema.models import declarative_base_of, map_class
@@ -428,7 +428,7 @@ class ActivityPlugin(Plugin):
     @staticmethod
     def _latest_transactions(uow: Any, spec: Any, keys: Iterable[Any]) -> dict[Any, Any]:
         """``{key: max(transaction id)}`` of the versions of ``keys``: one query (per
-        :data:`~sqlalchemy_chronicle.capture.unit_of_work.CHUNK_PARAMS` keys)."""
+        :data:`~sqlalchemy_chronicle.capture.templates.CHUNK_PARAMS` keys)."""
         pk = spec.version_pk[0]
         ordered = sorted(keys)
         latest: dict[Any, Any] = {}

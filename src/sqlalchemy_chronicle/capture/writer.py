@@ -1,0 +1,538 @@
+"""The writer: the only code that writes version rows (and the transaction row).
+
+Every source feeds it: flush events (:mod:`.orm`), Core statements on association
+tables (:mod:`.associations`) and ORM bulk statements (:mod:`.bulk`). A source
+describes what happened as a :class:`~.plan.Plan` (or, for association rows, as
+keys and rows); :class:`Writer` runs the statements of :mod:`.templates` for it, on
+the session's connection, inside the user's transaction, and records what it wrote
+in the :class:`~.unit_of_work.UnitOfWork`.
+
+Writing is set-based. For each write, per version table, it runs at most:
+
+* one ``DELETE`` of rows this transaction already wrote for entities changed again
+  (several flushes fold into one version row),
+* one ``INSERT ... SELECT`` from the live table for inserted and updated rows,
+* one ``INSERT ... SELECT`` from the version table for deleted rows (their last
+  version, re-stamped as a DELETE),
+* one ``UPDATE`` turning this transaction's row into a DELETE when an entity it
+  inserted or updated is deleted,
+* one ``UPDATE`` closing the previous versions (validity strategy).
+
+On PostgreSQL the closing ``UPDATE`` is part of the ``INSERT`` it goes with (a
+data-modifying ``WITH``); for deleted rows its ``RETURNING`` feeds the copy of the
+last versions, which are then found once. When no plugin needs the transaction row
+before the versions, the first of these statements in a transaction writes that row
+too, so a flush of one model is one statement.
+
+Each statement carries the keys of up to :data:`~.templates.CHUNK_PARAMS`
+parameters, so the number of statements does not grow with the number of rows until
+a write changes thousands of them.
+
+Under concurrency a transaction that took its id early may find that a newer one
+versioned the same entity first; it then moves everything it wrote to a new id
+(:meth:`Writer.restamp`), so that every history stays in transaction order.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy import orm
+
+from ..config import Operation
+from ..exc import ConfigurationError
+from ..schema.tables import INFO_KEY
+from .context import current_context
+from .plan import PK, Plan, TablePlan, plan_flush
+from .sql import key_in, ordered
+from .templates import OP, WriteStatements, chunks, statements_for
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.orm import InstanceState, Mapper, Session
+
+    from ..schema.tables import VersionTableSpec
+    from .unit_of_work import UnitOfWork
+
+__all__ = ["Writer", "utc_now", "write_flush"]
+
+
+def utc_now() -> datetime.datetime:
+    """The current time as a naive UTC datetime (the ``issued_at`` convention)."""
+    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+
+
+def _unstored_meta(meta: Mapping[str, Any]) -> ConfigurationError:
+    keys = ", ".join(sorted(meta))
+    return ConfigurationError(
+        f"versioning_context() was given metadata ({keys}) but no plugin stores "
+        f"transaction metadata; add TransactionMetaPlugin() to the plugins."
+    )
+
+
+def write_flush(uow: UnitOfWork, session: Session) -> None:
+    """Write the versions of the rows the last flush wrote (``uow.changes``)."""
+    changes = uow.changes
+    mapper = changes[0][0].mapper
+    uow.changed_entities = set()
+    row_plugins = uow.manager.plugins.implementing("version_row_values")
+    w = Writer(uow, session)
+    row_values = w.row_values_of(row_plugins) if row_plugins else None
+    plans = plan_flush(changes, uow.written, uow.changed_entities, row_values)
+    changes.clear()
+    if plans:
+        w.write(plans, mapper)
+
+
+class Writer:
+    """Writes the versions of one change set of ``uow``'s transaction."""
+
+    def __init__(
+        self, uow: UnitOfWork, session: Session | None = None, connection: Connection | None = None
+    ) -> None:
+        self.uow = uow
+        if session is None:
+            session = uow.session_ref()
+            if session is None:  # pragma: no cover - the session owns its unit of work
+                raise RuntimeError("the session of this unit of work is gone")
+        self.session = session
+        if connection is not None and uow.connection is None:
+            uow.connection = connection
+        self._connection = connection
+
+    # -- the connection and the transaction row ---------------------------------------
+
+    def connection_for(self, mapper: Mapper[Any] | None) -> Connection:
+        """The connection to write on: the unit of work's, taken on first use."""
+        uow = self.uow
+        if uow.connection is None:
+            args = {"mapper": mapper} if mapper is not None else None
+            if args is None and uow.manager.transaction_cls is not None:
+                args = {"mapper": sa.inspect(uow.manager.transaction_cls)}
+            uow.connection = self.session.connection(bind_arguments=args)
+        return self._connection or uow.connection
+
+    @property
+    def connection(self) -> Connection:
+        return self.connection_for(None)
+
+    def tx_id(self) -> int:
+        """This transaction's id, writing its row now if it is not written yet."""
+        uow = self.uow
+        if uow.transaction_id is not None:
+            return uow.transaction_id
+        values = uow.pending_values
+        if values is None:
+            values = self.transaction_row_values()
+        # The values as parameters: the compiled INSERT is found in the cache.
+        table = uow.manager.transaction_table
+        result = self.connection.execute(sa.insert(table), values)
+        return self._opened(int(result.inserted_primary_key[0]), values)  # type: ignore[index]
+
+    def transaction_row_values(self) -> dict[str, Any]:
+        """The column values of this transaction's row (plugins, the context)."""
+        uow, session = self.uow, self.session
+        values: dict[str, Any] = {"issued_at": utc_now()}
+        plugins = uow.manager.plugins
+        if len(plugins):
+            for args in plugins.transaction_args(uow, session):
+                values.update(args or {})
+        table = uow.manager.transaction_table
+        values = {k: v for k, v in values.items() if k in table.c}
+        context = current_context()
+        if context is not None:
+            for name, value in context.transaction_values().items():
+                if name not in table.c:
+                    hint = (
+                        "make_versioned(user_cls=...)"
+                        if name == "user_id"
+                        else ("a transaction class with that column")
+                    )
+                    raise ConfigurationError(
+                        f"versioning_context({name}=...) was given, but the table "
+                        f"{table.name!r} has no column {name!r}; configure {hint}."
+                    )
+                values[name] = value
+            if context.meta and not plugins.implementing("store_transaction_meta"):
+                raise _unstored_meta(context.meta)
+        return values
+
+    def _opened(self, tx_id: int, values: dict[str, Any]) -> int:
+        uow = self.uow
+        uow.opened(tx_id, values)
+        context = current_context()
+        if context is not None and context.meta:
+            plugins = uow.manager.plugins
+            stored = (
+                plugins.store_transaction_meta(uow, self.session, context.meta)
+                if len(plugins)
+                else []
+            )
+            if not any(stored):
+                raise _unstored_meta(context.meta)
+        return tx_id
+
+    def row_values_of(
+        self, plugins: list[Any]
+    ) -> Callable[[VersionTableSpec, Operation, InstanceState[Any]], tuple[tuple[str, Any], ...]]:
+        """The plugin values (``version_row_values``) of one version row, as sorted items."""
+        uow = self.uow
+
+        def row_values(
+            spec: VersionTableSpec, op: Operation, state: InstanceState[Any]
+        ) -> tuple[tuple[str, Any], ...]:
+            values: dict[str, Any] = {}
+            for plugin in plugins:
+                values.update(plugin.version_row_values(uow, spec.version, op, state.obj()))
+            columns = spec.version.c
+            return tuple(sorted((k, v) for k, v in values.items() if k in columns))
+
+        return row_values
+
+    # -- a plan ----------------------------------------------------------------------
+
+    def write(self, plans: Plan, mapper: Mapper[Any] | None = None) -> None:
+        """Write the versions ``plans`` describe, re-stamp if overtaken, run the hooks."""
+        uow, session = self.uow, self.session
+        connection = self.connection_for(mapper)
+        created = uow.transaction_id is None
+        plugins = uow.manager.plugins
+        if len(plugins):
+            self.tx_id()
+            plugins.before_create_version_objects(uow, session)
+        elif created:
+            # No hook wants the row before the versions: the first version statement
+            # that can writes it too (PostgreSQL), saving a round trip per transaction.
+            uow.pending_values = self.transaction_row_values()
+        try:
+            for plan in plans.values():
+                self._write(connection, plan)
+        finally:
+            uow.pending_values = None
+        if uow.transaction_id is None:  # no statement ran: nothing was versioned
+            return
+        tx_id = uow.transaction_id
+        if not created:
+            suspects = [p for p in plans.values() if p.short or p.spec.end_tx is None]
+            if suspects and self._overtaken(connection, suspects, tx_id):
+                tx_id = self.restamp(tx_id)
+                for plan in plans.values():
+                    if plan.spec.end_tx is not None and plan.new:
+                        # All of them: a version written by the newer transaction is
+                        # still open, whether or not this write closed the rest.
+                        self.close(plan.spec, plan.new)
+        if created and not uow.written:
+            # Every change turned out to need no version (deletes of rows another
+            # transaction had deleted already): the transaction row goes too.
+            table = uow.manager.transaction_table
+            connection.execute(sa.delete(table).where(table.c.id == tx_id))
+            uow.transaction_id = None
+            uow.transaction_values = {}
+            return
+        if len(plugins):
+            object_plugins = plugins.implementing("after_create_version_object")
+            if object_plugins:
+                self._call_object_hooks(connection, plans, tx_id, object_plugins)
+            plugins.after_create_version_objects(uow, session)
+
+    def _call_object_hooks(
+        self, connection: Connection, plans: Plan, tx_id: int, plugins: list[Any]
+    ) -> None:
+        """Hand each version written by this flush, as an object, to ``plugins``.
+
+        Only plugins written for the object-per-version hook need this; it loads the
+        versions in one query per version class and writes back what the hooks
+        changed, in a private session on the same connection.
+        """
+        uow = self.uow
+        private = orm.Session(bind=connection, autoflush=False)
+        try:
+            for plan in plans.values():
+                by_class: dict[type, dict[PK, InstanceState[Any]]] = {}
+                for key, state in plan.states.items():
+                    model = uow.manager.model_for_mapper(state.mapper)
+                    if (
+                        model is None
+                        or model.version_cls is None
+                        or model.local_spec is not plan.spec
+                    ):
+                        continue
+                    if (plan.spec.version, key) in uow.written:
+                        by_class.setdefault(model.version_cls, {})[key] = state
+                for version_cls, states in by_class.items():
+                    spec = plan.spec
+                    vpk = [getattr(version_cls, c.key) for c in spec.version_pk]
+                    keys = list(states)
+                    for chunk in chunks(keys, len(vpk)):
+                        stmt: sa.Select[Any] = sa.select(version_cls).where(
+                            getattr(version_cls, spec.tx.key) == tx_id,
+                            key_in(vpk, chunk, connection.dialect),
+                        )
+                        for version in private.scalars(stmt):
+                            key = tuple(getattr(version, c.key) for c in spec.version_pk)
+                            parent = states[key].obj()
+                            for plugin in plugins:
+                                plugin.after_create_version_object(uow, parent, version)
+            private.flush()
+        finally:
+            private.close()
+
+    @staticmethod
+    def _overtaken(connection: Connection, plans: list[TablePlan], tx_id: int) -> bool:
+        """Whether a transaction with a larger id versioned one of these entities.
+
+        This transaction took its id at an earlier write (or before this write locked
+        its rows). Another one may have versioned a row in between and committed before
+        this write could lock it; writing under the old id would put this version
+        before that one in the history.
+        """
+        # MySQL/MariaDB read a snapshot under REPEATABLE READ; a locking read sees the
+        # versions committed since, as the UPDATEs of this flush saw their rows.
+        locking = connection.dialect.name in ("mysql", "mariadb")
+        for plan in plans:
+            spec = plan.spec
+            vpk = spec.version_pk
+            for keys in chunks(ordered(plan.new), len(vpk)):
+                probe = (
+                    sa.select(sa.literal(1))
+                    .select_from(spec.version)
+                    .where(key_in(vpk, keys, connection.dialect), spec.tx > tx_id)
+                    .limit(1)
+                )
+                if locking:
+                    probe = probe.with_for_update(read=True)
+                if connection.execute(probe).first() is not None:
+                    return True
+        return False
+
+    def restamp(self, old_id: int) -> int:
+        """Move this transaction and everything it wrote to a new, larger id.
+
+        The row locks held now keep every entity this transaction versioned from being
+        versioned by anyone else, so an id taken now orders all of its history.
+        """
+        uow, session, connection = self.uow, self.session, self.connection
+        table = uow.manager.transaction_table
+        values = dict(uow.transaction_values)
+        result = connection.execute(sa.insert(table), values)
+        new_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+        specs = {spec.version: spec for spec in uow.written_specs.values()}
+        for version in uow.association_touched:
+            spec = uow.manager.association_spec(version.info[INFO_KEY]["parent"])
+            if spec is not None:
+                specs[version] = spec
+        for spec in specs.values():
+            connection.execute(
+                sa.update(spec.version).where(spec.tx == old_id).values({spec.tx: new_id})
+            )
+            if spec.end_tx is not None:
+                connection.execute(
+                    sa.update(spec.version)
+                    .where(spec.end_tx == old_id)
+                    .values({spec.end_tx: new_id})
+                )
+        plugins = uow.manager.plugins
+        if len(plugins):
+            plugins.transaction_id_changed(uow, session, old_id, new_id)
+        connection.execute(sa.delete(table).where(table.c.id == old_id))
+        old_obj = uow.transaction_obj
+        if old_obj is not None and old_obj in session:
+            session.expunge(old_obj)
+        uow.transaction_id = new_id
+        uow.transaction_obj = None
+        return new_id
+
+    def _counts(
+        self,
+        connection: Connection,
+        statements: WriteStatements,
+        build: Callable[..., sa.Select[Any] | None],
+        keys: Sequence[PK],
+        extra: tuple[tuple[str, Any], ...],
+        **params: Any,
+    ) -> tuple[int, ...] | None:
+        """Run the combined statement ``build(plugin columns[, opening])`` of
+        ``statements`` for ``keys``; while this transaction's row is pending, the
+        statement writes it too. None when the database has no such statement."""
+        names = tuple(k for k, _ in extra)
+        stmt = build(names)
+        if stmt is None:
+            return None
+        values = self.uow.pending_values
+        if values is None:
+            return statements.counts(connection, stmt, keys, self.tx_id(), extra, **params)[1]
+        opening = build(names, (self.uow.manager.transaction_table, tuple(values)))
+        assert opening is not None
+        tx_id, counts = statements.counts(
+            connection, stmt, keys, None, extra, (opening, values), **params
+        )
+        self._opened(tx_id, values)
+        return counts
+
+    def _write(self, connection: Connection, plan: TablePlan) -> None:
+        spec = plan.spec
+        version = spec.version
+        statements = statements_for(spec, connection.dialect)
+        extras = plan.extras
+        no_extras: tuple[tuple[str, Any], ...] = ()
+        replace: list[PK] = []
+        from_live: dict[tuple[Operation, Any], list[PK]] = {}
+        from_last_version: list[PK] = []
+        mark_deleted: dict[Any, list[PK]] = {}
+        new = plan.new
+        written = self.uow.written
+        delete = Operation.DELETE
+        for key, op in plan.ops.items():
+            extra = extras.get(key, no_extras) if extras else no_extras
+            if key in new:
+                if op is delete:
+                    from_last_version.append(key)
+                else:
+                    from_live.setdefault((op, extra), []).append(key)
+            elif op is delete:
+                mark_deleted.setdefault(extra, []).append(key)
+            else:
+                replace.append(key)
+                from_live.setdefault((op, extra), []).append(key)
+            written[(version, key)] = op
+        self.uow.written_specs[version] = spec
+
+        if replace:
+            statements.run(connection, statements.replace, replace, self.tx_id())
+
+        if from_last_version:
+            already_deleted = self._write_deletes(connection, plan, from_last_version)
+            for key in already_deleted:
+                plan.new.discard(key)
+                del written[(version, key)]
+
+        for (op, extra), keys in from_live.items():
+            counts = None
+            if plan.new.issuperset(keys):
+                # PostgreSQL: close the previous versions in the same statement.
+                build = statements.close_and_from_live
+                counts = self._counts(connection, statements, build, keys, extra, **{OP: int(op)})
+            if counts is None:
+                stmt = statements.from_live(tuple(k for k, _ in extra))
+                statements.run(connection, stmt, keys, self.tx_id(), extra, **{OP: int(op)})
+            else:
+                plan.closed += counts[0]
+                plan.closed_keys.update(keys)
+
+        for extra, keys in mark_deleted.items():
+            mark = statements.mark_deleted(tuple(k for k, _ in extra))
+            statements.run(connection, mark, keys, self.tx_id(), extra)
+
+        if spec.end_tx is not None and plan.new:
+            rest = plan.new - plan.closed_keys if plan.closed_keys else plan.new
+            closed = plan.closed
+            if rest:
+                closed += self.close(spec, rest)
+            # An updated or deleted entity must have had an open version; fewer closed
+            # means rows older than versioning, or a newer transaction got there first.
+            ops, insert = plan.ops, Operation.INSERT
+            expected = sum([ops[key] is not insert for key in plan.new])
+            plan.short = closed < expected
+
+    def _write_deletes(
+        self, connection: Connection, plan: TablePlan, keys_all: list[PK]
+    ) -> set[PK]:
+        """Write DELETE versions as copies of each entity's last version.
+
+        The row is gone from the live table by now; its last version holds its last
+        values (every write to it was versioned). Entities with no version at all
+        (rows older than versioning) are written from the values the plan holds.
+        Entities whose last version is a DELETE already (another transaction deleted
+        the row first, so this DELETE matched nothing) get no version: their keys are
+        returned.
+        """
+        spec = plan.spec
+        vpk = spec.version_pk
+        width = len(vpk)
+        statements = statements_for(spec, connection.dialect)
+        groups: dict[Any, list[PK]] = {}
+        if not plan.extras:
+            groups[()] = keys_all
+        else:
+            for key in keys_all:
+                groups.setdefault(plan.extras.get(key, ()), []).append(key)
+        written = 0
+        for extra, group in groups.items():
+            build = statements.close_and_copy_last
+            counts = self._counts(connection, statements, build, group, extra)
+            if counts is None:
+                stmt = statements.copy_last(tuple(k for k, _ in extra))
+                written += statements.run(connection, stmt, group, self.tx_id(), extra)
+            else:
+                written += counts[0]
+                plan.closed += counts[1]
+                plan.closed_keys.update(group)
+        if written >= len(keys_all):
+            return set()
+        tx_id = self.tx_id()
+        found: set[PK] = set()
+        for keys in chunks(keys_all, width):
+            mine = sa.select(*vpk).where(spec.tx == tx_id, key_in(vpk, keys, connection.dialect))
+            rows = connection.execute(mine)
+            found.update(tuple(row) for row in rows)
+        missing = [key for key in keys_all if key not in found]
+        known: set[PK] = set()
+        for keys in chunks(missing, width):
+            versioned = sa.select(*vpk).distinct().where(key_in(vpk, keys, connection.dialect))
+            rows = connection.execute(versioned)
+            known.update(tuple(row) for row in rows)
+        rows_to_add = []
+        for key in missing:
+            if key in known:
+                continue
+            values = plan.values.get(key)
+            if values is None:
+                values = plan.states[key].dict
+            row = {v.key: values.get(v.key) for _, v in spec.columns}
+            row.update({c.key: value for c, value in zip(vpk, key, strict=True)})
+            row[spec.tx.key] = tx_id
+            row[spec.op.key] = int(Operation.DELETE)
+            row.update(plan.extras.get(key, ()))
+            rows_to_add.append(row)
+        if rows_to_add:
+            connection.execute(sa.insert(spec.version), rows_to_add)
+        return known
+
+    # -- single statements (association rows, re-stamping) ----------------------------
+
+    def close(self, spec: VersionTableSpec, keys: Sequence[PK] | set[PK]) -> int:
+        """Close the open previous versions of ``keys``; how many it closed."""
+        statements = statements_for(spec, self.connection.dialect)
+        assert statements.close is not None
+        return statements.run(self.connection, statements.close, ordered(keys), self.tx_id())
+
+    def replace(self, spec: VersionTableSpec, keys: Sequence[PK]) -> None:
+        """Delete the versions this transaction wrote for ``keys`` (to write them anew)."""
+        if keys:
+            statements = statements_for(spec, self.connection.dialect)
+            statements.run(self.connection, statements.replace, keys, self.tx_id())
+
+    def mark_deleted(self, spec: VersionTableSpec, keys: Sequence[PK]) -> None:
+        """Turn the versions this transaction wrote for ``keys`` into DELETEs."""
+        if keys:
+            statements = statements_for(spec, self.connection.dialect)
+            statements.run(self.connection, statements.mark_deleted(()), keys, self.tx_id())
+
+    def from_live(self, spec: VersionTableSpec, keys: Sequence[PK], op: Operation) -> None:
+        """Copy the live rows of ``keys`` into versions with operation ``op``."""
+        if keys:
+            statements = statements_for(spec, self.connection.dialect)
+            stmt = statements.from_live(())
+            statements.run(self.connection, stmt, keys, self.tx_id(), (), **{OP: int(op)})
+
+    def insert_rows(
+        self, spec: VersionTableSpec, rows: Sequence[Mapping[str, Any]], op: Operation
+    ) -> None:
+        """Write versions with operation ``op`` from ``rows`` (version column values)."""
+        if rows:
+            tx_id = self.tx_id()
+            values = [{**row, spec.tx.key: tx_id, spec.op.key: int(op)} for row in rows]
+            self.connection.execute(sa.insert(spec.version), values)
