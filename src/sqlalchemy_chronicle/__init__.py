@@ -39,7 +39,7 @@ from .exc import (
     VersioningError,
     VersioningStateError,
 )
-from .hooks import Plugin, PluginCollection
+from .hooks import ManagerView, Plugin, PluginCollection, UnitOfWorkView
 from .manager import (
     TransactionFactory,
     VersioningManager,
@@ -75,6 +75,7 @@ __all__ = [
     "ConfigurationError",
     "ImproperlyConfigured",
     "IndexLayout",
+    "ManagerView",
     "NoChangesAttribute",
     "NotSupportedError",
     "Operation",
@@ -85,6 +86,7 @@ __all__ = [
     "TransactionBase",
     "TransactionFactory",
     "UnitOfWork",
+    "UnitOfWorkView",
     "VersionClassBase",
     "VersioningError",
     "VersioningManager",

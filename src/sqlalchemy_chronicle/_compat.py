@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-__all__ = ["new_instance"]
+__all__ = ["dml_values", "is_upsert", "new_instance"]
 
 
 def new_instance(cls: type) -> Any:
@@ -20,3 +20,43 @@ def new_instance(cls: type) -> Any:
     itself uses when loading rows; it is not documented as public.
     """
     return sa.inspect(cls).class_manager.new_instance()
+
+
+def _key(column: Any) -> Any:
+    return getattr(column, "key", column)
+
+
+def dml_values(stmt: Any) -> list[dict[Any, Any]]:
+    """The rows given to an INSERT's ``values()``, as ``{column key: value}``.
+
+    Bulk capture must know the keys of the rows an ``insert(Model).values(...)``
+    adds. No public accessor gives them: ``ValuesBase._values`` (one row, values as
+    bound parameters) and ``_multi_values`` (several rows) hold them. A value that is
+    an SQL expression rather than a bound value is left out.
+    """
+    multi = getattr(stmt, "_multi_values", None) or ()
+    rows: list[dict[Any, Any]] = []
+    for group in multi:
+        for given in group:
+            if isinstance(given, dict):
+                rows.append({_key(k): v for k, v in given.items()})
+    single = getattr(stmt, "_values", None)
+    if single:
+        row: dict[Any, Any] = {}
+        for k, v in single.items():
+            if isinstance(v, sa.BindParameter):
+                row[_key(k)] = v.value
+            elif not isinstance(v, sa.ClauseElement):
+                row[_key(k)] = v
+        rows.append(row)
+    return rows
+
+
+def is_upsert(stmt: Any) -> bool:
+    """Whether INSERT ``stmt`` has an ``ON CONFLICT`` / ``ON DUPLICATE KEY`` clause.
+
+    The dialects' ``on_conflict_do_update()``, ``on_conflict_do_nothing()`` and
+    ``on_duplicate_key_update()`` all store their clause in ``_post_values_clause``;
+    no public attribute tells that an INSERT may update rows instead.
+    """
+    return getattr(stmt, "_post_values_clause", None) is not None

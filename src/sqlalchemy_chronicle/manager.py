@@ -145,6 +145,17 @@ class VersioningManager:
     def model_for_mapper(self, mapper: orm.Mapper[Any]) -> VersionedModel | None:
         return self._models_by_mapper.get(mapper)
 
+    def model_for_table(self, table: Any) -> VersionedModel | None:
+        """The versioned model whose own table is ``table`` (the base class of a
+        single-table hierarchy), or None."""
+        found: VersionedModel | None = None
+        for model in self._models_by_mapper.values():
+            if model.local_spec.parent is table and (
+                found is None or issubclass(found.parent, model.parent)
+            ):
+                found = model
+        return found
+
     def association_spec(self, table: Any) -> VersionTableSpec | None:
         """The version table spec of association table ``table``, if it is versioned."""
         return self._association_specs.get(table)

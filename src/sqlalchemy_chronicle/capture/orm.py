@@ -17,11 +17,14 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import instrumentation
 
 from ..config import Operation
+from ..exc import NotSupportedError
 from .associations import version_association_delete, version_association_insert
+from .bulk import version_statement
 from .unit_of_work import CaptureConfig, UnitOfWork
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Mapper, Session, SessionTransaction
+    from sqlalchemy.engine import Result
+    from sqlalchemy.orm import Mapper, ORMExecuteState, Session, SessionTransaction
 
     from ..schema.models import VersionedModel
     from ..schema.tables import VersionTableSpec
@@ -63,6 +66,7 @@ class OrmCapture:
         "after_transaction_create",
         "after_rollback",
         "after_transaction_end",
+        "do_orm_execute",
     )
     _ENGINE_EVENTS = ("before_execute", "after_execute")
 
@@ -152,6 +156,14 @@ class OrmCapture:
         if uow is not None and self._enabled():
             uow.make_versions(session)
 
+    def do_orm_execute(self, state: ORMExecuteState) -> Result[Any] | None:
+        """Version what a bulk INSERT, UPDATE or DELETE statement changes (:mod:`.bulk`)."""
+        if state.is_select or not (state.is_update or state.is_delete or state.is_insert):
+            return None
+        if not self._enabled() or state.execution_options.get(self.info_key) is False:
+            return None
+        return version_statement(self.manager, self.unit_of_work(state.session), state)
+
     def after_begin(self, session: Session, transaction: Any, connection: Connection) -> None:
         # Core statements on this connection (association tables) find the unit of
         # work in its execution options. They belong to this Connection object, not to
@@ -182,6 +194,15 @@ class OrmCapture:
         params: Any,
         execution_options: Any,
     ) -> None:
+        update = self._association_write(clauseelement, sa.Update, execution_options)
+        if update is not None:
+            table = clauseelement.table
+            raise NotSupportedError(
+                f"Cannot version this UPDATE of association table {table.name!r}: it "
+                f"changes links in place, which its version table records as a removal "
+                f"and an addition. DELETE the old rows and INSERT the new ones (or change "
+                f"the relationship's collection) instead."
+            )
         target = self._association_write(clauseelement, sa.Delete, execution_options)
         if target is not None:
             uow, spec = target

@@ -1,0 +1,27 @@
+"""The private-API shims of _compat.py still read what SQLAlchemy stores."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+
+from sqlalchemy_chronicle._compat import dml_values, is_upsert
+
+TABLE = sa.Table("t", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True),
+                 sa.Column("name", sa.String(10)))
+
+
+def test_dml_values_reads_single_and_multi_row_values():
+    assert dml_values(sa.insert(TABLE).values(id=3, name="x")) == [{"id": 3, "name": "x"}]
+    rows = [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]
+    assert dml_values(sa.insert(TABLE).values(rows)) == rows
+    assert dml_values(sa.insert(TABLE)) == []
+    # an SQL expression is no value a key can be read from
+    assert dml_values(sa.insert(TABLE).values(id=sa.func.abs(-1), name="x")) == [{"name": "x"}]
+
+
+def test_is_upsert_knows_each_dialects_conflict_clause():
+    assert not is_upsert(sa.insert(TABLE))
+    assert is_upsert(postgresql.insert(TABLE).on_conflict_do_nothing())
+    assert is_upsert(sqlite.insert(TABLE).on_conflict_do_update(set_={"name": "x"}))
+    assert is_upsert(mysql.insert(TABLE).on_duplicate_key_update(name="x"))
