@@ -12,7 +12,7 @@ import pytest
 
 from docs_examples import ROOT, page_blocks, run_as_printed
 
-IN_STEPS = {"context.md", "transactions.md"}
+IN_STEPS = {"bulk.md", "context.md", "transactions.md"}
 PAGES = sorted(p.name for p in (ROOT / "docs").glob("*.md"))
 
 
