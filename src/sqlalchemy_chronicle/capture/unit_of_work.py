@@ -43,7 +43,6 @@ from sqlalchemy.orm import util as orm_util
 
 from ..config import Operation
 from ..exc import ConfigurationError
-from ..schema.tables import INFO_KEY
 from .context import current_context
 from .sql import key_in, ordered
 from .statements import CHUNK_PARAMS, OP, WriteStatements, chunks, statements_for
@@ -66,6 +65,7 @@ class CaptureConfig(Protocol):
     """What the write path needs from the versioning manager."""
 
     plugins: PluginCollection
+    association_tables: set[sa.Table]
 
     @property
     def transaction_table(self) -> sa.Table: ...
@@ -550,10 +550,10 @@ class UnitOfWork:
         result = connection.execute(sa.insert(table), values)
         new_id = int(result.inserted_primary_key[0])  # type: ignore[index]
         specs = {spec.version: spec for spec in self._written_specs.values()}
-        for version in self._association_touched:
-            spec = self.manager.association_spec(version.info[INFO_KEY]["parent"])
-            if spec is not None:
-                specs[version] = spec
+        for table in self.manager.association_tables:
+            spec = self.manager.association_spec(table)
+            if spec is not None and spec.version in self._association_touched:
+                specs[spec.version] = spec
         for spec in specs.values():
             connection.execute(
                 sa.update(spec.version).where(spec.tx == old_id).values({spec.tx: new_id})
