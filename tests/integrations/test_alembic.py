@@ -354,3 +354,54 @@ def test_model_changes_migrate_the_version_tables_and_keep_history(
     p.upgrade()
     p.check()
     assert versions(engine, "title, new_name")[:2] == [("first", "n"), ("second", "n")]
+
+
+UNVERSIONED = MODELS_V1.replace('    __versioned__ = {}\n', '')
+
+
+def test_turning_versioning_on_for_a_table_with_data_backfills_it(project, engine, db_name):
+    p = project(batch=db_name == "sqlite")
+    p.write_models(p.header + UNVERSIONED)
+    p.autogenerate("articles")
+    p.upgrade()
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO article (id, title, body, old_name) VALUES (1, 'a', 'x', NULL), "
+            "(2, 'b', NULL, 'n')"
+        ))
+
+    p.write_models(p.header + MODELS_V1)
+    source = p.autogenerate("version articles")
+    assert "op.create_table('article_version'" in source
+    # What docs/migrations.md tells the user to add to the generated upgrade().
+    path = next((p.root / "migrations" / "versions").glob(f"{p.revisions[-1]}_*.py"))
+    source = source.replace(
+        "import sqlalchemy as sa\n",
+        f"import sqlalchemy as sa\n\nimport {p.module} as models\n"
+        "from sqlalchemy_chronicle.integrations.alembic import backfill\n",
+    ).replace(
+        "    # ### end Alembic commands ###\n",
+        "    # ### end Alembic commands ###\n    backfill(op, models.Article)\n",
+        1,
+    )
+    path.write_text(source)
+    p.upgrade()
+    p.check()
+    assert versions(engine, "id, title, body, operation_type") == [
+        (1, "a", "x", Operation.INSERT), (2, "b", None, Operation.INSERT),
+    ]
+    with engine.connect() as conn:
+        assert conn.execute(sa.text('SELECT COUNT(*) FROM "transaction"'.replace(
+            '"', "`" if db_name == "mysql" else '"'
+        ))).scalar() == 1
+    models = p.models()
+    with sa.orm.Session(engine) as session:
+        article = session.get(models.Article, 2)
+        article.title = "b2"
+        session.commit()
+        assert [v.title for v in article.versions] == ["b", "b2"]
+    p.forget_models()
+    p.downgrade(p.revisions[0])
+    assert "article_version" not in table_names(engine)
+    p.upgrade()
+    assert len(versions(engine, "id")) == 2  # backfilled again, from the live rows
