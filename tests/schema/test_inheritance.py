@@ -178,3 +178,43 @@ def test_equal_values_assigned_to_expired_subclass_attributes_write_nothing(db, 
     assert [r["operation_type"] for r in db.rows("text_item_version", "transaction_id")] == [
         0, 0, 1,
     ]
+
+
+def test_declared_attr_column_of_a_single_table_subclass_is_versioned(base, db):
+    """A subclass's ``declared_attr`` column whose name differs from its attribute
+    (``status`` stored in ``_status``) is an attribute of the version class."""
+
+    class Item(base):
+        __tablename__ = "item"
+        __versioned__ = {}
+        id: Mapped[int] = mapped_column(primary_key=True)
+        kind: Mapped[str] = mapped_column(sa.String(20))
+        __mapper_args__ = {"polymorphic_on": "kind", "polymorphic_identity": "item"}
+
+    class Page(Item):
+        __mapper_args__ = {"polymorphic_identity": "page"}
+
+        @sa.orm.declared_attr
+        def status(cls):
+            return sa.Column("_status", sa.String(20))
+
+    db.create(base.metadata)
+    PageVersion = version_class(Page)
+    assert PageVersion.__table__ is version_class(Item).__table__
+    assert PageVersion.__table__.c.status.name == "_status"
+    session = db.session()
+    page = Page(id=1, status="draft")
+    session.add(page)
+    session.commit()
+    page.status = "published"
+    session.commit()
+    assert [r["_status"] for r in db.rows("item_version", "transaction_id")] == [
+        "draft", "published",
+    ]
+    history = page.versions.all()
+    assert [v.status for v in history] == ["draft", "published"]
+    assert history[1].changeset == {"status": ["draft", "published"]}
+    assert session.scalars(sa.select(PageVersion).where(PageVersion.status == "draft")).one()
+    history[0].revert()
+    session.commit()
+    assert session.get(Page, 1).status == "draft"
