@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy import orm
 
 from ..config import ClassOptions, IndexLayout, Strategy
 from ..exc import ConfigurationError
@@ -98,11 +99,17 @@ class TableBuilder:
         return self.options.table_name % self.parent_table.name
 
     def _property_key(self, column: sa.Column[Any]) -> str:
+        """The attribute name of ``column``: that of the mapper owning the table or, for
+        a column that only a single-table subclass maps (e.g. a ``declared_attr`` on the
+        subclass), that subclass's."""
         if self.mapper is not None:
-            try:
-                return self.mapper.get_property_by_column(column).key
-            except Exception:  # column not mapped by this mapper
-                return column.key
+            for mapper in self.mapper.self_and_descendants:
+                if mapper.local_table is not self.parent_table and mapper is not self.mapper:
+                    continue  # a subclass with a table of its own does not map this one
+                try:
+                    return mapper.get_property_by_column(column).key
+                except orm.exc.UnmappedColumnError:
+                    continue
         return column.key
 
     def versioned_columns(self) -> list[tuple[str, sa.Column[Any]]]:
