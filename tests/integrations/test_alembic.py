@@ -245,16 +245,19 @@ class Article(Base):
     old_name: Mapped[str | None] = mapped_column(sa.String(50))
 """
 
-#: Every kind of change at once: title retyped, body dropped, summary added, a new
-#: versioned model and a many-to-many between the two.
-MODELS_V2 = """\
+#: The association table of the many-to-many relationships below.
+ARTICLE_TAG = """\
 article_tag = sa.Table(
     "article_tag",
     Base.metadata,
     sa.Column("article_id", sa.ForeignKey("article.id"), primary_key=True),
     sa.Column("tag_id", sa.ForeignKey("tag.id"), primary_key=True),
 )
+"""
 
+#: Every kind of change at once: title retyped, body dropped, summary added, a new
+#: versioned model and a many-to-many between the two.
+MODELS_V2 = ARTICLE_TAG + """\
 
 class Article(Base):
     __tablename__ = "article"
@@ -421,13 +424,7 @@ class Base(orm.DeclarativeBase):
     pass
 
 
-article_tag = sa.Table(
-    "article_tag",
-    Base.metadata,
-    sa.Column("article_id", sa.ForeignKey("article.id"), primary_key=True),
-    sa.Column("tag_id", sa.ForeignKey("tag.id"), primary_key=True),
-)
-
+""" + ARTICLE_TAG + """
 
 class Article(Base):
     __tablename__ = "article"
