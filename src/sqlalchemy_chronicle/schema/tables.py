@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ..hooks import PluginCollection
 
 __all__ = [
+    "MOD_COLUMN_INFO_KEY",
     "TX_ID_TYPE",
     "TableBuilder",
     "VersionTableSpec",
@@ -36,6 +37,10 @@ TX_ID_TYPE = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 #: Key of ``Table.info`` under which a version table records what it versions.
 INFO_KEY = "sqlalchemy_chronicle"
+
+#: Key of ``Column.info`` that marks a ``*_mod`` flag column of a version table; its
+#: value is the attribute key of the column it tracks.
+MOD_COLUMN_INFO_KEY = "sqlalchemy_chronicle.mod_of"
 
 
 @dataclass(frozen=True, eq=False)
