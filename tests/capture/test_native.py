@@ -329,8 +329,7 @@ SCENARIOS = [
     one_version_per_transaction,
     savepoints_and_rollbacks,
     associations,
-    pytest.param(inheritance, marks=pytest.mark.xfail(
-        reason="a change to one table of a joined hierarchy versions only that table yet")),
+    inheritance,
     composite_keys_schemas_and_odd_names,
     context_and_metadata,
 ]

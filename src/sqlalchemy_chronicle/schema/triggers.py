@@ -109,6 +109,14 @@ class TriggerSpec:
     entity_name: str | None = None
     #: An association table: no UPDATE trigger (the ORM never updates one).
     association: bool = False
+    #: The other tables of the same entities (joined inheritance): an update versions
+    #: them too, each with (this table's key column, its key column) pairs.
+    related: tuple[tuple[TriggerSpec, tuple[tuple[str, str], ...]], ...] = ()
+    #: Polymorphic entity names: (the table holding the discriminator, (this table's
+    #: key column, its key column) pairs, the discriminator column, {value: name}).
+    polymorphic: (
+        tuple[sa.Table, tuple[tuple[str, str], ...], str, tuple[tuple[Any, str], ...]] | None
+    ) = None
 
     @property
     def events(self) -> tuple[str, ...]:
@@ -193,7 +201,7 @@ def _transaction_function(compiler: Any, transaction_table: sa.Table) -> Any:
 
 
 class CreateTransactionFunction(ExecutableDDLElement):
-    """``CREATE OR REPLACE FUNCTION chronicle_<transaction>_id(entity text)``.
+    """``CREATE OR REPLACE FUNCTION chronicle_<transaction>_id(entities text[])``.
 
     :param transaction_table: the transaction table.
     :param meta_table: the ``transaction_meta`` table, if metadata is stored.
@@ -284,16 +292,17 @@ def _create_transaction_function(
     if element.changes_table is not None:
         changes = element.changes_table
         lines += [
-            "  IF entity IS NOT NULL THEN",
+            "  IF entities IS NOT NULL THEN",
             f"    INSERT INTO {_qualified_table(compiler, changes)} "
             f"({preparer.quote('transaction_id')}, {preparer.quote('entity_name')}) "
-            f"VALUES (chronicle_id, entity) ON CONFLICT DO NOTHING;",
+            f"SELECT chronicle_id, chronicle_name FROM unnest(entities) AS chronicle_name "
+            f"ON CONFLICT DO NOTHING;",
             "  END IF;",
         ]
     lines += ["  RETURN chronicle_id;", "END;"]
     name = _qualified_function(compiler, table, transaction_function_name(table))
     return (
-        f"CREATE OR REPLACE FUNCTION {name}(entity text) RETURNS bigint LANGUAGE plpgsql "
+        f"CREATE OR REPLACE FUNCTION {name}(entities text[]) RETURNS bigint LANGUAGE plpgsql "
         f"VOLATILE SET search_path = pg_catalog, pg_temp AS "
         f"{_dollar_quoted(chr(10).join(lines))}"
     )
@@ -305,7 +314,7 @@ def _drop_transaction_function(
 ) -> str:
     table = element.transaction_table
     name = _qualified_function(compiler, table, transaction_function_name(table))
-    return f"DROP FUNCTION IF EXISTS {name}(text)"
+    return f"DROP FUNCTION IF EXISTS {name}(text[])"
 
 
 # -- the audit functions and triggers ----------------------------------------------------
@@ -341,16 +350,89 @@ class DropAuditTrigger(ExecutableDDLElement):
         self.name = name
 
 
+def _live(table: sa.Table, name: str) -> Any:
+    """A transition table (or other source) with the columns of ``table``."""
+    return sa.table(name, *[sa.column(c.name, c.type) for c in table.columns])
+
+
+def _entity_names(spec: TriggerSpec, source: Any, compiler: Any) -> tuple[Any, Any]:
+    """The expression of each changed row's entity name (None: constant), and the
+    join (or None) it needs."""
+    if spec.polymorphic is None:
+        return None, None
+    table, pairs, column, names = spec.polymorphic
+    if table is spec.table:
+        discriminator, joined = source.c[column], None
+    else:
+        base = _pinned(table, compiler).alias("chronicle_base")
+        discriminator = base.c[column]
+        joined = (base, sa.and_(*[base.c[b] == source.c[a] for a, b in pairs]))
+    whens = [(discriminator == value, name) for value, name in names]
+    return sa.case(*whens, else_=spec.entity_name), joined
+
+
+def _write_parts(
+    spec: TriggerSpec, changed: Any, tx_id: Any, op: Operation, compiler: Any, suffix: str
+) -> tuple[list[Any], Any]:
+    """The ``WITH`` parts folding into and closing ``spec``'s versions of the
+    ``changed`` rows, and the ``INSERT`` of the rest."""
+    version = _pinned(spec.version, compiler)
+    vtx = version.c[spec.transaction_column]
+    vop = version.c[spec.operation_column]
+    key_pairs = [(v, a) for a, v in spec.key]  # (version column, live column)
+    match = sa.and_(*[version.c[v] == changed.c[a] for v, a in key_pairs])
+    mods = spec.mod_columns
+    # Rows this transaction wrote already take the new values (one version per row per
+    # transaction), their operation folded as the ORM folds it.
+    if op is Operation.DELETE:
+        fold_values: dict[Any, Any] = {vop: int(Operation.DELETE)}
+    else:
+        fold_values = {version.c[v]: changed.c[a] for a, v in spec.columns}
+        fold_values[vop] = sa.case(
+            (vop == int(Operation.INSERT), int(Operation.INSERT)), else_=int(Operation.UPDATE)
+        )
+    for _, m in mods:
+        fold_values[version.c[m]] = sa.or_(version.c[m], changed.c[m])
+    folded = (
+        sa.update(version)
+        .where(vtx == tx_id, match)
+        .values(fold_values)
+        .returning(*[version.c[v] for v, _ in key_pairs])
+        .cte(f"chronicle_folded{suffix}")
+    )
+    parts = [folded]
+    if spec.end_transaction_column is not None:
+        end = version.c[spec.end_transaction_column]
+        closed = (
+            sa.update(version)
+            .where(match, end.is_(None), vtx < tx_id)
+            .values({end: tx_id})
+            .cte(f"chronicle_closed{suffix}")
+        )
+        parts.append(closed)
+    targets = [version.c[v] for _, v in spec.columns] + [vtx, vop]
+    exprs: list[Any] = [changed.c[a] for a, _ in spec.columns]
+    exprs += [tx_id, sa.literal(int(op), sa.SmallInteger)]
+    for _, m in mods:
+        targets.append(version.c[m])
+        exprs.append(changed.c[m])
+    not_folded = ~sa.exists(
+        sa.select(sa.literal(1))
+        .select_from(folded)
+        .where(*[folded.c[v] == changed.c[a] for v, a in key_pairs])
+    )
+    rows = sa.select(*exprs).select_from(changed, tx_id.table).where(not_folded)
+    return parts, sa.insert(version).from_select(targets, rows)
+
+
 def _version_statement(spec: TriggerSpec, event: str, compiler: Any) -> str:
     """The one statement writing the versions of a triggering ``event``."""
     live = [a for a, _ in spec.columns]
-    version = _pinned(spec.version, compiler)
-    table = spec.table
-    new = sa.table("chronicle_new", *[sa.column(c.name, c.type) for c in table.columns])
-    old = sa.table("chronicle_old", *[sa.column(c.name, c.type) for c in table.columns])
+    new = _live(spec.table, "chronicle_new")
+    old = _live(spec.table, "chronicle_old")
     key_live = [a for a, _ in spec.key]
-    key_pairs = [(b, a) for a, b in spec.key]  # (version column, live column)
     mods = spec.mod_columns
+    source = old if event == "DELETE" else new
 
     if event == "INSERT":
         op = Operation.INSERT
@@ -376,64 +458,52 @@ def _version_statement(spec: TriggerSpec, event: str, compiler: Any) -> str:
             .select_from(joined)
             .where(sa.or_(old.c[key_live[0]].is_(None), *differs))
         )
+    name_expr, name_join = _entity_names(spec, source, compiler)
+    if name_expr is not None:
+        changed_select = changed_select.add_columns(name_expr.label("chronicle_entity"))
+        if name_join is not None:
+            changed_select = changed_select.outerjoin(*name_join)
     changed = changed_select.cte("chronicle_changed")
-    function = _transaction_function(compiler, spec.transaction_table)(
-        sa.literal(spec.entity_name, sa.Text) if spec.entity_name else sa.null()
-    )
+
+    if name_expr is not None:
+        entities: Any = sa.select(
+            sa.func.array_agg(sa.distinct(changed.c.chronicle_entity))
+        ).scalar_subquery()
+    elif spec.entity_name:
+        entities = sa.literal_column(
+            f"ARRAY[{_literal(compiler, spec.entity_name)}]", postgresql.ARRAY(sa.Text)
+        )
+    else:
+        entities = sa.null()
+    function = _transaction_function(compiler, spec.transaction_table)(entities)
     tx_cte = (
         sa.select(function.label("id"))
         .where(sa.exists(sa.select(sa.literal(1)).select_from(changed)))
         .cte("chronicle_tx")
     )
     tx_id = tx_cte.c.id
-    vtx = version.c[spec.transaction_column]
-    vop = version.c[spec.operation_column]
-    match = sa.and_(*[version.c[v] == changed.c[a] for v, a in key_pairs])
-
-    # Rows this transaction wrote already: they take the new values (one version per
-    # row per transaction), their operation folded as the ORM folds it.
-    if op is Operation.DELETE:
-        fold_values: dict[Any, Any] = {vop: int(Operation.DELETE)}
-    else:
-        fold_values = {version.c[v]: changed.c[a] for a, v in spec.columns}
-        fold_values[vop] = sa.case(
-            (vop == int(Operation.INSERT), int(Operation.INSERT)), else_=int(Operation.UPDATE)
-        )
-    for _, m in mods:
-        fold_values[version.c[m]] = sa.or_(version.c[m], changed.c[m])
-    folded = (
-        sa.update(version)
-        .where(vtx == tx_id, match)
-        .values(fold_values)
-        .returning(*[version.c[v] for v, _ in key_pairs])
-        .cte("chronicle_folded")
-    )
-    ctes = [changed, tx_cte, folded]
-    if spec.end_transaction_column is not None:
-        end = version.c[spec.end_transaction_column]
-        closed = (
-            sa.update(version)
-            .where(match, end.is_(None), vtx < tx_id)
-            .values({end: tx_id})
-            .cte("chronicle_closed")
-        )
-        ctes.append(closed)
-    targets = [version.c[v] for _, v in spec.columns] + [vtx, vop]
-    exprs: list[Any] = [changed.c[a] for a in live] + [tx_id, sa.literal(int(op), sa.SmallInteger)]
-    for _, m in mods:
-        targets.append(version.c[m])
-        exprs.append(changed.c[m])
-    not_folded = ~sa.exists(
-        sa.select(sa.literal(1))
-        .select_from(folded)
-        .where(*[folded.c[v] == changed.c[a] for v, a in key_pairs])
-    )
-    insert = (
-        sa.insert(version)
-        .from_select(targets, sa.select(*exprs).select_from(changed, tx_cte).where(not_folded))
-        .add_cte(*ctes)
-    )
-    return _sql(compiler, insert)
+    ctes: list[Any] = [changed, tx_cte]
+    parts, insert = _write_parts(spec, changed, tx_id, op, compiler, "")
+    ctes += parts
+    if op is Operation.UPDATE:
+        # The other tables of these entities get a version too, as the ORM writes one
+        # per table of the entity: from their live rows, no column flagged.
+        for i, (related, pairs) in enumerate(spec.related):
+            other = _pinned(related.table, compiler).alias(f"chronicle_live_{i}")
+            related_changed = (
+                sa.select(
+                    *[other.c[a] for a, _ in related.columns],
+                    *[sa.false().label(m) for _, m in related.mod_columns],
+                )
+                .select_from(other)
+                .join(changed, sa.and_(*[other.c[b] == changed.c[a] for a, b in pairs]))
+                .cte(f"chronicle_changed_{i}")
+            )
+            related_parts, related_insert = _write_parts(
+                related, related_changed, tx_id, op, compiler, f"_{i}"
+            )
+            ctes += [related_changed, *related_parts, related_insert.cte(f"chronicle_added_{i}")]
+    return _sql(compiler, insert.add_cte(*ctes))
 
 
 @compiles(CreateAuditFunction)

@@ -21,6 +21,7 @@ This module is the Python side:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -134,14 +135,51 @@ class NativeCapture:
     def add_model(self, model: VersionedModel) -> None:
         """Version the tables of ``model`` by triggers."""
         transaction_table = self.manager.transaction_table
-        for spec in model.specs:
-            if spec.parent in self.specs:
-                continue
-            owner = _owner_name(model, spec)
-            self.specs[spec.parent] = trigger_spec(spec, transaction_table, owner)
-            self._names[spec.parent] = owner
-            self._listen(spec.parent)
+        plain = {
+            spec.parent: trigger_spec(spec, transaction_table, _owner_name(model, spec))
+            for spec in model.specs
+        }
+        for i, spec in enumerate(model.specs):
+            table = spec.parent
+            current = self.specs.get(table)
+            if current is None:
+                current = plain[table]
+                self._names[table] = _owner_name(model, spec)
+                self._listen(table)
+            related: dict[sa.Table, tuple[TriggerSpec, tuple[tuple[str, str], ...]]] = {
+                r.table: (r, p) for r, p in current.related
+            }
+            for j, other in enumerate(model.specs):
+                if j != i and other.parent not in related:
+                    pairs = _key_pairs(model, i, j)
+                    related[other.parent] = (plain[other.parent], pairs)
+            self.specs[table] = dataclasses.replace(
+                current,
+                related=tuple(related.values()),
+                polymorphic=self._polymorphic(model, i),
+            )
         self._listen_transaction_table(transaction_table)
+
+    def _polymorphic(self, model: VersionedModel, index: int) -> Any:
+        """How the triggers of ``model``'s ``index``-th table name each row's entity."""
+        base = model.mapper.base_mapper
+        column = base.polymorphic_on
+        if not isinstance(column, sa.Column) or not base.polymorphic_map:
+            return None
+        position = next(
+            (i for i, spec in enumerate(model.specs) if spec.parent is column.table), None
+        )
+        if position is None:
+            return None
+        names = tuple(
+            sorted(
+                (identity, mapper.class_.__name__)
+                for identity, mapper in base.polymorphic_map.items()
+                if self.manager.model_for_mapper(mapper) is not None
+            )
+        )
+        pairs = _key_pairs(model, index, position)
+        return (column.table, pairs, column.name, names)
 
     def add_association(self, spec: VersionTableSpec, model_name: str) -> None:
         """Version association table ``spec.parent`` by triggers."""
@@ -357,6 +395,16 @@ def _writes(statement: Any) -> bool:
     if isinstance(statement, sa.TextClause):
         return bool(_WRITES.match(statement.text))
     return False
+
+
+def _key_pairs(model: VersionedModel, i: int, j: int) -> tuple[tuple[str, str], ...]:
+    """(key column of table ``i``, key column of table ``j``) of ``model``, matched by
+    their position in the mapper's primary key."""
+    specs, positions = model.specs, model.pk_positions
+    at_j = {p: col.name for (col, _), p in zip(specs[j].pk, positions[j], strict=True)}
+    return tuple(
+        (col.name, at_j[p]) for (col, _), p in zip(specs[i].pk, positions[i], strict=True)
+    )
 
 
 def _owner_name(model: VersionedModel, spec: VersionTableSpec) -> str:
