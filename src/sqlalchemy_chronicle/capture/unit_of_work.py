@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from ..hooks import PluginCollection
     from ..schema.models import VersionedModel
     from ..schema.tables import VersionTableSpec
+    from .native.postgresql import NativeCapture
 
 
 __all__ = ["CHUNK_PARAMS", "CaptureConfig", "UnitOfWork"]
@@ -66,6 +67,8 @@ class CaptureConfig(Protocol):
 
     plugins: PluginCollection
     association_tables: set[sa.Table]
+    #: The trigger backend (PostgreSQL), for models with ``native_versioning``.
+    native: NativeCapture
 
     @property
     def transaction_table(self) -> sa.Table: ...
@@ -158,6 +161,8 @@ class UnitOfWork:
         self.closed = False
         #: The parent classes whose versions the flush being processed writes.
         self.changed_entities: set[type] = set()
+        #: The flush being processed changed rows that triggers version.
+        self._native_changes = False
 
     @property
     def connection(self) -> Connection | None:
@@ -250,12 +255,21 @@ class UnitOfWork:
                 raise _unstored_meta(context.meta)
         return values
 
+    def adopt_transaction(self, tx_id: int, values: dict[str, Any]) -> None:
+        """Take note of the transaction row the database wrote (triggers), id ``tx_id``."""
+        self.transaction_id = tx_id
+        self._transaction_values = values
+        self._transaction_obj = None
+
     def _opened(self, session: Session, tx_id: int, values: dict[str, Any]) -> int:
         """Take note that this transaction's row was written, with id ``tx_id``."""
         self.transaction_id = tx_id
         self._transaction_values = values
         self._transaction_obj = None
         self._pending_values = None
+        native = self.manager.native
+        if native.active and self._connection is not None:
+            native.transaction_opened(self._connection, tx_id)
         context = current_context()
         if context is not None and context.meta:
             plugins = self.manager.plugins
@@ -380,6 +394,9 @@ class UnitOfWork:
         key_of = self._key
         update = Operation.UPDATE
         for model, state, op in self._changes:
+            if model.options.native_versioning:
+                self._native_changes = True  # written by the database's triggers
+                continue
             if op is update and not changed(model, state):
                 continue
             for spec, keys, positions in model.key_sources:
@@ -421,8 +438,11 @@ class UnitOfWork:
             return
         mapper = self._changes[0][0].mapper
         self.changed_entities = set()
+        self._native_changes = False
         plans = self._plan()
         self._changes.clear()
+        if self._native_changes:
+            self.manager.native.after_flush(self, session)
         if not plans:
             return
         connection = self._connection_for(session, mapper)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from ..hooks import PluginCollection
 
 __all__ = [
+    "MOD_COLUMN_INFO_KEY",
     "TX_ID_TYPE",
     "TableBuilder",
     "VersionTableSpec",
@@ -40,6 +41,10 @@ TX_ID_TYPE = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 #: metadata are registered, by parent table. Never ``Table.info``: Alembic renders that
 #: into migration files, and a spec is not Python source.
 INFO_KEY = "sqlalchemy_chronicle"
+
+#: Key of ``Column.info`` that marks a ``*_mod`` flag column of a version table; its
+#: value is the attribute key of the column it tracks.
+MOD_COLUMN_INFO_KEY = "sqlalchemy_chronicle.mod_of"
 
 
 def _registry(metadata: sa.MetaData) -> dict[sa.Table, VersionTableSpec]:
