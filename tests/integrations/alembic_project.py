@@ -43,7 +43,9 @@ SCHEMA_OPTIONS = """\
 class Project:
     """One Alembic project on one database."""
 
-    def __init__(self, root: Path, url: str, module: str, schemas: bool = False) -> None:
+    def __init__(
+        self, root: Path, url: str, module: str, schemas: bool = False, batch: bool = False
+    ) -> None:
         self.root = root
         self.module = module
         self.config = Config(str(root / "alembic.ini"))
@@ -60,6 +62,12 @@ class Project:
                 "target_metadata=target_metadata,\n" + SCHEMA_OPTIONS,
             )
             assert "include_schemas" in source
+        if batch:  # SQLite alters a table by copying it (Alembic's "batch mode")
+            source = source.replace(
+                "target_metadata=target_metadata\n",
+                "target_metadata=target_metadata, render_as_batch=True\n",
+            )
+            assert "render_as_batch" in source
         env.write_text(source)
         self.revisions: list[str] = []
 
@@ -89,6 +97,23 @@ class Project:
         compile(source, str(path), "exec")  # the migration is valid Python
         self.revisions.append(script.revision)
         return source
+
+    def write_migration(self, message: str, upgrade: str, downgrade: str) -> str:
+        """``alembic revision`` (no autogenerate), with the bodies a user writes."""
+        script = self._run(command.revision, message=message)
+        path = Path(script.path)
+        source = path.read_text()
+        for name, body in (("upgrade", upgrade), ("downgrade", downgrade)):
+            head = f'    """{name.capitalize()} schema."""\n    pass\n'
+            assert head in source
+            source = source.replace(
+                head, f'    """{name.capitalize()} schema."""\n' + textwrap.indent(
+                    textwrap.dedent(body), "    "
+                )
+            )
+        path.write_text(source)
+        self.revisions.append(script.revision)
+        return script.revision
 
     def upgrade(self, target: str = "head") -> None:
         self._run(command.upgrade, target)

@@ -19,7 +19,7 @@ once Alembic compares (models imported after ``env.py`` read the metadata, or
 raises :class:`~sqlalchemy_chronicle.exc.ImproperlyConfigured` naming the missing
 tables, instead of letting Alembic write a migration that drops them.
 
-The helpers for a migration's ``upgrade()`` (``update_end_tx_column``,
+The helpers for a migration's ``upgrade()`` (``backfill``, ``update_end_tx_column``,
 ``update_property_mod_flags``) live in :mod:`sqlalchemy_chronicle.schema` and are
 re-exported here. Alembic stays optional: nothing in the core imports this module.
 
@@ -38,13 +38,14 @@ import sqlalchemy as sa
 from alembic.autogenerate import comparators
 
 from ..exc import ImproperlyConfigured
-from ..schema.maintenance import update_end_tx_column, update_property_mod_flags
+from ..schema.maintenance import backfill, update_end_tx_column, update_property_mod_flags
 
 if TYPE_CHECKING:
     from alembic.autogenerate.api import AutogenContext
     from alembic.operations.ops import UpgradeOps
 
 __all__ = [
+    "backfill",
     "update_end_tx_column",
     "update_property_mod_flags",
     "versioned_metadata",

@@ -147,7 +147,9 @@ class TableBuilder:
             key=key,
             primary_key=self.is_key(column),
             nullable=not self.is_key(column),
-            autoincrement=False,
+            # Only a key column could autoincrement; saying so on the others makes
+            # Alembic repeat it in every alter_column (and warn outside MySQL).
+            autoincrement=False if self.is_key(column) else "auto",
             index=bool(column.index) or None,
             comment=column.comment,
         )
