@@ -14,7 +14,7 @@ from sqlalchemy.sql import visitors
 from .config import Operation
 from .exc import ClassNotVersioned
 from .manager import VersioningManager
-from .schema.tables import INFO_KEY
+from .schema.tables import registered_spec
 
 _NO_LOAD = orm.PassiveFlag.PASSIVE_NO_INITIALIZE
 
@@ -300,9 +300,9 @@ def adapt_columns(expr: Any) -> Any:
 
     def replace(element: Any, **kw: Any) -> Any:
         if isinstance(element, sa.Column) and isinstance(element.table, sa.Table):
-            built = element.table.info.get(INFO_KEY, {}).get("version_table")
-            if built is not None:
-                return next((c for c in built.c if c.name == element.name), None)
+            spec = registered_spec(element.table)
+            if spec is not None:
+                return next((c for c in spec.version.c if c.name == element.name), None)
         return None
 
     return visitors.replacement_traverse(expr, {}, replace)
@@ -310,9 +310,9 @@ def adapt_columns(expr: Any) -> Any:
 
 def version_table(table: sa.Table) -> sa.Table:
     """The version table of ``table`` (honours the ``table_name`` option and schemas)."""
-    built = table.info.get(INFO_KEY, {}).get("version_table")
-    if built is not None:
-        return built  # type: ignore[no-any-return]
+    spec = registered_spec(table)
+    if spec is not None:
+        return spec.version
     name = f"{table.schema}.{table.name}_version" if table.schema else f"{table.name}_version"
     return table.metadata.tables[name]
 

@@ -25,20 +25,38 @@ if TYPE_CHECKING:
     from ..hooks import PluginCollection
 
 __all__ = [
+    "MOD_COLUMN_INFO_KEY",
     "TX_ID_TYPE",
     "TableBuilder",
     "VersionTableSpec",
     "as_utc_naive",
     "build_transaction_table",
     "build_version_table",
+    "registered_spec",
 ]
 
 #: The type of transaction ids: BIGINT, but INTEGER on SQLite so that the id
 #: autoincrements there (SQLite only autoincrements an ``INTEGER PRIMARY KEY``).
 TX_ID_TYPE = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
-#: Key of ``Table.info`` under which a version table records what it versions.
+#: Key of ``MetaData.info`` under which the version table specs built into that
+#: metadata are registered, by parent table. Never ``Table.info``: Alembic renders that
+#: into migration files, and a spec is not Python source.
 INFO_KEY = "sqlalchemy_chronicle"
+
+#: Key of ``Column.info`` that marks a ``*_mod`` flag column of a version table; its
+#: value is the attribute key of the column it tracks.
+MOD_COLUMN_INFO_KEY = "sqlalchemy_chronicle.mod_of"
+
+
+def _registry(metadata: sa.MetaData) -> dict[sa.Table, VersionTableSpec]:
+    registry: dict[sa.Table, VersionTableSpec] = metadata.info.setdefault(INFO_KEY, {})
+    return registry
+
+
+def registered_spec(table: sa.Table) -> VersionTableSpec | None:
+    """The spec of the version table built for parent (or association) ``table``."""
+    return _registry(table.metadata).get(table)
 
 
 @dataclass(frozen=True, eq=False)
@@ -131,7 +149,9 @@ class TableBuilder:
             key=key,
             primary_key=self.is_key(column),
             nullable=not self.is_key(column),
-            autoincrement=False,
+            # Only a key column could autoincrement; saying so on the others makes
+            # Alembic repeat it in every alter_column (and warn outside MySQL).
+            autoincrement=False if self.is_key(column) else "auto",
             index=bool(column.index) or None,
             comment=column.comment,
         )
@@ -190,7 +210,6 @@ class TableBuilder:
             metadata,
             *columns,
             schema=schema,
-            info={INFO_KEY: {"parent": self.parent_table, "association": self.association}},
         )
         pk = tuple((p, v) for p, v in pairs if self.is_key(p))
         if continuum and options.create_composite_index:
@@ -198,8 +217,7 @@ class TableBuilder:
             sa.Index(f"ix_{version.name}_pk_transaction_id", *pk_cols, tx.desc())
             if end_tx is not None:
                 sa.Index(f"ix_{version.name}_pk_validity", *pk_cols, tx, end_tx)
-        self.parent_table.info.setdefault(INFO_KEY, {})["version_table"] = version
-        return VersionTableSpec(
+        spec = VersionTableSpec(
             parent=self.parent_table,
             version=version,
             columns=tuple(pairs),
@@ -209,6 +227,8 @@ class TableBuilder:
             op=op,
             strategy=options.strategy,
         )
+        _registry(self.parent_table.metadata)[self.parent_table] = spec
+        return spec
 
 
 def build_version_table(
@@ -257,4 +277,4 @@ def build_transaction_table(
     if user_pk is not None:
         columns.append(sa.Column("user_id", user_pk.type, sa.ForeignKey(user_pk), index=True))
     columns.extend(extra_columns)
-    return sa.Table(name, metadata, *columns, schema=schema, info={INFO_KEY: {"transaction": True}})
+    return sa.Table(name, metadata, *columns, schema=schema)
