@@ -8,6 +8,7 @@ and the readers use. Nothing here executes SQL.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ __all__ = [
     "TX_ID_TYPE",
     "TableBuilder",
     "VersionTableSpec",
+    "as_utc_naive",
     "build_transaction_table",
     "build_version_table",
     "registered_spec",
@@ -244,6 +246,15 @@ def build_version_table(
     return builder.build(metadata, plugins)
 
 
+def as_utc_naive(moment: datetime.datetime) -> datetime.datetime:
+    """``moment`` as ``issued_at`` stores time: naive UTC (SQLAlchemy-Continuum 2.0's
+    convention). An aware datetime is converted to UTC; a naive one is taken as UTC
+    already, whatever the local time zone (``TZ``) of the process."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        return moment
+    return moment.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+
+
 def build_transaction_table(
     metadata: sa.MetaData,
     *,
@@ -258,6 +269,7 @@ def build_transaction_table(
         # BIGSERIAL on PostgreSQL (its sequence is named transaction_id_seq, as
         # SQLAlchemy-Continuum's), AUTO_INCREMENT on MySQL/MariaDB, rowid on SQLite.
         sa.Column("id", TX_ID_TYPE, primary_key=True, autoincrement=True),
+        # Naive UTC (see as_utc_naive), written by the capture from Python's clock.
         sa.Column("issued_at", sa.DateTime),
     ]
     if remote_addr:
