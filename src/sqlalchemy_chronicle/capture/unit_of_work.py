@@ -255,8 +255,16 @@ class UnitOfWork:
                 raise _unstored_meta(context.meta)
         return values
 
-    def adopt_transaction(self, tx_id: int, values: dict[str, Any]) -> None:
+    @property
+    def transaction_values(self) -> dict[str, Any]:
+        """The column values of this transaction's row (empty before it is written)."""
+        return dict(self._transaction_values)
+
+    def adopt_transaction(self, tx_id: int, values: dict[str, Any], session: Session) -> None:
         """Take note of the transaction row the database wrote (triggers), id ``tx_id``."""
+        old = self._transaction_obj
+        if old is not None and old in session:
+            session.expunge(old)  # moved to a new id by the database
         self.transaction_id = tx_id
         self._transaction_values = values
         self._transaction_obj = None
