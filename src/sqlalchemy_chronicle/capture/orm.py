@@ -151,6 +151,9 @@ class OrmCapture:
             if any(plugins.is_session_modified(session)):
                 uow.create_transaction(session)
             plugins.before_flush(uow, session)
+        native = self.manager.native
+        if native.active:
+            native.before_flush(uow, session)
 
     def after_flush(self, session: Session, flush_context: Any) -> None:
         uow: UnitOfWork | None = session.info.get(self.info_key)
@@ -176,8 +179,11 @@ class OrmCapture:
         uow: UnitOfWork | None = execution_options.get(self.info_key)
         if uow is None or uow.closed or not self._enabled():
             return None
-        spec = self.manager.association_spec(statement.table)  # type: ignore[attr-defined]
-        return None if spec is None else (uow, spec)
+        table = statement.table  # type: ignore[attr-defined]
+        spec = self.manager.association_spec(table)
+        if spec is None or self.manager.native.is_native(table):
+            return None  # not versioned, or versioned by triggers
+        return (uow, spec)
 
     def before_execute(
         self,

@@ -46,6 +46,7 @@ from ..exc import ConfigurationError
 from .context import current_context
 from .sql import key_in, ordered
 from .statements import CHUNK_PARAMS, OP, WriteStatements, chunks, statements_for
+from .transaction_ids import transaction_row_params
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
     from ..hooks import PluginCollection
     from ..schema.models import VersionedModel
     from ..schema.tables import VersionTableSpec
+    from .native.postgresql import NativeCapture
 
 
 __all__ = ["CHUNK_PARAMS", "CaptureConfig", "UnitOfWork"]
@@ -66,6 +68,8 @@ class CaptureConfig(Protocol):
 
     plugins: PluginCollection
     association_tables: set[sa.Table]
+    #: The trigger backend (PostgreSQL), for models with ``native_versioning``.
+    native: NativeCapture
 
     @property
     def transaction_table(self) -> sa.Table: ...
@@ -158,6 +162,8 @@ class UnitOfWork:
         self.closed = False
         #: The parent classes whose versions the flush being processed writes.
         self.changed_entities: set[type] = set()
+        #: The flush being processed changed rows that triggers version.
+        self._native_changes = False
 
     @property
     def connection(self) -> Connection | None:
@@ -220,7 +226,9 @@ class UnitOfWork:
             values = self._transaction_row_values(session)
         # The values as parameters: the compiled INSERT is found in the cache.
         table = self.manager.transaction_table
-        result = connection.execute(sa.insert(table), values)
+        result = connection.execute(
+            sa.insert(table), transaction_row_params(connection, table, values)
+        )
         return self._opened(session, int(result.inserted_primary_key[0]), values)  # type: ignore[index]
 
     def _transaction_row_values(self, session: Session) -> dict[str, Any]:
@@ -250,12 +258,29 @@ class UnitOfWork:
                 raise _unstored_meta(context.meta)
         return values
 
+    @property
+    def transaction_values(self) -> dict[str, Any]:
+        """The column values of this transaction's row (empty before it is written)."""
+        return dict(self._transaction_values)
+
+    def adopt_transaction(self, tx_id: int, values: dict[str, Any], session: Session) -> None:
+        """Take note of the transaction row the database wrote (triggers), id ``tx_id``."""
+        old = self._transaction_obj
+        if old is not None and old in session:
+            session.expunge(old)  # moved to a new id by the database
+        self.transaction_id = tx_id
+        self._transaction_values = values
+        self._transaction_obj = None
+
     def _opened(self, session: Session, tx_id: int, values: dict[str, Any]) -> int:
         """Take note that this transaction's row was written, with id ``tx_id``."""
         self.transaction_id = tx_id
         self._transaction_values = values
         self._transaction_obj = None
         self._pending_values = None
+        native = self.manager.native
+        if native.active and self._connection is not None:
+            native.transaction_opened(self._connection, tx_id)
         context = current_context()
         if context is not None and context.meta:
             plugins = self.manager.plugins
@@ -380,6 +405,9 @@ class UnitOfWork:
         key_of = self._key
         update = Operation.UPDATE
         for model, state, op in self._changes:
+            if model.options.native_versioning:
+                self._native_changes = True  # written by the database's triggers
+                continue
             if op is update and not changed(model, state):
                 continue
             for spec, keys, positions in model.key_sources:
@@ -421,8 +449,11 @@ class UnitOfWork:
             return
         mapper = self._changes[0][0].mapper
         self.changed_entities = set()
+        self._native_changes = False
         plans = self._plan()
         self._changes.clear()
+        if self._native_changes:
+            self.manager.native.after_flush(self, session)
         if not plans:
             return
         connection = self._connection_for(session, mapper)
@@ -547,7 +578,9 @@ class UnitOfWork:
         """
         table = self.manager.transaction_table
         values = dict(self._transaction_values)
-        result = connection.execute(sa.insert(table), values)
+        result = connection.execute(
+            sa.insert(table), transaction_row_params(connection, table, values)
+        )
         new_id = int(result.inserted_primary_key[0])  # type: ignore[index]
         specs = {spec.version: spec for spec in self._written_specs.values()}
         for table in self.manager.association_tables:
