@@ -14,7 +14,6 @@ from sqlalchemy_chronicle import (
     ChronicleError,
     ConfigurationError,
     IndexLayout,
-    NotSupportedError,
     Operation,
     VersioningManager,
     end_tx_column_name,
@@ -535,24 +534,6 @@ def test_schema_option_on_postgresql(db, base):
     assert [r["name"] for r in db.rows("chronicle_history.article_version",
                                         order_by="transaction_id")] == ["v1", "v2", "v3"]
     assert [v.name for v in article.versions] == ["v1", "v2", "v3"]
-
-
-# -- native_versioning -----------------------------------------------------------------
-
-
-def test_native_versioning_per_class_is_not_supported(base, manager):
-    define_article(base, {"native_versioning": True})
-    with pytest.raises(NotSupportedError) as err:
-        orm.configure_mappers()
-    assert "native_versioning" in str(err.value) and "Article" in str(err.value)
-    assert isinstance(err.value, ChronicleError) and isinstance(err.value, NotImplementedError)
-
-
-@pytest.mark.versioning(options={"native_versioning": True})
-def test_native_versioning_global_is_not_supported(base, manager):
-    define_article(base)
-    with pytest.raises(NotSupportedError, match="native_versioning"):
-        orm.configure_mappers()
 
 
 # -- validation of __versioned__ -------------------------------------------------------

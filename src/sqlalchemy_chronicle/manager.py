@@ -16,10 +16,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event, orm
 
+from .capture.native.postgresql import NativeCapture
 from .capture.orm import OrmCapture
 from .capture.unit_of_work import UnitOfWork
 from .config import ClassOptions, OptionsDict, resolve_options
-from .exc import ClassNotVersioned, ConfigurationError, ImproperlyConfigured, NotSupportedError
+from .exc import ClassNotVersioned, ConfigurationError, ImproperlyConfigured
 from .hooks import PluginCollection
 from .read.transaction import TransactionBase
 from .read.version import VersionClassBase, forget_links
@@ -96,6 +97,8 @@ class VersioningManager:
         self.transaction_class_name = transaction_class_name
         self.transaction_table_name = transaction_table_name
         self._capture = OrmCapture(self, lambda: bool(self.options["versioning"]))
+        #: The trigger backend, for models with ``native_versioning=True`` (PostgreSQL).
+        self.native = NativeCapture(self)
         self._installed = False
         self.reset()
 
@@ -123,6 +126,7 @@ class VersioningManager:
         self._association_specs: dict[sa.Table, VersionTableSpec] = {}
         self._unversioned: set[type] = set()
         self._building = False
+        self.native.uninstall()
 
     @property
     def plugins(self) -> PluginCollection:
@@ -213,6 +217,7 @@ class VersioningManager:
                     event.remove(target, name, fn)
             self._installed = False
         self._capture.uninstall()
+        self.native.uninstall()
 
     def _instrument_class(self, mapper: orm.Mapper[Any], cls: type) -> None:
         versioned = getattr(cls, "__versioned__", None)
@@ -264,11 +269,6 @@ class VersioningManager:
                             f"{cls.__name__}.__versioned__ option {option_name!r} names "
                             f"{key!r}, which is not an attribute of {cls.__name__}."
                         )
-            if options.native_versioning:
-                raise NotSupportedError(
-                    f"{cls.__name__}: the option 'native_versioning' (PostgreSQL triggers) is "
-                    f"not supported yet by this release; remove it to use ORM versioning."
-                )
             if not mapper.primary_key:
                 raise ConfigurationError(
                     f"Versioned model {cls.__name__} has no primary key; a version table needs one."
@@ -414,6 +414,8 @@ class VersioningManager:
             models.append(model)
 
         for model in models:
+            if model.options.native_versioning:
+                self.native.add_model(model)
             self._build_association_tables(model)
         for model in models:
             options = model.options
@@ -476,6 +478,8 @@ class VersioningManager:
                 association=True,
             )
             self._association_specs[table] = spec
+            if model.options.native_versioning:
+                self.native.add_association(spec, f"{model.name}.{rel.key}")
             self.association_tables.add(table)
             self.association_version_tables.add(spec.version)
             self._capture.watch_statements()

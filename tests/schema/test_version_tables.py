@@ -57,10 +57,11 @@ def test_version_table_in_metadata(base, manager):
         assert column.server_onupdate is None, column.name
         assert not column.unique, column.name
         assert not column.foreign_keys, column.name
-        if column.name in ARTICLE_COLUMNS:
+        if column.primary_key:
             assert column.autoincrement is False, column.name
         if column.name not in ("id", "transaction_id", "operation_type"):
             assert column.nullable, column.name
+    assert table.autoincrement_column is None
     assert not table.foreign_key_constraints
     assert not [c for c in table.constraints if isinstance(c, sa.UniqueConstraint)]
     assert isinstance(table.c.transaction_id.type, sa.BigInteger)

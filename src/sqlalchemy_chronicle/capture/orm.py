@@ -12,7 +12,7 @@ import itertools
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy import event
+from sqlalchemy import event, orm
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import instrumentation
 
@@ -130,9 +130,14 @@ class OrmCapture:
         called on every assignment.
         """
         manager = instrumentation.manager_of_class(attribute.class_)
+        key = attribute.key
         for class_manager in (manager, *manager.subclass_managers(True)):  # type: ignore[no-untyped-call]
-            if attribute.key in class_manager:
-                class_manager[attribute.key].impl.active_history = True
+            # A concrete subclass maps its own columns; the ones it does not have are
+            # proxies there (ConcreteInheritedProperty), with no history to keep.
+            if key in class_manager and isinstance(
+                class_manager.mapper.attrs.get(key), orm.ColumnProperty
+            ):
+                class_manager[key].impl.active_history = True
 
     # -- session events --------------------------------------------------------------
 
@@ -146,6 +151,9 @@ class OrmCapture:
             if any(plugins.is_session_modified(session)):
                 uow.create_transaction(session)
             plugins.before_flush(uow, session)
+        native = self.manager.native
+        if native.active:
+            native.before_flush(uow, session)
 
     def after_flush(self, session: Session, flush_context: Any) -> None:
         uow: UnitOfWork | None = session.info.get(self.info_key)
@@ -171,8 +179,11 @@ class OrmCapture:
         uow: UnitOfWork | None = execution_options.get(self.info_key)
         if uow is None or uow.closed or not self._enabled():
             return None
-        spec = self.manager.association_spec(statement.table)  # type: ignore[attr-defined]
-        return None if spec is None else (uow, spec)
+        table = statement.table  # type: ignore[attr-defined]
+        spec = self.manager.association_spec(table)
+        if spec is None or self.manager.native.is_native(table):
+            return None  # not versioned, or versioned by triggers
+        return (uow, spec)
 
     def before_execute(
         self,

@@ -43,7 +43,6 @@ from sqlalchemy.orm import util as orm_util
 
 from ..config import Operation
 from ..exc import ConfigurationError
-from ..schema.tables import INFO_KEY
 from .context import current_context
 from .sql import key_in, ordered
 from .statements import CHUNK_PARAMS, OP, WriteStatements, chunks, statements_for
@@ -56,6 +55,7 @@ if TYPE_CHECKING:
     from ..hooks import PluginCollection
     from ..schema.models import VersionedModel
     from ..schema.tables import VersionTableSpec
+    from .native.postgresql import NativeCapture
 
 
 __all__ = ["CHUNK_PARAMS", "CaptureConfig", "UnitOfWork"]
@@ -67,6 +67,9 @@ class CaptureConfig(Protocol):
     """What the write path needs from the versioning manager."""
 
     plugins: PluginCollection
+    association_tables: set[sa.Table]
+    #: The trigger backend (PostgreSQL), for models with ``native_versioning``.
+    native: NativeCapture
 
     @property
     def transaction_table(self) -> sa.Table: ...
@@ -159,6 +162,8 @@ class UnitOfWork:
         self.closed = False
         #: The parent classes whose versions the flush being processed writes.
         self.changed_entities: set[type] = set()
+        #: The flush being processed changed rows that triggers version.
+        self._native_changes = False
 
     @property
     def connection(self) -> Connection | None:
@@ -253,12 +258,29 @@ class UnitOfWork:
                 raise _unstored_meta(context.meta)
         return values
 
+    @property
+    def transaction_values(self) -> dict[str, Any]:
+        """The column values of this transaction's row (empty before it is written)."""
+        return dict(self._transaction_values)
+
+    def adopt_transaction(self, tx_id: int, values: dict[str, Any], session: Session) -> None:
+        """Take note of the transaction row the database wrote (triggers), id ``tx_id``."""
+        old = self._transaction_obj
+        if old is not None and old in session:
+            session.expunge(old)  # moved to a new id by the database
+        self.transaction_id = tx_id
+        self._transaction_values = values
+        self._transaction_obj = None
+
     def _opened(self, session: Session, tx_id: int, values: dict[str, Any]) -> int:
         """Take note that this transaction's row was written, with id ``tx_id``."""
         self.transaction_id = tx_id
         self._transaction_values = values
         self._transaction_obj = None
         self._pending_values = None
+        native = self.manager.native
+        if native.active and self._connection is not None:
+            native.transaction_opened(self._connection, tx_id)
         context = current_context()
         if context is not None and context.meta:
             plugins = self.manager.plugins
@@ -383,6 +405,9 @@ class UnitOfWork:
         key_of = self._key
         update = Operation.UPDATE
         for model, state, op in self._changes:
+            if model.options.native_versioning:
+                self._native_changes = True  # written by the database's triggers
+                continue
             if op is update and not changed(model, state):
                 continue
             for spec, keys, positions in model.key_sources:
@@ -424,8 +449,11 @@ class UnitOfWork:
             return
         mapper = self._changes[0][0].mapper
         self.changed_entities = set()
+        self._native_changes = False
         plans = self._plan()
         self._changes.clear()
+        if self._native_changes:
+            self.manager.native.after_flush(self, session)
         if not plans:
             return
         connection = self._connection_for(session, mapper)
@@ -555,10 +583,10 @@ class UnitOfWork:
         )
         new_id = int(result.inserted_primary_key[0])  # type: ignore[index]
         specs = {spec.version: spec for spec in self._written_specs.values()}
-        for version in self._association_touched:
-            spec = self.manager.association_spec(version.info[INFO_KEY]["parent"])
-            if spec is not None:
-                specs[version] = spec
+        for table in self.manager.association_tables:
+            spec = self.manager.association_spec(table)
+            if spec is not None and spec.version in self._association_touched:
+                specs[spec.version] = spec
         for spec in specs.values():
             connection.execute(
                 sa.update(spec.version).where(spec.tx == old_id).values({spec.tx: new_id})
