@@ -10,6 +10,7 @@ connection, concurrent transactions, and the DDL itself.
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -291,10 +292,14 @@ def inheritance(session: orm.Session, m: Models) -> None:
 
 
 def composite_keys_schemas_and_odd_names(session: orm.Session, m: Models) -> None:
-    session.add_all([
-        m.Pair(left=1, right="a", value="x"), m.Pair(left=1, right="b", value="y"),
-        m.Remote(id=1, value="r"), m.Odd(id=1, value="o"),
-    ])
+    session.add_all(
+        [
+            m.Pair(left=1, right="a", value="x"),
+            m.Pair(left=1, right="b", value="y"),
+            m.Remote(id=1, value="r"),
+            m.Odd(id=1, value="o"),
+        ]
+    )
     session.commit()
     session.get(m.Pair, (1, "a")).value = "x2"
     session.get(m.Remote, 1).value = "r2"
@@ -383,3 +388,175 @@ def test_a_flush_on_another_database_is_refused_and_writes_nothing(engine):
         metadata.drop_all(engine)
     finally:
         remove_versioning(manager=manager)
+
+
+# -- what only triggers see --------------------------------------------------------------
+
+
+def article_history(engine: sa.Engine, article_id: int = 1) -> list[tuple[Any, ...]]:
+    """(name, operation, transaction id, end transaction id) of each version."""
+    with engine.connect() as conn:
+        return [
+            tuple(row)
+            for row in conn.execute(
+                sa.text(
+                    "SELECT name, operation_type, transaction_id, end_transaction_id "
+                    "FROM article_version WHERE id = :id ORDER BY transaction_id"
+                ),
+                {"id": article_id},
+            )
+        ]
+
+
+def transactions(engine: sa.Engine) -> list[tuple[Any, ...]]:
+    with engine.connect() as conn:
+        return [
+            tuple(row)
+            for row in conn.execute(
+                sa.text('SELECT id, remote_addr FROM "transaction" ORDER BY id')
+            )
+        ]
+
+
+def assert_chained(history: list[tuple[Any, ...]]) -> None:
+    """Each version's end is the next one's start; the last is open."""
+    for version, following in itertools.pairwise(history):
+        assert version[3] == following[2], history
+    assert history[-1][3] is None, history
+
+
+@pg_only
+def test_raw_sql_before_any_flush_is_versioned_with_the_context(engine):
+    with versioned(engine, native=True):
+        with orm.Session(engine) as session:
+            with versioning_context(remote_addr="10.1.1.1", reason="script"):
+                session.execute(sa.text("INSERT INTO article (id, name) VALUES (1, 'a')"))
+                session.execute(sa.text("UPDATE article SET name = 'b' WHERE id = 1"))
+                session.commit()
+            session.execute(sa.text("UPDATE article SET views = 5"))  # excluded only
+            session.commit()
+            session.execute(sa.text("DELETE FROM article"))
+            session.commit()
+        history = article_history(engine)
+        assert [(n, op) for n, op, _, _ in history] == [("b", 0), ("b", 2)]
+        assert_chained(history)
+        txs = transactions(engine)
+        assert [addr for _, addr in txs] == ["10.1.1.1", None]
+        with engine.connect() as conn:
+            meta = conn.execute(sa.text("SELECT transaction_id, key, value FROM transaction_meta"))
+            assert [tuple(r) for r in meta] == [(txs[0][0], "reason", "script")]
+            changes = conn.execute(
+                sa.text("SELECT transaction_id, entity_name FROM transaction_changes ORDER BY 1")
+            )
+            assert [tuple(r) for r in changes] == [(txs[0][0], "Article"), (txs[1][0], "Article")]
+
+
+@pg_only
+def test_core_statements_on_a_plain_connection_are_versioned(engine):
+    with versioned(engine, native=True) as m:
+        table = m.Article.__table__
+        with versioning_context(remote_addr="10.2.2.2"), engine.begin() as conn:
+            conn.execute(sa.insert(table), [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}])
+            conn.execute(sa.update(table).where(table.c.id == 1).values(name="a2"))
+        with engine.begin() as conn:
+            conn.execute(sa.delete(table).where(table.c.id == 2))
+        assert [(n, op) for n, op, _, _ in article_history(engine, 1)] == [("a2", 0)]
+        assert [(n, op) for n, op, _, _ in article_history(engine, 2)] == [("b", 0), ("b", 2)]
+        assert_chained(article_history(engine, 2))
+        assert [addr for _, addr in transactions(engine)] == ["10.2.2.2", None]
+
+
+@pg_only
+def test_orm_bulk_statements_are_versioned(engine):
+    with versioned(engine, native=True) as m:
+        with orm.Session(engine) as session:
+            session.execute(sa.insert(m.Article), [{"id": i, "name": f"n{i}"} for i in (1, 2, 3)])
+            session.commit()
+            session.execute(sa.update(m.Article).where(m.Article.id < 3).values(name="bulk"))
+            session.commit()
+            session.execute(sa.delete(m.Article).where(m.Article.id == 3))
+            session.commit()
+        assert [(n, op) for n, op, _, _ in article_history(engine, 1)] == [("n1", 0), ("bulk", 1)]
+        assert [(n, op) for n, op, _, _ in article_history(engine, 3)] == [("n3", 0), ("n3", 2)]
+        for article_id in (1, 2, 3):
+            assert_chained(article_history(engine, article_id))
+        assert len(transactions(engine)) == 3
+
+
+@pg_only
+def test_raw_sql_and_a_flush_share_one_transaction_row(engine):
+    with versioned(engine, native=True) as m:
+        with orm.Session(engine) as session:
+            session.execute(sa.text("INSERT INTO article (id, name) VALUES (1, 'raw')"))
+            session.add(m.Article(id=2, name="orm"))
+            session.flush()
+            uow = m.manager.unit_of_work(session)
+            tx = uow.current_transaction
+            session.execute(sa.text("UPDATE article SET name = 'raw2' WHERE id = 1"))
+            session.commit()
+            assert [tx_id for tx_id, _ in transactions(engine)] == [tx.id]
+            assert [c.entity_name for c in tx.changes] == ["Article"]
+        assert [r[2] for r in article_history(engine, 1)] == [tx.id]
+        assert [r[2] for r in article_history(engine, 2)] == [tx.id]
+
+
+@pg_only
+def test_the_orm_reads_history_written_by_triggers(engine):
+    with versioned(engine, native=True) as m, orm.Session(engine) as session:
+        session.execute(sa.text("INSERT INTO article (id, name) VALUES (1, 'a')"))
+        session.commit()
+        session.execute(sa.text("UPDATE article SET name = 'b' WHERE id = 1"))
+        session.commit()
+        article = session.get(m.Article, 1)
+        names = [v.name for v in article.versions]
+        assert names == ["a", "b"]
+        assert article.versions[1].changeset == {"name": ["a", "b"]}
+        article.versions[0].revert()
+        session.commit()
+        assert session.get(m.Article, 1).name == "a"
+        assert [v.name for v in session.get(m.Article, 1).versions] == ["a", "b", "a"]
+
+
+@pg_only
+def test_two_concurrent_transactions_keep_unbroken_chains(engine):
+    with versioned(engine, native=True) as m:
+        with orm.Session(engine) as session:
+            session.add_all([m.Article(id=1, name="a"), m.Article(id=2, name="b")])
+            session.commit()
+        with engine.connect() as first, engine.connect() as second:
+            first_tx = first.begin()
+            first.execute(sa.text("UPDATE article SET name = 'a1' WHERE id = 1"))  # takes its id
+            with second.begin():
+                second.execute(sa.text("UPDATE article SET name = 'b2' WHERE id = 2"))
+            # The first transaction now versions a row the newer one versioned.
+            first.execute(sa.text("UPDATE article SET name = 'b1' WHERE id = 2"))
+            first_tx.commit()
+        for article_id in (1, 2):
+            assert_chained(article_history(engine, article_id))
+        assert [name for name, *_ in article_history(engine, 2)] == ["b", "b2", "b1"]
+        with engine.connect() as conn:
+            ids = conn.scalars(sa.text('SELECT id FROM "transaction" ORDER BY id')).all()
+            changes = conn.execute(sa.text("SELECT transaction_id FROM transaction_changes"))
+            assert sorted(r[0] for r in changes) == ids  # moved with the transaction
+        assert len(ids) == 3
+
+
+@pg_only
+def test_a_flush_after_a_move_to_a_new_id_sees_the_new_transaction(engine):
+    with versioned(engine, native=True) as m:
+        with orm.Session(engine) as session:
+            session.add_all([m.Article(id=1, name="a"), m.Article(id=2, name="b")])
+            session.commit()
+            session.get(m.Article, 1).name = "a1"
+            session.flush()
+            uow = m.manager.unit_of_work(session)
+            early = uow.transaction_id
+            with engine.begin() as other:
+                other.execute(sa.text("UPDATE article SET name = 'b2' WHERE id = 2"))
+            session.get(m.Article, 2).name = "b1"
+            session.flush()
+            assert uow.transaction_id > early
+            assert uow.current_transaction.id == uow.transaction_id
+            session.commit()
+        for article_id in (1, 2):
+            assert_chained(article_history(engine, article_id))

@@ -9,6 +9,7 @@ so a test can change a model between two commands.
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -22,13 +23,16 @@ from alembic.script import ScriptDirectory
 
 from sqlalchemy_chronicle import remove_versioning
 
-#: What docs/migrations.md tells a user to put in env.py (tests/test_docs* keep them equal).
-ENV_LINES = """\
-import {module} as models
-from sqlalchemy_chronicle.integrations.alembic import versioned_metadata
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "migrations.md"
 
-target_metadata = versioned_metadata(models.Base.metadata)
-"""
+
+def docs_env_lines() -> str:
+    """The lines docs/migrations.md tells a user to put in env.py (its ``<!-- env.py -->``
+    block), with ``myapp.models`` as a placeholder for the models module."""
+    match = re.search(r"<!-- env.py -->\n```python\n(.*?)^```", DOCS.read_text(), re.S | re.M)
+    assert match is not None, "docs/migrations.md lost its env.py block"
+    return match.group(1)
+
 
 #: Alembic options for a project whose models live in several schemas: compare only the
 #: schemas of the models (a server holds other schemas and databases too).
@@ -55,7 +59,8 @@ class Project:
         env = root / "migrations" / "env.py"
         source = env.read_text()
         assert "target_metadata = None\n" in source
-        source = source.replace("target_metadata = None\n", ENV_LINES.format(module=module))
+        lines = docs_env_lines().replace("myapp.models", module)
+        source = source.replace("target_metadata = None\n", lines)
         if schemas:
             source = source.replace(
                 "target_metadata=target_metadata\n",

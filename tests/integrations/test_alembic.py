@@ -405,3 +405,76 @@ def test_turning_versioning_on_for_a_table_with_data_backfills_it(project, engin
     assert "article_version" not in table_names(engine)
     p.upgrade()
     assert len(versions(engine, "id")) == 2  # backfilled again, from the live rows
+
+
+CONTINUUM_MODELS = """\
+import sqlalchemy as sa
+from sqlalchemy import orm
+from sqlalchemy.orm import Mapped, mapped_column
+
+from {library} import make_versioned
+
+make_versioned(user_cls=None)
+
+
+class Base(orm.DeclarativeBase):
+    pass
+
+
+article_tag = sa.Table(
+    "article_tag",
+    Base.metadata,
+    sa.Column("article_id", sa.ForeignKey("article.id"), primary_key=True),
+    sa.Column("tag_id", sa.ForeignKey("tag.id"), primary_key=True),
+)
+
+
+class Article(Base):
+    __tablename__ = "article"
+    __versioned__ = {{}}
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    name: Mapped[str | None] = mapped_column(sa.Unicode(255))
+    content: Mapped[str | None] = mapped_column(sa.UnicodeText)
+    tags = orm.relationship("Tag", secondary=article_tag)
+
+
+class Tag(Base):
+    __tablename__ = "tag"
+    __versioned__ = {{}}
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    name: Mapped[str | None] = mapped_column(sa.Unicode(255))
+"""
+
+CONTINUUM_WRITES = """
+import sys
+sa.orm.configure_mappers()
+engine = sa.create_engine(sys.argv[1])
+Base.metadata.create_all(engine)
+with orm.Session(engine) as session:
+    article = Article(name="a", content="c", tags=[Tag(name="t")])
+    session.add(article)
+    session.commit()
+    article.name = "b"
+    session.commit()
+"""
+
+
+def test_tables_created_by_continuum_autogenerate_nothing(project, engine, db_name, tmp_path):
+    """A Continuum user points Alembic at the same tables: nothing to migrate."""
+    pytest.importorskip("sqlalchemy_continuum")
+    script = tmp_path / "continuum_app.py"
+    script.write_text(CONTINUUM_MODELS.format(library="sqlalchemy_continuum") + CONTINUUM_WRITES)
+    url = engine.url.render_as_string(hide_password=False)
+    subprocess.run([sys.executable, "-W", "error", str(script), url], check=True)
+    assert {"article_version", "article_tag_version", "transaction"} <= table_names(engine)
+
+    p = project()
+    models = CONTINUUM_MODELS.format(library="sqlalchemy_chronicle").replace(
+        "make_versioned(user_cls=None)",
+        "from sqlalchemy_chronicle import VersioningManager\n\n"
+        "manager = VersioningManager()\nmake_versioned(user_cls=None, manager=manager)",
+    )
+    p.write_models(models)
+    p.check()  # what `alembic check` says after the switch: nothing to do
+    source = p.autogenerate("after the switch")
+    assert "op." not in source  # the migration Alembic writes is empty

@@ -46,6 +46,7 @@ from ..exc import ConfigurationError
 from .context import current_context
 from .sql import key_in, ordered
 from .statements import CHUNK_PARAMS, OP, WriteStatements, chunks, statements_for
+from .transaction_ids import transaction_row_params
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -225,7 +226,9 @@ class UnitOfWork:
             values = self._transaction_row_values(session)
         # The values as parameters: the compiled INSERT is found in the cache.
         table = self.manager.transaction_table
-        result = connection.execute(sa.insert(table), values)
+        result = connection.execute(
+            sa.insert(table), transaction_row_params(connection, table, values)
+        )
         return self._opened(session, int(result.inserted_primary_key[0]), values)  # type: ignore[index]
 
     def _transaction_row_values(self, session: Session) -> dict[str, Any]:
@@ -255,8 +258,16 @@ class UnitOfWork:
                 raise _unstored_meta(context.meta)
         return values
 
-    def adopt_transaction(self, tx_id: int, values: dict[str, Any]) -> None:
+    @property
+    def transaction_values(self) -> dict[str, Any]:
+        """The column values of this transaction's row (empty before it is written)."""
+        return dict(self._transaction_values)
+
+    def adopt_transaction(self, tx_id: int, values: dict[str, Any], session: Session) -> None:
         """Take note of the transaction row the database wrote (triggers), id ``tx_id``."""
+        old = self._transaction_obj
+        if old is not None and old in session:
+            session.expunge(old)  # moved to a new id by the database
         self.transaction_id = tx_id
         self._transaction_values = values
         self._transaction_obj = None
@@ -567,7 +578,9 @@ class UnitOfWork:
         """
         table = self.manager.transaction_table
         values = dict(self._transaction_values)
-        result = connection.execute(sa.insert(table), values)
+        result = connection.execute(
+            sa.insert(table), transaction_row_params(connection, table, values)
+        )
         new_id = int(result.inserted_primary_key[0])  # type: ignore[index]
         specs = {spec.version: spec for spec in self._written_specs.values()}
         for table in self.manager.association_tables:

@@ -70,6 +70,7 @@ A new object in the same flush
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -313,23 +314,46 @@ class ActivityBase:
         return f"<{type(self).__name__} {' '.join(parts)}>"
 
 
+class _JSONText(sa.types.TypeDecorator[Any]):
+    """JSON kept in a text column, as Continuum's ``activity.data`` is on every database
+    but PostgreSQL (where it is JSON)."""
+
+    impl = sa.UnicodeText
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> str | None:
+        return None if value is None else json.dumps(value)
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> Any:
+        return None if value is None else json.loads(value)
+
+
+# The column types of Continuum's activity table, so that Alembic finds a table that
+# Continuum created equal (its BigInteger is INTEGER on SQLite, as TX_ID_TYPE).
+_DATA_TYPE = sa.JSON().with_variant(_JSONText(), "sqlite", "mysql", "mariadb")
+
+
 def _build_activity_table(
     metadata: sa.MetaData, name: str = "activity", schema: str | None = None
 ) -> sa.Table:
     """The ``activity`` table, with SQLAlchemy-Continuum's columns."""
     columns: list[sa.Column[Any]] = [
-        # BIGSERIAL on PostgreSQL (sequence activity_id_seq, as Continuum's), AUTO_INCREMENT
-        # on MySQL/MariaDB, the row id on SQLite.
-        sa.Column("id", TX_ID_TYPE, primary_key=True, autoincrement=True),
+        # Ids from the sequence <name>_id_seq named in each INSERT, as in Continuum, whose
+        # tables give the column no default (no SERIAL, no AUTO_INCREMENT); the row id on
+        # SQLite. See build_transaction_table.
+        sa.Column(
+            "id", TX_ID_TYPE, sa.Sequence(f"{name}_id_seq", schema=schema),
+            primary_key=True, autoincrement=True,
+        ),
         sa.Column("verb", sa.Unicode(255)),
-        sa.Column("transaction_id", sa.BigInteger, nullable=False, index=True),
-        sa.Column("data", sa.JSON),
+        sa.Column("transaction_id", TX_ID_TYPE, nullable=False, index=True),
+        sa.Column("data", _DATA_TYPE),
     ]
     for role in _ROLES:
         columns += [
             sa.Column(f"{role}_type", sa.String(255)),
-            sa.Column(f"{role}_id", sa.BigInteger),
-            sa.Column(f"{role}_tx_id", sa.BigInteger),
+            sa.Column(f"{role}_id", TX_ID_TYPE),
+            sa.Column(f"{role}_tx_id", TX_ID_TYPE),
         ]
     return sa.Table(name, metadata, *columns, schema=schema)
 

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import orm
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.schema import ExecutableDDLElement
 
 from ..config import ClassOptions, IndexLayout, Strategy
 from ..exc import ConfigurationError
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MOD_COLUMN_INFO_KEY",
     "TX_ID_TYPE",
+    "IdDefaultFromSequence",
     "TableBuilder",
     "VersionTableSpec",
     "as_utc_naive",
@@ -265,10 +268,16 @@ def build_transaction_table(
     extra_columns: Sequence[sa.Column[Any]] = (),
 ) -> sa.Table:
     """Build the transaction table: one row per database transaction that versioned data."""
+    # Ids come from the sequence <name>_id_seq, named in each INSERT, as in
+    # SQLAlchemy-Continuum, whose tables give the column no default of its own (no SERIAL,
+    # no AUTO_INCREMENT): so the tables it created take our rows unchanged. Databases
+    # without sequences ignore it (SQLite: rowid). Tables an earlier sqlalchemy-chronicle
+    # created have the same sequence on PostgreSQL (BIGSERIAL names it so); on MariaDB
+    # they have AUTO_INCREMENT and no sequence, which the write path detects
+    # (capture/transaction_ids.py).
+    sequence = sa.Sequence(f"{name}_id_seq", schema=schema)
     columns: list[sa.Column[Any]] = [
-        # BIGSERIAL on PostgreSQL (its sequence is named transaction_id_seq, as
-        # SQLAlchemy-Continuum's), AUTO_INCREMENT on MySQL/MariaDB, rowid on SQLite.
-        sa.Column("id", TX_ID_TYPE, primary_key=True, autoincrement=True),
+        sa.Column("id", TX_ID_TYPE, sequence, primary_key=True, autoincrement=True),
         # Naive UTC (see as_utc_naive), written by the capture from Python's clock.
         sa.Column("issued_at", sa.DateTime),
     ]
@@ -277,4 +286,37 @@ def build_transaction_table(
     if user_pk is not None:
         columns.append(sa.Column("user_id", user_pk.type, sa.ForeignKey(user_pk), index=True))
     columns.extend(extra_columns)
-    return sa.Table(name, metadata, *columns, schema=schema)
+    table = sa.Table(name, metadata, *columns, schema=schema)
+    # On PostgreSQL the column also takes its default from the sequence, as the BIGSERIAL
+    # of earlier versions did: SQL that inserts transaction rows itself (triggers, a
+    # hand-written INSERT) needs no id. Alembic ignores server defaults of an
+    # autoincrementing primary key on PostgreSQL, so autogenerate still finds Continuum's
+    # tables (no default) equal. Not on MariaDB: Alembic would report the default there,
+    # against Continuum's tables, when compare_server_default is on.
+    sa.event.listen(
+        table, "after_create", IdDefaultFromSequence(table.c.id).execute_if(dialect="postgresql")
+    )
+    return table
+
+
+class IdDefaultFromSequence(ExecutableDDLElement):
+    """``ALTER TABLE ... SET DEFAULT nextval(...)`` for a column with a ``Sequence``
+    (PostgreSQL only)."""
+
+    inherit_cache = False
+
+    def __init__(self, column: sa.Column[Any]) -> None:
+        assert isinstance(column.default, sa.Sequence)
+        self.column = column
+        self.sequence = column.default
+
+
+@compiles(IdDefaultFromSequence, "postgresql")
+def _compile_id_default(element: IdDefaultFromSequence, compiler: Any, **kw: Any) -> str:
+    preparer = compiler.preparer
+    column = element.column
+    next_value = compiler.sql_compiler.process(element.sequence.next_value())
+    return (
+        f"ALTER TABLE {preparer.format_table(column.table)} "
+        f"ALTER COLUMN {preparer.format_column(column)} SET DEFAULT {next_value}"
+    )

@@ -23,6 +23,7 @@ its schema.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -43,12 +44,15 @@ __all__ = [
     "GUC_CONTEXT",
     "GUC_META",
     "GUC_TRANSACTION_ID",
+    "GUC_WRITTEN",
     "TRIGGER_EVENTS",
     "CreateAuditFunction",
     "CreateAuditTrigger",
+    "CreateRestampFunction",
     "CreateTransactionFunction",
     "DropAuditFunction",
     "DropAuditTrigger",
+    "DropRestampFunction",
     "DropTransactionFunction",
     "TriggerSpec",
     "audit_function_name",
@@ -62,6 +66,9 @@ __all__ = [
 GUC_TRANSACTION_ID = "chronicle.transaction_id"
 GUC_CONTEXT = "chronicle.transaction"
 GUC_META = "chronicle.meta"
+#: The version tables the current transaction wrote, one JSON array a line:
+#: ``[table, transaction column, end transaction column]``.
+GUC_WRITTEN = "chronicle.written"
 
 #: The events each versioned table gets a trigger for (association tables: no UPDATE).
 TRIGGER_EVENTS = ("INSERT", "UPDATE", "DELETE")
@@ -73,6 +80,11 @@ CONTINUUM_TRIGGER = "%s_trigger"
 def transaction_function_name(transaction_table: sa.Table) -> str:
     """The name of the function returning the current transaction's id."""
     return f"chronicle_{transaction_table.name}_id"
+
+
+def restamp_function_name(transaction_table: sa.Table) -> str:
+    """The name of the function moving the current transaction to a new, larger id."""
+    return f"chronicle_{transaction_table.name}_restamp"
 
 
 def audit_function_name(table_name: str) -> str:
@@ -317,6 +329,145 @@ def _drop_transaction_function(
     return f"DROP FUNCTION IF EXISTS {name}(text[])"
 
 
+class CreateRestampFunction(CreateTransactionFunction):
+    """``CREATE OR REPLACE FUNCTION chronicle_<transaction>_restamp()``.
+
+    It moves the current transaction, and every version and plugin row it wrote, to
+    a new transaction id: an audit function calls it when a transaction that took
+    its id earlier meets a version written by a newer transaction, so that every
+    row's history stays in transaction order (as ``UnitOfWork._restamp`` does).
+    """
+
+
+class DropRestampFunction(DropTransactionFunction):
+    """``DROP FUNCTION IF EXISTS chronicle_<transaction>_restamp()``."""
+
+
+@compiles(CreateRestampFunction, "postgresql")
+def _create_restamp_function(
+    element: CreateRestampFunction, compiler: DDLCompiler, **kw: Any
+) -> str:
+    table = element.transaction_table
+    target = _pinned(table, compiler)
+    id_column = table.c.id
+    copied = [c for c in table.columns if c is not id_column]
+    targets = [target.c[c.name] for c in copied]
+    values: list[Any] = [target.c[c.name] for c in copied]
+    if isinstance(id_column.default, sa.Sequence):
+        targets.append(target.c.id)
+        values.append(id_column.default.next_value())
+    copy = (
+        sa.insert(target)
+        .from_select(
+            targets,
+            sa.select(*values).where(target.c.id == sa.literal_column("chronicle_old")),
+        )
+        .returning(target.c.id)
+    )
+    guc_id = _literal(compiler, GUC_TRANSACTION_ID)
+    guc_written = _literal(compiler, GUC_WRITTEN)
+    move = (
+        "'UPDATE ' || (chronicle_entry->>0)::regclass::text || ' SET ' || "
+        "quote_ident(chronicle_entry->>{i}) || ' = $1 WHERE ' || "
+        "quote_ident(chronicle_entry->>{i}) || ' = $2'"
+    )
+    lines = [
+        "DECLARE chronicle_old bigint; chronicle_new bigint; chronicle_entry json;",
+        "BEGIN",
+        f"  chronicle_old := NULLIF(current_setting({guc_id}, true), '')::bigint;",
+        "  IF chronicle_old IS NULL THEN RETURN NULL; END IF;",
+        f"  {_sql(compiler, copy)} INTO chronicle_new;",
+        "  FOR chronicle_entry IN SELECT chronicle_line::json FROM unnest(string_to_array("
+        f"rtrim(current_setting({guc_written}, true), chr(10)), chr(10))) AS chronicle_line LOOP",
+        f"    EXECUTE {move.format(i=1)} USING chronicle_new, chronicle_old;",
+        "    IF chronicle_entry->>2 IS NOT NULL THEN",
+        f"      EXECUTE {move.format(i=2)} USING chronicle_new, chronicle_old;",
+        "    END IF;",
+        "  END LOOP;",
+    ]
+    for plugin_table in (element.meta_table, element.changes_table):
+        if plugin_table is not None:
+            moved = _pinned(plugin_table, compiler)
+            lines.append(
+                "  "
+                + _sql(
+                    compiler,
+                    sa.update(moved)
+                    .where(moved.c.transaction_id == sa.literal_column("chronicle_old"))
+                    .values(transaction_id=sa.literal_column("chronicle_new")),
+                )
+                + ";"
+            )
+    delete = sa.delete(target).where(target.c.id == sa.literal_column("chronicle_old"))
+    lines += [
+        f"  {_sql(compiler, delete)};",
+        f"  PERFORM set_config({guc_id}, chronicle_new::text, true);",
+        "  RETURN chronicle_new;",
+        "END;",
+    ]
+    name = _qualified_function(compiler, table, restamp_function_name(table))
+    return (
+        f"CREATE OR REPLACE FUNCTION {name}() RETURNS bigint LANGUAGE plpgsql VOLATILE "
+        f"SET search_path = pg_catalog, pg_temp AS {_dollar_quoted(chr(10).join(lines))}"
+    )
+
+
+@compiles(DropRestampFunction, "postgresql")
+def _drop_restamp_function(element: DropRestampFunction, compiler: DDLCompiler, **kw: Any) -> str:
+    table = element.transaction_table
+    name = _qualified_function(compiler, table, restamp_function_name(table))
+    return f"DROP FUNCTION IF EXISTS {name}()"
+
+
+def _restamp_check(spec: TriggerSpec, event: str, compiler: Any) -> list[str]:
+    """plpgsql lines moving this transaction to a new id when a row it is about to
+    version has a version by a newer transaction (only when it took its id before)."""
+    version = _pinned(spec.version, compiler)
+    source = _live(spec.table, "chronicle_old" if event == "DELETE" else "chronicle_new")
+    current: Any = sa.literal_column("chronicle_current")
+    newer = sa.exists(
+        sa.select(sa.literal(1))
+        .select_from(source)
+        .join(version, sa.and_(*[version.c[v] == source.c[a] for a, v in spec.key]))
+        .where(version.c[spec.transaction_column] > current)
+    )
+    restamp = _qualified_function(
+        compiler, spec.transaction_table, restamp_function_name(spec.transaction_table)
+    )
+    guc_id = _literal(compiler, GUC_TRANSACTION_ID)
+    condition = _sql(compiler, sa.select(newer)).removeprefix("SELECT ")
+    return [
+        f"    chronicle_current := NULLIF(current_setting({guc_id}, true), '')::bigint;",
+        f"    IF chronicle_current IS NOT NULL AND {condition} THEN",
+        f"      PERFORM {restamp}();",
+        "    END IF;",
+    ]
+
+
+def _written_entries(spec: TriggerSpec, compiler: Any) -> list[str]:
+    """plpgsql lines noting in ``chronicle.written`` the version tables written."""
+    guc = _literal(compiler, GUC_WRITTEN)
+    lines = [f"  chronicle_written := COALESCE(current_setting({guc}, true), '');"]
+    for written in (spec, *[related for related, _ in spec.related]):
+        entry = _literal(
+            compiler,
+            json.dumps(
+                [
+                    _qualified_table(compiler, written.version),
+                    written.transaction_column,
+                    written.end_transaction_column,
+                ]
+            ),
+        )
+        lines += [
+            f"  IF strpos(chronicle_written, {entry}) = 0 THEN",
+            f"    chronicle_written := chronicle_written || {entry} || chr(10);",
+            f"    PERFORM set_config({guc}, chronicle_written, true);",
+            "  END IF;",
+        ]
+    return lines
+
+
 # -- the audit functions and triggers ----------------------------------------------------
 
 
@@ -514,12 +665,15 @@ def _create_audit_function_default(element: CreateAuditFunction, compiler: Any, 
 @compiles(CreateAuditFunction, "postgresql")
 def _create_audit_function(element: CreateAuditFunction, compiler: DDLCompiler, **kw: Any) -> str:
     spec = element.spec
-    lines = ["BEGIN"]
+    lines = ["DECLARE chronicle_current bigint; chronicle_written text;", "BEGIN"]
     for i, event in enumerate(spec.events):
         keyword = "IF" if i == 0 else "ELSIF"
         lines.append(f"  {keyword} TG_OP = {_literal(compiler, event)} THEN")
+        lines += _restamp_check(spec, event, compiler)
         lines.append(f"    {_version_statement(spec, event, compiler)};")
-    lines += ["  END IF;", "  RETURN NULL;", "END;"]
+    lines.append("  END IF;")
+    lines += _written_entries(spec, compiler)
+    lines += ["  RETURN NULL;", "END;"]
     name = _qualified_function(compiler, spec.table, audit_function_name(spec.table.name))
     return (
         f"CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql "

@@ -37,8 +37,10 @@ from ...schema.triggers import (
     GUC_CONTEXT,
     GUC_META,
     GUC_TRANSACTION_ID,
+    CreateRestampFunction,
     CreateTransactionFunction,
     DropAuditFunction,
+    DropRestampFunction,
     DropTransactionFunction,
     TriggerSpec,
     create_statements,
@@ -234,6 +236,7 @@ class NativeCapture:
         def after_drop(target: sa.Table, connection: Connection, **kw: Any) -> None:
             if connection.dialect.name == "postgresql":
                 connection.execute(DropTransactionFunction(target))
+                connection.execute(DropRestampFunction(target))
 
         self._add_listener(table, "after_create", after_create)
         self._add_listener(table, "after_drop", after_drop)
@@ -260,13 +263,13 @@ class NativeCapture:
     def install_transaction_function(self, connection: Connection) -> None:
         """Create (or replace) the function that gives the transaction id."""
         self._check(connection, "The transaction table")
-        connection.execute(
-            CreateTransactionFunction(
-                self.manager.transaction_table,
-                self._plugin_table("meta"),
-                self._plugin_table("changes"),
-            )
+        args = (
+            self.manager.transaction_table,
+            self._plugin_table("meta"),
+            self._plugin_table("changes"),
         )
+        connection.execute(CreateTransactionFunction(*args))
+        connection.execute(CreateRestampFunction(*args))
 
     def install(self, connection: Connection, table: sa.Table) -> None:
         """Create (or replace) the function and triggers of versioned ``table``."""
@@ -346,15 +349,18 @@ class NativeCapture:
         return None
 
     def after_flush(self, uow: UnitOfWork, session: orm.Session) -> None:
-        """Learn the id of the transaction row the triggers wrote (if any)."""
-        if uow.transaction_id is not None:
-            return
+        """Learn the id of the transaction row the triggers wrote, or moved the
+        transaction to (see ``chronicle_<transaction>_restamp``)."""
         connection = uow.connection or session.connection()
         value = connection.execute(_GET_ID, {"name": GUC_TRANSACTION_ID}).scalar()
-        if value:
+        if not value or int(value) == uow.transaction_id:
+            return
+        if uow.transaction_id is None:
             pushed = uow.info.get(_PUSHED)
             values = dict(pushed[2]) if pushed else {}
-            uow.adopt_transaction(int(value), values)
+        else:
+            values = uow.transaction_values
+        uow.adopt_transaction(int(value), values, session)
 
     def transaction_opened(self, connection: Connection, tx_id: int) -> None:
         """The ORM wrote the transaction row: the triggers use its id too."""
@@ -402,9 +408,7 @@ def _key_pairs(model: VersionedModel, i: int, j: int) -> tuple[tuple[str, str], 
     their position in the mapper's primary key."""
     specs, positions = model.specs, model.pk_positions
     at_j = {p: col.name for (col, _), p in zip(specs[j].pk, positions[j], strict=True)}
-    return tuple(
-        (col.name, at_j[p]) for (col, _), p in zip(specs[i].pk, positions[i], strict=True)
-    )
+    return tuple((col.name, at_j[p]) for (col, _), p in zip(specs[i].pk, positions[i], strict=True))
 
 
 def _owner_name(model: VersionedModel, spec: VersionTableSpec) -> str:
@@ -490,9 +494,9 @@ def create_trigger(
         transaction_table=transaction,
         association=not live.primary_key.columns,
     )
-    connection.execute(
-        CreateTransactionFunction(transaction, plugin_tables["meta"], plugin_tables["changes"])
-    )
+    args = (transaction, plugin_tables["meta"], plugin_tables["changes"])
+    connection.execute(CreateTransactionFunction(*args))
+    connection.execute(CreateRestampFunction(*args))
     for statement in create_statements(spec):
         connection.execute(statement)
 
