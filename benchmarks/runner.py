@@ -64,6 +64,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                                            DEFAULT_PG_URL))
     parser.add_argument("--rows", type=int, help="N of the insert/update/delete workloads")
     parser.add_argument("--bulk", type=int, help="rows of the one-transaction insert")
+    parser.add_argument("--backfill", type=int, help="existing rows of the backfill workload")
     parser.add_argument("--objects", type=int, help="objects of the read and revert workloads")
     parser.add_argument("--chronicle-options", type=json.loads, default=None,
                         help="JSON object passed to sqlalchemy-chronicle's "
@@ -191,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{w.name:18} {w.title}{note}")
         return 0
     sizes = Sizes.quick() if opts.quick else Sizes()
-    for key in ("rows", "bulk", "objects"):
+    for key in ("rows", "bulk", "objects", "backfill"):
         if getattr(opts, key) is not None:
             setattr(sizes, key, getattr(opts, key))
     repeat = opts.repeat or (3 if opts.quick else 5)
@@ -294,7 +295,8 @@ def render(
     out = [
         f"Sizes: N={sizes.rows} rows (commits of 100), one transaction of {sizes.bulk} rows, "
         f"{sizes.objects} objects x 10 versions for the reads and revert, {sizes.objects} "
-        f"articles x 5 tags for the tag workloads; {repeat} rounds, "
+        f"articles x 5 tags for the tag workloads, {sizes.backfill} rows backfilled; "
+        f"{repeat} rounds, "
         f"each measurement in a fresh process.",
         "",
         "| " + " | ".join(head) + " |",

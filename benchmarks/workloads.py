@@ -71,10 +71,11 @@ class Sizes:
     rows: int = 2000  # insert / update / no-op update / delete
     bulk: int = 50_000  # one transaction of inserts
     objects: int = 500  # objects of the read and revert workloads
+    backfill: int = 1_000_000  # existing rows given their first version by backfill()
 
     @classmethod
     def quick(cls) -> Sizes:
-        return cls(rows=400, bulk=5000, objects=100)
+        return cls(rows=400, bulk=5000, objects=100, backfill=20_000)
 
 
 @dataclass
@@ -693,6 +694,56 @@ class TagsTemporal(Workload):
                    f"{ctx.data['queries']} queries, expected at most {bound}")
 
 
+BACKFILL_COPY_SQL = sa.text(
+    "INSERT INTO article_version (id, name, author, content, views, transaction_id,"
+    " operation_type) SELECT id, name, author, content, views, 1, 0 FROM article"
+)
+
+
+class Backfill(Workload):
+    """``backfill(conn, Article)`` on a table that held data before versioning."""
+
+    name = "backfill"
+    title = "first versions of existing rows: backfill() vs INSERT INTO ... SELECT"
+    variants = ("plain", "chronicle")
+    target = 2.0
+
+    def models_for(self, variant: str) -> str:
+        return "chronicle" if variant == "plain" else variant  # the same tables
+
+    def setup(self, ctx: Context) -> None:
+        table = ctx.models.Article.__table__
+        n, step = ctx.sizes.backfill, 10_000
+        with ctx.engine.begin() as conn:  # Core: nothing versioned, as before versioning
+            for start in range(0, n, step):
+                conn.execute(table.insert(), [
+                    {"id": i + 1, **values(i)} for i in range(start, min(n, start + step))
+                ])
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql("ANALYZE")
+
+    def run(self, ctx: Context) -> None:
+        with ctx.engine.begin() as conn:
+            if ctx.models.variant == "plain":
+                conn.execute(BACKFILL_COPY_SQL)
+            else:
+                from sqlalchemy_chronicle.schema import backfill
+
+                ctx.data["written"] = backfill(conn, ctx.models.Article)
+
+    def check(self, ctx: Context) -> None:
+        n = ctx.sizes.backfill
+        with ctx.engine.connect() as conn:
+            count, ops, open_ = conn.execute(sa.text(
+                "SELECT count(*), count(DISTINCT operation_type),"
+                " count(end_transaction_id) FROM article_version"
+            )).one()
+            ensure(count == n and ops == 1 and open_ == 0, f"{count} versions, expected {n}")
+            if ctx.models.variant != "plain":
+                ensure(ctx.data["written"] == n, f"backfill() said {ctx.data['written']}")
+                ensure(transaction_count(conn) == 1, "not one transaction row")
+
+
 class BulkUpdateStatement(_NotYet):
     # TODO(ORM bulk statements): `session.execute(update(Article).where(...).values(...))`
     # with versions captured by capture/statements (do_orm_execute).
@@ -713,7 +764,8 @@ WORKLOADS: dict[str, Workload] = {
     w.name: w
     for w in (
         Insert(), Update(), NoOpUpdate(), Delete(), BulkInsert(), History(), HistoryPerObject(),
-        AsOf(), AsOfPerObject(), Revert(), TagsInsert(), TagsTemporal(), BulkUpdateStatement(),
+        AsOf(), AsOfPerObject(), Revert(), TagsInsert(), TagsTemporal(), Backfill(),
+        BulkUpdateStatement(),
         NativeCapture(),
     )
 }

@@ -12,7 +12,7 @@ import itertools
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy import event
+from sqlalchemy import event, orm
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import instrumentation
 
@@ -130,9 +130,14 @@ class OrmCapture:
         called on every assignment.
         """
         manager = instrumentation.manager_of_class(attribute.class_)
+        key = attribute.key
         for class_manager in (manager, *manager.subclass_managers(True)):  # type: ignore[no-untyped-call]
-            if attribute.key in class_manager:
-                class_manager[attribute.key].impl.active_history = True
+            # A concrete subclass maps its own columns; the ones it does not have are
+            # proxies there (ConcreteInheritedProperty), with no history to keep.
+            if key in class_manager and isinstance(
+                class_manager.mapper.attrs.get(key), orm.ColumnProperty
+            ):
+                class_manager[key].impl.active_history = True
 
     # -- session events --------------------------------------------------------------
 

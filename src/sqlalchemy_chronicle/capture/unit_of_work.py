@@ -43,10 +43,10 @@ from sqlalchemy.orm import util as orm_util
 
 from ..config import Operation
 from ..exc import ConfigurationError
-from ..schema.tables import INFO_KEY
 from .context import current_context
 from .sql import key_in, ordered
 from .statements import CHUNK_PARAMS, OP, WriteStatements, chunks, statements_for
+from .transaction_ids import transaction_row_params
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -67,6 +67,7 @@ class CaptureConfig(Protocol):
     """What the write path needs from the versioning manager."""
 
     plugins: PluginCollection
+    association_tables: set[sa.Table]
     #: The trigger backend (PostgreSQL), for models with ``native_versioning``.
     native: NativeCapture
 
@@ -225,7 +226,9 @@ class UnitOfWork:
             values = self._transaction_row_values(session)
         # The values as parameters: the compiled INSERT is found in the cache.
         table = self.manager.transaction_table
-        result = connection.execute(sa.insert(table), values)
+        result = connection.execute(
+            sa.insert(table), transaction_row_params(connection, table, values)
+        )
         return self._opened(session, int(result.inserted_primary_key[0]), values)  # type: ignore[index]
 
     def _transaction_row_values(self, session: Session) -> dict[str, Any]:
@@ -575,13 +578,15 @@ class UnitOfWork:
         """
         table = self.manager.transaction_table
         values = dict(self._transaction_values)
-        result = connection.execute(sa.insert(table), values)
+        result = connection.execute(
+            sa.insert(table), transaction_row_params(connection, table, values)
+        )
         new_id = int(result.inserted_primary_key[0])  # type: ignore[index]
         specs = {spec.version: spec for spec in self._written_specs.values()}
-        for version in self._association_touched:
-            spec = self.manager.association_spec(version.info[INFO_KEY]["parent"])
-            if spec is not None:
-                specs[version] = spec
+        for table in self.manager.association_tables:
+            spec = self.manager.association_spec(table)
+            if spec is not None and spec.version in self._association_touched:
+                specs[spec.version] = spec
         for spec in specs.values():
             connection.execute(
                 sa.update(spec.version).where(spec.tx == old_id).values({spec.tx: new_id})

@@ -19,6 +19,7 @@ from sqlalchemy import orm
 from ..config import Operation, Strategy
 from ..exc import ConfigurationError, VersioningStateError
 from ..schema.relationships import validity_window
+from ..schema.tables import as_utc_naive
 from .revert import Reverter
 
 if TYPE_CHECKING:
@@ -197,8 +198,9 @@ class VersionClassBase:
         """A ``SELECT`` of the table as it was at a transaction: for every entity that
         existed then, its version valid at that transaction.
 
-        ``at`` is a transaction id, or a datetime (naive UTC, like ``issued_at``): the
-        last transaction issued at or before it. DELETE versions are left out, so an
+        ``at`` is a transaction id, or a datetime: the last transaction issued at or
+        before it. ``issued_at`` is stored as naive UTC; an aware datetime is converted
+        to UTC first, a naive one is taken as UTC. DELETE versions are left out, so an
         entity deleted by then does not appear. Add criteria, ordering, joins and
         loader options as to any ``select()``; it is one query however many entities
         match::
@@ -211,7 +213,7 @@ class VersionClassBase:
             transaction = cls.__versioning_manager__.transaction_cls
             point = (
                 sa.select(sa.func.max(transaction.id))
-                .where(transaction.issued_at <= at)
+                .where(transaction.issued_at <= as_utc_naive(at))
                 .scalar_subquery()
             )
         elif isinstance(at, int) and not isinstance(at, bool):
