@@ -28,6 +28,7 @@ from sqlalchemy_chronicle import (
     remove_versioning,
     versioning_context,
 )
+from sqlalchemy_chronicle.dialects.postgresql import create_trigger, drop_trigger, sync_trigger
 from sqlalchemy_chronicle.plugins import (
     PropertyModTrackerPlugin,
     TransactionChangesPlugin,
@@ -560,3 +561,158 @@ def test_a_flush_after_a_move_to_a_new_id_sees_the_new_transaction(engine):
             session.commit()
         for article_id in (1, 2):
             assert_chained(article_history(engine, article_id))
+
+
+# -- DDL and the Continuum functions ------------------------------------------------------
+
+
+def our_functions(engine: sa.Engine) -> list[str]:
+    with engine.connect() as conn:
+        return sorted(
+            conn.scalars(
+                sa.text(
+                    "SELECT proname FROM pg_proc WHERE proname LIKE 'chronicle!_%' ESCAPE '!' "
+                    "OR proname LIKE '%!_audit' ESCAPE '!'"
+                )
+            )
+        )
+
+
+@pg_only
+def test_create_all_installs_and_drop_all_removes_pinned_functions(engine):
+    with versioned(engine, native=True) as m:
+        functions = our_functions(engine)
+        assert "article_audit" in functions and "chronicle_transaction_id" in functions
+        assert 'Odd "Quoted" Name_audit' in functions
+        with engine.connect() as conn:
+            configs = conn.execute(
+                sa.text("SELECT proname, proconfig FROM pg_proc WHERE proname = ANY(:names)"),
+                {"names": functions},
+            ).all()
+        assert configs and all(c == ["search_path=pg_catalog, pg_temp"] for _, c in configs)
+        with engine.connect() as conn:
+            triggers = conn.scalars(
+                sa.text(
+                    "SELECT tgname FROM pg_trigger WHERE tgrelid = 'public.article'::regclass "
+                    "AND NOT tgisinternal ORDER BY tgname"
+                )
+            ).all()
+        assert triggers == [
+            "article_delete_trigger",
+            "article_insert_trigger",
+            "article_update_trigger",
+        ]
+        m.base.metadata.drop_all(engine)
+        assert our_functions(engine) == []
+
+
+@pg_only
+def test_a_callers_search_path_cannot_redirect_the_versions(engine):
+    with versioned(engine, native=True) as m:
+        decoy = sa.Table(
+            "article_version",
+            sa.MetaData(),
+            *[sa.Column(c.name, c.type) for c in m.manager.tables[m.Article].columns],
+            schema=OTHER_SCHEMA,
+        )
+        decoy.create(engine)
+        try:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f"SET LOCAL search_path = {OTHER_SCHEMA}, public")
+                conn.exec_driver_sql("INSERT INTO public.article (id, name) VALUES (1, 'a')")
+            with engine.connect() as conn:
+                assert conn.scalar(sa.select(sa.func.count()).select_from(decoy)) == 0
+            assert [r[0] for r in article_history(engine)] == ["a"]
+        finally:
+            decoy.drop(engine)
+
+
+def write(engine: sa.Engine, statement: str) -> None:
+    with engine.begin() as conn:
+        conn.exec_driver_sql(statement)
+
+
+@pg_only
+def test_switching_from_orm_capture_to_triggers_and_back_keeps_the_history(engine):
+    def configure(native: bool) -> tuple[VersioningManager, Models]:
+        manager = VersioningManager()
+        make_versioned(
+            manager=manager,
+            user_cls=None,
+            options={"native_versioning": native},
+            plugins=[plugin() for plugin in PLUGINS],
+        )
+        return manager, define(manager)
+
+    def done(manager: VersioningManager, models: Models) -> None:
+        remove_versioning(manager=manager)
+        models.base.registry.dispose()
+
+    manager, models = configure(native=False)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {OTHER_SCHEMA}")
+    models.base.metadata.drop_all(engine)
+    models.base.metadata.create_all(engine)
+    metadata = models.base.metadata
+    try:
+        with orm.Session(engine) as session:
+            session.add(models.Article(id=1, name="orm 1"))
+            session.commit()
+            session.get(models.Article, 1).name = "orm 2"
+            session.commit()
+        write(engine, "UPDATE article SET name = 'unversioned'")  # no triggers yet
+        done(manager, models)
+
+        manager, models = configure(native=True)  # the same tables, now with triggers
+        with engine.begin() as conn:
+            create_trigger(conn, models.Article.__table__)
+        with orm.Session(engine) as session:
+            session.get(models.Article, 1).name = "native 1"
+            session.commit()
+        write(engine, "UPDATE article SET name = 'native 2'")
+        done(manager, models)
+
+        manager, models = configure(native=False)  # and back
+        with engine.begin() as conn:
+            drop_trigger(conn, "article")
+        with orm.Session(engine) as session:
+            session.get(models.Article, 1).name = "orm 3"
+            session.commit()
+            history = article_history(engine)
+            assert [r[0] for r in history] == ["orm 1", "orm 2", "native 1", "native 2", "orm 3"]
+            assert [r[1] for r in history] == [0, 1, 1, 1, 1]
+            assert_chained(history)
+            versions = session.get(models.Article, 1).versions
+            assert [v.name for v in versions] == [r[0] for r in history]
+        assert our_functions(engine) == [
+            "chronicle_transaction_id",
+            "chronicle_transaction_restamp",
+        ]
+        done(manager, models)
+    finally:
+        metadata.drop_all(engine)
+
+
+@pg_only
+def test_sync_trigger_versions_a_column_a_migration_added(engine):
+    with versioned(engine, native=True) as m:
+        write(engine, "INSERT INTO article (id, name) VALUES (1, 'a')")
+        write(engine, "ALTER TABLE article ADD COLUMN summary TEXT")
+        write(engine, "ALTER TABLE article_version ADD COLUMN summary TEXT")
+        write(engine, "ALTER TABLE article ADD COLUMN internal TEXT")  # not versioned
+        with orm.Session(engine) as session:
+            sync_trigger(session, "article_version", entity_name="Article")
+            session.commit()
+        write(engine, "UPDATE article SET summary = 's', internal = 'i'")
+        write(engine, "UPDATE article SET internal = 'j'")  # an unversioned column only
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.text(
+                    "SELECT name, summary, operation_type, end_transaction_id IS NULL "
+                    "FROM article_version ORDER BY transaction_id"
+                )
+            ).all()
+        assert [tuple(r) for r in rows] == [("a", None, 0, False), ("a", "s", 1, True)]
+        with engine.connect() as conn:
+            assert conn.scalar(sa.text("SELECT count(*) FROM transaction_changes")) == 2
+        del m

@@ -60,6 +60,8 @@ __all__ = ["NativeCapture", "create_trigger", "drop_trigger", "sync_trigger"]
 
 #: Key of ``uow.info`` holding the transaction values handed to the database.
 _PUSHED = "sqlalchemy_chronicle.native.pushed"
+#: Key of ``Table.info`` of a trigger-versioned table: its :class:`NativeCapture`.
+TABLE_INFO_KEY = "sqlalchemy_chronicle.native"
 #: Key of ``Connection.info`` holding (root transaction, values) of the last hand-over.
 _CONN_PUSHED = "sqlalchemy_chronicle.native.pushed"
 
@@ -201,6 +203,8 @@ class NativeCapture:
         self._listeners.append((target, name, fn))
 
     def _listen(self, table: sa.Table) -> None:
+        table.info[TABLE_INFO_KEY] = self
+
         def after_create(target: sa.Table, connection: Connection, **kw: Any) -> None:
             self.install(connection, target)
 
@@ -247,6 +251,9 @@ class NativeCapture:
             if event.contains(target, name, fn):
                 event.remove(target, name, fn)
         self._listeners.clear()
+        for table in self.specs:
+            if table.info.get(TABLE_INFO_KEY) is self:
+                del table.info[TABLE_INFO_KEY]
         self.specs.clear()
         self._names.clear()
         self._transaction_tables.clear()
@@ -445,19 +452,30 @@ def create_trigger(
     *,
     transaction_table_name: str = "transaction",
     schema: str | None = None,
+    entity_name: str | None = None,
 ) -> None:
-    """Create the versioning triggers of ``table`` from the tables in the database.
+    """Create the versioning triggers of ``table``.
 
-    The version table (``version_table_name_format % table.name``) and the
-    transaction table are read from the database. Every column both tables have is
+    For a table versioned with ``native_versioning=True`` by a configured manager
+    (its models are mapped), the triggers are the ones ``metadata.create_all``
+    makes, and the other arguments are not used. Otherwise the version table
+    (``version_table_name_format % table.name``) and the transaction table are read
+    from the database. Every column both tables have is
     versioned except ``excluded_columns``; with ``use_property_mod_tracking``, a
     version column named ``<column>_mod`` is maintained as its flag. The validity
     strategy is used when the version table has ``end_transaction_column_name``
-    (default ``end_transaction_id``). ``conn`` is a Connection or a Session.
+    (default ``end_transaction_id``). ``entity_name`` is the class name recorded in
+    ``transaction_changes`` (TransactionChangesPlugin); none is recorded without it.
+    ``conn`` is a Connection or a Session.
     """
     connection = _connection(conn)
     if connection.dialect.name != "postgresql":
         raise _not_postgresql(f"Table {table.name!r}", connection.dialect)
+    native = table.info.get(TABLE_INFO_KEY)
+    if isinstance(native, NativeCapture) and table in native.specs:
+        native.install_transaction_function(connection)
+        native.install(connection, table)
+        return
     schema = schema if schema is not None else table.schema
     live = _reflect(connection, table.name, schema)
     version = _reflect(connection, version_table_name_format % table.name, schema)
@@ -492,6 +510,7 @@ def create_trigger(
         end_transaction_column=end if end in version.c else None,
         mod_columns=mods,
         transaction_table=transaction,
+        entity_name=entity_name,
         association=not live.primary_key.columns,
     )
     args = (transaction, plugin_tables["meta"], plugin_tables["changes"])
