@@ -562,7 +562,10 @@ def test_native_versioning_global_is_not_supported(base, manager):
     ("versioned", "option"),
     [
         ({"exclud": ["name"]}, "exclud"),
-        ({"exclude": "name"}, "exclude"),
+        ({"exclude": ""}, "exclude"),
+        ({"exclude": 5}, "exclude"),
+        ({"exclude": "missing"}, "exclude"),
+        ({"exclude": ["name", None]}, "exclude"),
         ({"include": [1]}, "include"),
         ({"strategy": "x"}, "strategy"),
         ({"table_name": "no_placeholder"}, "table_name"),

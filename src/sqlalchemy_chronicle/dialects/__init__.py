@@ -1,0 +1,1 @@
+"""SQLAlchemy-Continuum's module path ``dialects``: database-specific helpers."""
