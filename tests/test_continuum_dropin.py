@@ -276,3 +276,34 @@ def test_sa_ext_declarative_is_reachable_as_with_continuum():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "declared_attr"
+
+
+def test_plugin_collection_broadcasts_any_method_a_plugin_defines():
+    from sqlalchemy_chronicle import PluginCollection
+
+    class Custom:
+        def __init__(self, value: int) -> None:
+            self.value = value
+
+        def some_action(self) -> int:
+            return self.value
+
+    plugins = PluginCollection([Custom(1), Custom(2)])
+    assert plugins.plugins == list(plugins)
+    assert plugins.some_action() == [1, 2]
+    with pytest.raises(AttributeError):
+        plugins.not_defined_anywhere  # noqa: B018
+
+
+def test_unit_of_work_asked_outside_a_transaction_is_not_an_open_one(db, base, manager):
+    Article = define_article(base)
+    db.create(base.metadata)
+    session = db.session()
+    uow = manager.unit_of_work(session)
+    session.rollback()  # no transaction: nothing to end
+    assert dict(manager.units_of_work) == {}
+    session.add(Article(name="a"))
+    session.flush()
+    assert list(manager.units_of_work.values()) == [uow]  # the next transaction uses it
+    session.commit()
+    assert dict(manager.units_of_work) == {}

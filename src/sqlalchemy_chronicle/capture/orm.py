@@ -67,7 +67,9 @@ class OrmCapture:
         result = []
         for session in list(self._open_sessions):
             uow: UnitOfWork | None = session.info.get(self.info_key)
-            if uow is not None and not uow.closed:
+            # A unit of work asked for outside a transaction holds nothing yet; the
+            # transaction that begins next uses it and drops it when it ends.
+            if uow is not None and not uow.closed and session.in_transaction():
                 result.append((session, uow))
         return result
 
