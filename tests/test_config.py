@@ -543,7 +543,10 @@ def test_schema_option_on_postgresql(db, base):
     ("versioned", "option"),
     [
         ({"exclud": ["name"]}, "exclud"),
-        ({"exclude": "name"}, "exclude"),
+        ({"exclude": ""}, "exclude"),
+        ({"exclude": 5}, "exclude"),
+        ({"exclude": "missing"}, "exclude"),
+        ({"exclude": ["name", None]}, "exclude"),
         ({"include": [1]}, "include"),
         ({"strategy": "x"}, "strategy"),
         ({"table_name": "no_placeholder"}, "table_name"),

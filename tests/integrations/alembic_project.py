@@ -91,7 +91,8 @@ class Project:
     def forget_models(self) -> None:
         models = sys.modules.pop(self.module, None)
         if models is not None:
-            remove_versioning(manager=models.manager)
+            # The default manager unless the models made their own.
+            remove_versioning(**({"manager": models.manager} if hasattr(models, "manager") else {}))
             models.Base.registry.dispose()
 
     def autogenerate(self, message: str) -> str:

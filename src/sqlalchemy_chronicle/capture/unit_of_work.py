@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import datetime
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -58,7 +58,7 @@ if TYPE_CHECKING:
     from .native.postgresql import NativeCapture
 
 
-__all__ = ["CHUNK_PARAMS", "CaptureConfig", "UnitOfWork"]
+__all__ = ["CHUNK_PARAMS", "CaptureConfig", "Operations", "UnitOfWork"]
 
 PK = tuple[Any, ...]
 
@@ -130,6 +130,30 @@ _FOLD: dict[tuple[Operation, Operation], Operation | None] = {
 }
 
 
+class Operations(Mapping[tuple[sa.Table, PK], Operation]):
+    """Read-only view of what a unit of work versioned (``uow.operations``).
+
+    Maps (version table, primary key values) to the :class:`Operation` of the version
+    row this transaction wrote for that entity; several changes of one entity in a
+    transaction fold into one entry, as they fold into one version row.
+    """
+
+    def __init__(self, written: Mapping[tuple[sa.Table, PK], Operation]) -> None:
+        self._written = written
+
+    def __getitem__(self, key: tuple[sa.Table, PK]) -> Operation:
+        return self._written[key]
+
+    def __iter__(self) -> Iterator[tuple[sa.Table, PK]]:
+        return iter(self._written)
+
+    def __len__(self) -> int:
+        return len(self._written)
+
+    def __repr__(self) -> str:
+        return f"Operations({dict(self._written)!r})"
+
+
 class UnitOfWork:
     """The versioning state of one session transaction.
 
@@ -164,6 +188,11 @@ class UnitOfWork:
         self.changed_entities: set[type] = set()
         #: The flush being processed changed rows that triggers version.
         self._native_changes = False
+
+    @property
+    def operations(self) -> Operations:
+        """What this transaction versioned so far (a read-only view)."""
+        return Operations(self._written)
 
     @property
     def connection(self) -> Connection | None:

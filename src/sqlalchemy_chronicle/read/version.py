@@ -25,7 +25,13 @@ from .revert import Reverter
 if TYPE_CHECKING:
     from ..schema.models import VersionedModel
 
-__all__ = ["VersionClassBase", "forget_links"]
+__all__ = [
+    "SubqueryFetcher",
+    "ValidityFetcher",
+    "VersionClassBase",
+    "VersionFetcher",
+    "forget_links",
+]
 
 V = TypeVar("V", bound="VersionClassBase")
 
@@ -102,6 +108,12 @@ class VersionClassBase:
         if isinstance(pk, tuple | list):
             return tuple(pk)
         return (pk,)
+
+    @property
+    def _cache_populated(self) -> bool:
+        """True when ``previous`` and ``next`` are known without a query (after
+        ``all_versions(link=True)``); SQLAlchemy-Continuum's name for it."""
+        return self._previous_cache is not _UNSET and self._next_cache is not _UNSET
 
     # -- navigation ------------------------------------------------------------------
 
@@ -289,3 +301,34 @@ class VersionClassBase:
             f"<{type(self).__name__} {pk}, transaction_id={self._transaction_id}, "
             f"operation={self.operation.name}>"
         )
+
+
+class VersionFetcher:
+    """SQLAlchemy-Continuum's navigation object (``versioning_manager.fetcher(version)``).
+
+    Navigation lives on the version objects here; a fetcher answers through them, so
+    code written against Continuum's fetchers keeps working.
+    """
+
+    def __init__(self, manager: Any) -> None:
+        self.manager = manager
+
+    def previous(self, obj: VersionClassBase) -> Any:
+        """The version of the same entity before ``obj``, or None."""
+        return obj.previous
+
+    def next(self, obj: VersionClassBase) -> Any:
+        """The version of the same entity after ``obj``, or None."""
+        return obj.next
+
+    def index(self, obj: VersionClassBase) -> int:
+        """The 0-based position of ``obj`` in its entity's history."""
+        return obj.index
+
+
+class SubqueryFetcher(VersionFetcher):
+    """The fetcher of classes versioned with the ``subquery`` strategy."""
+
+
+class ValidityFetcher(VersionFetcher):
+    """The fetcher of classes versioned with the ``validity`` strategy."""

@@ -294,28 +294,27 @@ def build_transaction_table(
     # tables (no default) equal. Not on MariaDB: Alembic would report the default there,
     # against Continuum's tables, when compare_server_default is on.
     sa.event.listen(
-        table, "after_create", IdDefaultFromSequence(table.c.id).execute_if(dialect="postgresql")
+        table, "after_create", IdDefaultFromSequence("id").execute_if(dialect="postgresql")
     )
     return table
 
 
 class IdDefaultFromSequence(ExecutableDDLElement):
-    """``ALTER TABLE ... SET DEFAULT nextval(...)`` for a column with a ``Sequence``
-    (PostgreSQL only)."""
+    """``ALTER TABLE ... SET DEFAULT nextval(...)``: the column ``column_name`` of the
+    table just created (``after_create``) takes its default from its ``Sequence``."""
 
-    inherit_cache = False
-
-    def __init__(self, column: sa.Column[Any]) -> None:
-        assert isinstance(column.default, sa.Sequence)
-        self.column = column
-        self.sequence = column.default
+    def __init__(self, column_name: str) -> None:
+        self.column_name = column_name
 
 
 @compiles(IdDefaultFromSequence, "postgresql")
 def _compile_id_default(element: IdDefaultFromSequence, compiler: Any, **kw: Any) -> str:
+    table = element.target  # the table being created
+    assert isinstance(table, sa.Table)
+    column = table.c[element.column_name]
+    assert isinstance(column.default, sa.Sequence)
     preparer = compiler.preparer
-    column = element.column
-    next_value = compiler.sql_compiler.process(element.sequence.next_value())
+    next_value = compiler.sql_compiler.process(column.default.next_value())
     return (
         f"ALTER TABLE {preparer.format_table(column.table)} "
         f"ALTER COLUMN {preparer.format_column(column)} SET DEFAULT {next_value}"
