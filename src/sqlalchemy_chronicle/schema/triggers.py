@@ -238,6 +238,16 @@ class DropTransactionFunction(ExecutableDDLElement):
         self.transaction_table = transaction_table
 
 
+def _next_id(compiler: Any, table: sa.Table, sequence: sa.Sequence) -> Any:
+    """``nextval('schema.sequence')``: named with its schema (the search_path is pinned)."""
+    preparer = compiler.preparer
+    schema = sequence.schema or _schema_of(table, compiler)
+    name = preparer.quote(sequence.name)
+    if schema:
+        name = f"{preparer.quote_schema(schema)}.{name}"
+    return sa.func.nextval(sa.literal(name, sa.Text))
+
+
 def _transaction_insert(compiler: Any, table: sa.Table) -> str:
     """``INSERT INTO transaction (...) SELECT ... FROM json_populate_record(...)``."""
     target = _pinned(table, compiler)
@@ -256,8 +266,9 @@ def _transaction_insert(compiler: Any, table: sa.Table) -> str:
         if column is id_column:
             if not isinstance(column.default, sa.Sequence):
                 continue  # the server default gives it
-            # No server default: take the value from the sequence, as the ORM does.
-            value = column.default.next_value()
+            # Perhaps no server default (SQLAlchemy-Continuum's tables): take the
+            # value from the sequence, as the ORM does.
+            value = _next_id(compiler, table, column.default)
         elif column.name == "issued_at":
             value = sa.func.coalesce(value, sa.func.timezone("UTC", sa.func.now()))
         targets.append(target.c[column.name])
@@ -355,7 +366,7 @@ def _create_restamp_function(
     values: list[Any] = [target.c[c.name] for c in copied]
     if isinstance(id_column.default, sa.Sequence):
         targets.append(target.c.id)
-        values.append(id_column.default.next_value())
+        values.append(_next_id(compiler, table, id_column.default))
     copy = (
         sa.insert(target)
         .from_select(
