@@ -85,7 +85,14 @@ BASE = "base"
 
 #: Variants whose workers run the chronicle variant with these options added to
 #: ``--chronicle-options``.
-OPTION_VARIANTS: dict[str, dict[str, Any]] = {"minimal": {"indexes": "minimal"}}
+OPTION_VARIANTS: dict[str, dict[str, Any]] = {
+    "minimal": {"indexes": "minimal"},
+    "native": {"native_versioning": True},
+}
+
+#: The variant whose versions PostgreSQL triggers write: measured on PostgreSQL only,
+#: for the workloads that write (``Workload.native``).
+NATIVE = "native"
 
 #: The variants that measure sqlalchemy-chronicle.
 CHRONICLE_VARIANTS = ("chronicle", *OPTION_VARIANTS, BASE)
@@ -227,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     for round_no in range(repeat):
         for db in dbs:
             for w in active:
-                order = [v for v in variants if measures(w, v)]
+                order = [v for v in variants if measures(w, v, db)]
                 shift = round_no % len(order)
                 for variant in order[shift:] + order[:shift]:
                     url = (f"sqlite:///{os.path.join(tmpdir, uuid.uuid4().hex)}.db"
@@ -260,8 +267,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def measures(w: Workload, variant: str) -> bool:
-    """Whether workload ``w`` is measured for ``variant``."""
+def measures(w: Workload, variant: str, db: str | None = None) -> bool:
+    """Whether workload ``w`` is measured for ``variant`` (on database ``db``)."""
+    if variant == NATIVE:
+        return w.native and db in (None, "postgresql")
     if variant in CHRONICLE_VARIANTS:
         return "chronicle" in w.variants
     return variant in w.variants
@@ -312,7 +321,7 @@ def render(
             row = [f"{w.name}", db]
             for v in variants:
                 c = got[v]
-                if not measures(w, v):
+                if not measures(w, v, db):
                     row.append("n/a")
                 elif c.errors:
                     row.append(f"FAILED ({len(c.errors)}/{len(c.errors) + len(c.seconds)})")
@@ -340,7 +349,7 @@ def render(
             if w.memory_target is not None:
                 mem = ["peak RSS growth", db]
                 for v in variants:
-                    mem.append(fmt_mib(got[v].rss_kib) if measures(w, v) else "n/a")
+                    mem.append(fmt_mib(got[v].rss_kib) if measures(w, v, db) else "n/a")
                 rss = {v: [float(x) for x in got[v].rss_kib] for v in variants}
                 mratios = {v: paired_ratio(rss[v], rss["plain"]) for v in ours}
                 mem += [fmt_ratio(r) for r in mratios.values()]

@@ -177,6 +177,18 @@ def check_history(
 
 # -- workloads -------------------------------------------------------------------------
 
+def insert_core_rows(ctx: Context, n: int, step: int = 10_000) -> None:
+    """Insert ``n`` articles with Core statements in one transaction (ANALYZE after)."""
+    table = ctx.models.Article.__table__
+    with ctx.engine.begin() as conn:
+        for start in range(0, n, step):
+            conn.execute(table.insert(), [
+                {"id": i + 1, **values(i)} for i in range(start, min(n, start + step))
+            ])
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("ANALYZE")
+
+
 class Workload:
     name: ClassVar[str]
     title: ClassVar[str]
@@ -195,6 +207,8 @@ class Workload:
     selectin_batch: ClassVar[int | None] = None
     #: The models include ``Tag`` and ``Article.tags`` (many-to-many).
     tags: ClassVar[bool] = False
+    #: A write workload measured with the ``native`` variant too (PostgreSQL triggers).
+    native: ClassVar[bool] = False
 
     def models_for(self, variant: str) -> str:
         """Which models the process defines for ``variant``."""
@@ -215,6 +229,7 @@ class Workload:
 
 class Insert(Workload):
     name = "insert"
+    native = True
     title = "insert N rows, commit every 100"
     target = 1.5
 
@@ -243,6 +258,7 @@ class _OnInserted(Workload):
 
 class Update(_OnInserted):
     name = "update"
+    native = True
     title = "update 2 columns of N rows, commit every 100"
     target = 1.5
 
@@ -264,6 +280,7 @@ class Update(_OnInserted):
 
 class NoOpUpdate(_OnInserted):
     name = "noop_update"
+    native = True
     title = "no-op update (assign equal values) of N rows, commit every 100"
     target = 1.2
 
@@ -285,6 +302,7 @@ class NoOpUpdate(_OnInserted):
 
 class Delete(_OnInserted):
     name = "delete"
+    native = True
     title = "delete N rows, commit every 100"
     target = 1.5
 
@@ -304,6 +322,7 @@ class Delete(_OnInserted):
 
 class BulkInsert(Workload):
     name = "bulk_insert"
+    native = True
     title = "one transaction inserting 50,000 rows"
     target = 1.6
     memory_target = 1.3
@@ -712,15 +731,8 @@ class Backfill(Workload):
         return "chronicle" if variant == "plain" else variant  # the same tables
 
     def setup(self, ctx: Context) -> None:
-        table = ctx.models.Article.__table__
-        n, step = ctx.sizes.backfill, 10_000
-        with ctx.engine.begin() as conn:  # Core: nothing versioned, as before versioning
-            for start in range(0, n, step):
-                conn.execute(table.insert(), [
-                    {"id": i + 1, **values(i)} for i in range(start, min(n, start + step))
-                ])
-            if conn.dialect.name == "postgresql":
-                conn.exec_driver_sql("ANALYZE")
+        # Core: nothing versioned, as before versioning.
+        insert_core_rows(ctx, ctx.sizes.backfill)
 
     def run(self, ctx: Context) -> None:
         with ctx.engine.begin() as conn:
@@ -752,12 +764,40 @@ class BulkUpdateStatement(_NotYet):
     skip = "capture of ORM bulk update()/delete() statements is not implemented yet"
 
 
-class NativeCapture(_NotYet):
-    # TODO(native capture): the insert/update/delete workloads with the PostgreSQL
-    # trigger backend (native_versioning=True) as a fourth variant.
-    name = "native_capture"
-    title = "TODO: PostgreSQL trigger capture"
-    skip = "the native (trigger) capture backend is not implemented yet"
+class NativeBulkUpdate(Workload):
+    """One SQL ``UPDATE`` of every row: what the statement-level triggers cost."""
+
+    name = "native_bulk_update"
+    title = "one UPDATE statement of N bulk rows (PostgreSQL triggers vs none)"
+    variants = ("plain",)
+    native = True
+    target = 2.5
+
+    def models_for(self, variant: str) -> str:
+        return "chronicle" if variant == "plain" else variant  # the same tables
+
+    def setup(self, ctx: Context) -> None:
+        insert_core_rows(ctx, ctx.sizes.bulk)  # one transaction: versioned by the triggers
+
+    def run(self, ctx: Context) -> None:
+        with ctx.engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE article SET views = views + 1, name = name || '!'")
+
+    def check(self, ctx: Context) -> None:
+        n = ctx.sizes.bulk
+        with ctx.engine.connect() as conn:
+            updated = conn.scalar(sa.text("SELECT count(*) FROM article WHERE name LIKE '%!'"))
+            ensure(updated == n, f"{updated} rows updated, expected {n}")
+            versions = conn.execute(sa.text(
+                "SELECT operation_type, count(*), count(end_transaction_id)"
+                " FROM article_version GROUP BY operation_type ORDER BY operation_type"
+            )).all()
+            if ctx.models.variant == "plain":
+                ensure(versions == [], "the plain variant wrote versions")
+            else:
+                ensure([tuple(v) for v in versions] == [(INSERT, n, n), (UPDATE, n, 0)],
+                       f"versions {versions}")
+                ensure(transaction_count(conn) == 2, "not two transaction rows")
 
 
 WORKLOADS: dict[str, Workload] = {
@@ -766,6 +806,6 @@ WORKLOADS: dict[str, Workload] = {
         Insert(), Update(), NoOpUpdate(), Delete(), BulkInsert(), History(), HistoryPerObject(),
         AsOf(), AsOfPerObject(), Revert(), TagsInsert(), TagsTemporal(), Backfill(),
         BulkUpdateStatement(),
-        NativeCapture(),
+        NativeBulkUpdate(),
     )
 }

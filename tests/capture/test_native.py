@@ -178,11 +178,13 @@ def snapshot(engine: sa.Engine, models: Models) -> dict[str, list[tuple[Any, ...
     return result
 
 
-def compare(engine: sa.Engine, scenario: Callable[[orm.Session, Models], None]) -> None:
+def compare(
+    engine: sa.Engine, scenario: Callable[[orm.Session, Models], None], strategy: str = "validity"
+) -> None:
     """Run ``scenario`` with ORM capture and with triggers; the tables must be equal."""
     results = []
     for native in (False, True):
-        with versioned(engine, native) as models:
+        with versioned(engine, native, strategy) as models:
             with orm.Session(engine) as session:
                 scenario(session, models)
             results.append(snapshot(engine, models))
@@ -345,6 +347,12 @@ SCENARIOS = [
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: getattr(s, "__name__", None))
 def test_triggers_write_what_orm_capture_writes(engine, scenario):
     compare(engine, scenario)
+
+
+@pg_only
+@pytest.mark.parametrize("scenario", [inserts_updates_deletes, one_version_per_transaction])
+def test_triggers_write_what_orm_capture_writes_under_the_subquery_strategy(engine, scenario):
+    compare(engine, scenario, strategy="subquery")
 
 
 # -- other databases --------------------------------------------------------------------

@@ -446,7 +446,7 @@ def _restamp_check(spec: TriggerSpec, event: str, compiler: Any) -> list[str]:
         compiler, spec.transaction_table, restamp_function_name(spec.transaction_table)
     )
     guc_id = _literal(compiler, GUC_TRANSACTION_ID)
-    condition = _sql(compiler, sa.select(newer)).removeprefix("SELECT ")
+    condition = _sql(compiler, newer)
     return [
         f"    chronicle_current := NULLIF(current_setting({guc_id}, true), '')::bigint;",
         f"    IF chronicle_current IS NOT NULL AND {condition} THEN",
@@ -583,12 +583,14 @@ def _write_parts(
         .select_from(folded)
         .where(*[folded.c[v] == changed.c[a] for v, a in key_pairs])
     )
-    rows = sa.select(*exprs).select_from(changed, tx_id.table).where(not_folded)
+    rows = sa.select(*exprs).select_from(changed).where(not_folded)
     return parts, sa.insert(version).from_select(targets, rows)
 
 
-def _version_statement(spec: TriggerSpec, event: str, compiler: Any) -> str:
-    """The one statement writing the versions of a triggering ``event``."""
+def _version_block(spec: TriggerSpec, event: str, compiler: Any) -> list[str]:
+    """The plpgsql lines writing the versions of a triggering ``event``: when a row
+    changed, the transaction id (written or moved first if need be), then one
+    statement for all the rows."""
     live = [a for a, _ in spec.columns]
     new = _live(spec.table, "chronicle_new")
     old = _live(spec.table, "chronicle_old")
@@ -628,8 +630,9 @@ def _version_statement(spec: TriggerSpec, event: str, compiler: Any) -> str:
     changed = changed_select.cte("chronicle_changed")
 
     if name_expr is not None:
+        named = changed_select.subquery("chronicle_named")
         entities: Any = sa.select(
-            sa.func.array_agg(sa.distinct(changed.c.chronicle_entity))
+            sa.func.array_agg(sa.distinct(named.c.chronicle_entity))
         ).scalar_subquery()
     elif spec.entity_name:
         entities = sa.literal_column(
@@ -638,13 +641,10 @@ def _version_statement(spec: TriggerSpec, event: str, compiler: Any) -> str:
     else:
         entities = sa.null()
     function = _transaction_function(compiler, spec.transaction_table)(entities)
-    tx_cte = (
-        sa.select(function.label("id"))
-        .where(sa.exists(sa.select(sa.literal(1)).select_from(changed)))
-        .cte("chronicle_tx")
-    )
-    tx_id = tx_cte.c.id
-    ctes: list[Any] = [changed, tx_cte]
+    # A plpgsql variable: a parameter to the planner, so the version table's
+    # transaction_id index finds this transaction's rows.
+    tx_id: Any = sa.literal_column("chronicle_tx", sa.BigInteger)
+    ctes: list[Any] = [changed]
     parts, insert = _write_parts(spec, changed, tx_id, op, compiler, "")
     ctes += parts
     if op is Operation.UPDATE:
@@ -665,7 +665,14 @@ def _version_statement(spec: TriggerSpec, event: str, compiler: Any) -> str:
                 related, related_changed, tx_id, op, compiler, f"_{i}"
             )
             ctes += [related_changed, *related_parts, related_insert.cte(f"chronicle_added_{i}")]
-    return _sql(compiler, insert.add_cte(*ctes))
+    # EXISTS stops at the first changed row: a second pass only for no-op statements.
+    return [
+        f"    IF {_sql(compiler, sa.exists(changed_select))} THEN",
+        *_restamp_check(spec, event, compiler),
+        f"      chronicle_tx := {_sql(compiler, function)};",
+        f"      {_sql(compiler, insert.add_cte(*ctes))};",
+        "    END IF;",
+    ]
 
 
 @compiles(CreateAuditFunction)
@@ -676,12 +683,14 @@ def _create_audit_function_default(element: CreateAuditFunction, compiler: Any, 
 @compiles(CreateAuditFunction, "postgresql")
 def _create_audit_function(element: CreateAuditFunction, compiler: DDLCompiler, **kw: Any) -> str:
     spec = element.spec
-    lines = ["DECLARE chronicle_current bigint; chronicle_written text;", "BEGIN"]
+    lines = [
+        "DECLARE chronicle_current bigint; chronicle_tx bigint; chronicle_written text;",
+        "BEGIN",
+    ]
     for i, event in enumerate(spec.events):
         keyword = "IF" if i == 0 else "ELSIF"
         lines.append(f"  {keyword} TG_OP = {_literal(compiler, event)} THEN")
-        lines += _restamp_check(spec, event, compiler)
-        lines.append(f"    {_version_statement(spec, event, compiler)};")
+        lines += _version_block(spec, event, compiler)
     lines.append("  END IF;")
     lines += _written_entries(spec, compiler)
     lines += ["  RETURN NULL;", "END;"]
