@@ -190,7 +190,7 @@ class Result:
         return sum(1 for o in self.outcomes.values() if o == outcome)
 
 
-def run_suite(db: str, suite: Path, pytest_args: list[str]) -> Result:
+def run_suite(db: str, suite: Path, pytest_args: list[str], timeout_minutes: int) -> Result:
     env = dict(os.environ)
     env["DB"] = db
     env.pop("DATABASE_URL", None)
@@ -219,9 +219,17 @@ def run_suite(db: str, suite: Path, pytest_args: list[str]) -> Result:
     log(f"DB={db}: running their suite (output in {logfile.relative_to(PROJECT)})")
     start = time.monotonic()
     with open(logfile, "wb") as out:
-        code = subprocess.run(
-            command, cwd=suite, env=env, stdout=out, stderr=subprocess.STDOUT
-        ).returncode
+        try:
+            code = subprocess.run(
+                command,
+                cwd=suite,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=timeout_minutes * 60,
+            ).returncode
+        except subprocess.TimeoutExpired:
+            sys.exit(f"DB={db}: their suite did not finish in {timeout_minutes} minutes")
     seconds = time.monotonic() - start
     log(f"DB={db}: done in {seconds:.0f}s")
     if not report.exists():
@@ -293,6 +301,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--jobs", type=int, default=len(DATABASES), help="databases run at once (default: 3)"
     )
+    parser.add_argument(
+        "--timeout",
+        type=int,
+        default=40,
+        help="minutes one database's run may take before it counts as failed (default: 40)",
+    )
     parser.add_argument("pytest_args", nargs="*", help="arguments for pytest (after --)")
     args = parser.parse_args(argv)
     dbs = [d.strip() for d in args.db.split(",") if d.strip()]
@@ -307,7 +321,9 @@ def main(argv: list[str] | None = None) -> int:
     # The databases run side by side: each test waits on its database as much as on
     # Python, so together they take little more than the slowest alone.
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        results = list(pool.map(lambda db: run_suite(db, suite, args.pytest_args), dbs))
+        results = list(
+            pool.map(lambda db: run_suite(db, suite, args.pytest_args, args.timeout), dbs)
+        )
 
     failed = False
     print()
