@@ -4,12 +4,15 @@
 #   make test VENV=.venv-sa20 EXTRA_REQS='sqlalchemy>=2.0,<2.1'
 #   make test PYTEST_ARGS='-x -k history'
 #   make check                                  # ruff, mypy, import-linter
+#   make conformance                            # SQLAlchemy-Continuum's own test suite
+#   make conformance CONFORMANCE_ARGS='--db sqlite -- -k revert'
 
 PYTHON ?= python3
 VENV ?= .venv
 # Extra pip requirement specs, space separated, installed together with '.[dev]'.
 EXTRA_REQS ?=
 PYTEST_ARGS ?=
+CONFORMANCE_ARGS ?=
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -17,7 +20,7 @@ STAMP := $(VENV)/.installed
 QUOTED_REQS := $(foreach req,$(EXTRA_REQS),'$(req)')
 
 .DEFAULT_GOAL := test
-.PHONY: install demo test check bench clean FORCE
+.PHONY: install demo test check conformance bench clean FORCE
 
 install: $(STAMP)
 
@@ -47,9 +50,14 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 check: $(STAMP)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests conformance
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+
+# Downloads SQLAlchemy-Continuum 2.0.0's sdist and runs its tests, import renamed, on SQLite,
+# PostgreSQL and MariaDB (see conformance/run.py).
+conformance: $(STAMP)
+	$(BIN)/python conformance/run.py $(CONFORMANCE_ARGS)
 
 bench: $(STAMP)
 	@if [ -d benchmarks ]; then \
@@ -60,6 +68,7 @@ bench: $(STAMP)
 	fi
 
 clean:
-	rm -rf $(VENV) .venv-* build dist .mypy_cache .ruff_cache .pytest_cache .import_linter_cache
+	rm -rf $(VENV) .venv-* build dist .mypy_cache .ruff_cache .pytest_cache .import_linter_cache \
+		conformance/.download conformance/.work
 	find . -path ./.git -prune -o \( -name __pycache__ -o -name '*.egg-info' \) -prune \
 		-exec rm -rf {} +

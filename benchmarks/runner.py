@@ -64,6 +64,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                                            DEFAULT_PG_URL))
     parser.add_argument("--rows", type=int, help="N of the insert/update/delete workloads")
     parser.add_argument("--bulk", type=int, help="rows of the one-transaction insert")
+    parser.add_argument("--backfill", type=int, help="existing rows of the backfill workload")
     parser.add_argument("--objects", type=int, help="objects of the read and revert workloads")
     parser.add_argument("--chronicle-options", type=json.loads, default=None,
                         help="JSON object passed to sqlalchemy-chronicle's "
@@ -84,7 +85,14 @@ BASE = "base"
 
 #: Variants whose workers run the chronicle variant with these options added to
 #: ``--chronicle-options``.
-OPTION_VARIANTS: dict[str, dict[str, Any]] = {"minimal": {"indexes": "minimal"}}
+OPTION_VARIANTS: dict[str, dict[str, Any]] = {
+    "minimal": {"indexes": "minimal"},
+    "native": {"native_versioning": True},
+}
+
+#: The variant whose versions PostgreSQL triggers write: measured on PostgreSQL only,
+#: for the workloads that write (``Workload.native``).
+NATIVE = "native"
 
 #: The variants that measure sqlalchemy-chronicle.
 CHRONICLE_VARIANTS = ("chronicle", *OPTION_VARIANTS, BASE)
@@ -191,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{w.name:18} {w.title}{note}")
         return 0
     sizes = Sizes.quick() if opts.quick else Sizes()
-    for key in ("rows", "bulk", "objects"):
+    for key in ("rows", "bulk", "objects", "backfill"):
         if getattr(opts, key) is not None:
             setattr(sizes, key, getattr(opts, key))
     repeat = opts.repeat or (3 if opts.quick else 5)
@@ -226,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     for round_no in range(repeat):
         for db in dbs:
             for w in active:
-                order = [v for v in variants if measures(w, v)]
+                order = [v for v in variants if measures(w, v, db)]
                 shift = round_no % len(order)
                 for variant in order[shift:] + order[:shift]:
                     url = (f"sqlite:///{os.path.join(tmpdir, uuid.uuid4().hex)}.db"
@@ -259,8 +267,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def measures(w: Workload, variant: str) -> bool:
-    """Whether workload ``w`` is measured for ``variant``."""
+def measures(w: Workload, variant: str, db: str | None = None) -> bool:
+    """Whether workload ``w`` is measured for ``variant`` (on database ``db``)."""
+    if variant == NATIVE:
+        return w.native and db in (None, "postgresql")
     if variant in CHRONICLE_VARIANTS:
         return "chronicle" in w.variants
     return variant in w.variants
@@ -294,7 +304,8 @@ def render(
     out = [
         f"Sizes: N={sizes.rows} rows (commits of 100), one transaction of {sizes.bulk} rows, "
         f"{sizes.objects} objects x 10 versions for the reads and revert, {sizes.objects} "
-        f"articles x 5 tags for the tag workloads; {repeat} rounds, "
+        f"articles x 5 tags for the tag workloads, {sizes.backfill} rows backfilled; "
+        f"{repeat} rounds, "
         f"each measurement in a fresh process.",
         "",
         "| " + " | ".join(head) + " |",
@@ -310,7 +321,7 @@ def render(
             row = [f"{w.name}", db]
             for v in variants:
                 c = got[v]
-                if not measures(w, v):
+                if not measures(w, v, db):
                     row.append("n/a")
                 elif c.errors:
                     row.append(f"FAILED ({len(c.errors)}/{len(c.errors) + len(c.seconds)})")
@@ -338,7 +349,7 @@ def render(
             if w.memory_target is not None:
                 mem = ["peak RSS growth", db]
                 for v in variants:
-                    mem.append(fmt_mib(got[v].rss_kib) if measures(w, v) else "n/a")
+                    mem.append(fmt_mib(got[v].rss_kib) if measures(w, v, db) else "n/a")
                 rss = {v: [float(x) for x in got[v].rss_kib] for v in variants}
                 mratios = {v: paired_ratio(rss[v], rss["plain"]) for v in ours}
                 mem += [fmt_ratio(r) for r in mratios.values()]

@@ -71,11 +71,12 @@ class Sizes:
     rows: int = 2000  # insert / update / no-op update / delete
     bulk: int = 50_000  # one transaction of inserts
     objects: int = 500  # objects of the read and revert workloads
+    backfill: int = 1_000_000  # existing rows given their first version by backfill()
     statement: int = 10_000  # rows of the bulk update() statement
 
     @classmethod
     def quick(cls) -> Sizes:
-        return cls(rows=400, bulk=5000, objects=100, statement=2000)
+        return cls(rows=400, bulk=5000, objects=100, backfill=20_000, statement=2000)
 
 
 @dataclass
@@ -183,6 +184,18 @@ def live_and_unchecked(ctx: Context) -> tuple[dict[int, tuple[Any, ...]], list[A
 
 # -- workloads -------------------------------------------------------------------------
 
+def insert_core_rows(ctx: Context, n: int, step: int = 10_000) -> None:
+    """Insert ``n`` articles with Core statements in one transaction (ANALYZE after)."""
+    table = ctx.models.Article.__table__
+    with ctx.engine.begin() as conn:
+        for start in range(0, n, step):
+            conn.execute(table.insert(), [
+                {"id": i + 1, **values(i)} for i in range(start, min(n, start + step))
+            ])
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("ANALYZE")
+
+
 class Workload:
     name: ClassVar[str]
     title: ClassVar[str]
@@ -201,6 +214,8 @@ class Workload:
     selectin_batch: ClassVar[int | None] = None
     #: The models include ``Tag`` and ``Article.tags`` (many-to-many).
     tags: ClassVar[bool] = False
+    #: A write workload measured with the ``native`` variant too (PostgreSQL triggers).
+    native: ClassVar[bool] = False
 
     def models_for(self, variant: str) -> str:
         """Which models the process defines for ``variant``."""
@@ -221,6 +236,7 @@ class Workload:
 
 class Insert(Workload):
     name = "insert"
+    native = True
     title = "insert N rows, commit every 100"
     target = 1.5
 
@@ -249,6 +265,7 @@ class _OnInserted(Workload):
 
 class Update(_OnInserted):
     name = "update"
+    native = True
     title = "update 2 columns of N rows, commit every 100"
     target = 1.5
 
@@ -270,6 +287,7 @@ class Update(_OnInserted):
 
 class NoOpUpdate(_OnInserted):
     name = "noop_update"
+    native = True
     title = "no-op update (assign equal values) of N rows, commit every 100"
     target = 1.2
 
@@ -291,6 +309,7 @@ class NoOpUpdate(_OnInserted):
 
 class Delete(_OnInserted):
     name = "delete"
+    native = True
     title = "delete N rows, commit every 100"
     target = 1.5
 
@@ -310,6 +329,7 @@ class Delete(_OnInserted):
 
 class BulkInsert(Workload):
     name = "bulk_insert"
+    native = True
     title = "one transaction inserting 50,000 rows"
     target = 1.6
     memory_target = 1.3
@@ -700,6 +720,49 @@ class TagsTemporal(Workload):
                    f"{ctx.data['queries']} queries, expected at most {bound}")
 
 
+BACKFILL_COPY_SQL = sa.text(
+    "INSERT INTO article_version (id, name, author, content, views, transaction_id,"
+    " operation_type) SELECT id, name, author, content, views, 1, 0 FROM article"
+)
+
+
+class Backfill(Workload):
+    """``backfill(conn, Article)`` on a table that held data before versioning."""
+
+    name = "backfill"
+    title = "first versions of existing rows: backfill() vs INSERT INTO ... SELECT"
+    variants = ("plain", "chronicle")
+    target = 2.0
+
+    def models_for(self, variant: str) -> str:
+        return "chronicle" if variant == "plain" else variant  # the same tables
+
+    def setup(self, ctx: Context) -> None:
+        # Core: nothing versioned, as before versioning.
+        insert_core_rows(ctx, ctx.sizes.backfill)
+
+    def run(self, ctx: Context) -> None:
+        with ctx.engine.begin() as conn:
+            if ctx.models.variant == "plain":
+                conn.execute(BACKFILL_COPY_SQL)
+            else:
+                from sqlalchemy_chronicle.schema import backfill
+
+                ctx.data["written"] = backfill(conn, ctx.models.Article)
+
+    def check(self, ctx: Context) -> None:
+        n = ctx.sizes.backfill
+        with ctx.engine.connect() as conn:
+            count, ops, open_ = conn.execute(sa.text(
+                "SELECT count(*), count(DISTINCT operation_type),"
+                " count(end_transaction_id) FROM article_version"
+            )).one()
+            ensure(count == n and ops == 1 and open_ == 0, f"{count} versions, expected {n}")
+            if ctx.models.variant != "plain":
+                ensure(ctx.data["written"] == n, f"backfill() said {ctx.data['written']}")
+                ensure(transaction_count(conn) == 1, "not one transaction row")
+
+
 class BulkUpdateStatement(Workload):
     name = "bulk_update_stmt"
     title = "one ORM update() statement changing 10,000 rows through a Session"
@@ -728,19 +791,48 @@ class BulkUpdateStatement(Workload):
                "live rows were not all updated")
 
 
-class NativeCapture(_NotYet):
-    # TODO(native capture): the insert/update/delete workloads with the PostgreSQL
-    # trigger backend (native_versioning=True) as a fourth variant.
-    name = "native_capture"
-    title = "TODO: PostgreSQL trigger capture"
-    skip = "the native (trigger) capture backend is not implemented yet"
+class NativeBulkUpdate(Workload):
+    """One SQL ``UPDATE`` of every row: what the statement-level triggers cost."""
+
+    name = "native_bulk_update"
+    title = "one UPDATE statement of N bulk rows (PostgreSQL triggers vs none)"
+    variants = ("plain",)
+    native = True
+    target = 2.5
+
+    def models_for(self, variant: str) -> str:
+        return "chronicle" if variant == "plain" else variant  # the same tables
+
+    def setup(self, ctx: Context) -> None:
+        insert_core_rows(ctx, ctx.sizes.bulk)  # one transaction: versioned by the triggers
+
+    def run(self, ctx: Context) -> None:
+        with ctx.engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE article SET views = views + 1, name = name || '!'")
+
+    def check(self, ctx: Context) -> None:
+        n = ctx.sizes.bulk
+        with ctx.engine.connect() as conn:
+            updated = conn.scalar(sa.text("SELECT count(*) FROM article WHERE name LIKE '%!'"))
+            ensure(updated == n, f"{updated} rows updated, expected {n}")
+            versions = conn.execute(sa.text(
+                "SELECT operation_type, count(*), count(end_transaction_id)"
+                " FROM article_version GROUP BY operation_type ORDER BY operation_type"
+            )).all()
+            if ctx.models.variant == "plain":
+                ensure(versions == [], "the plain variant wrote versions")
+            else:
+                ensure([tuple(v) for v in versions] == [(INSERT, n, n), (UPDATE, n, 0)],
+                       f"versions {versions}")
+                ensure(transaction_count(conn) == 2, "not two transaction rows")
 
 
 WORKLOADS: dict[str, Workload] = {
     w.name: w
     for w in (
         Insert(), Update(), NoOpUpdate(), Delete(), BulkInsert(), History(), HistoryPerObject(),
-        AsOf(), AsOfPerObject(), Revert(), TagsInsert(), TagsTemporal(), BulkUpdateStatement(),
-        NativeCapture(),
+        AsOf(), AsOfPerObject(), Revert(), TagsInsert(), TagsTemporal(), Backfill(),
+        BulkUpdateStatement(),
+        NativeBulkUpdate(),
     )
 }

@@ -14,7 +14,6 @@ from sqlalchemy_chronicle import (
     ChronicleError,
     ConfigurationError,
     IndexLayout,
-    NotSupportedError,
     Operation,
     VersioningManager,
     end_tx_column_name,
@@ -537,24 +536,6 @@ def test_schema_option_on_postgresql(db, base):
     assert [v.name for v in article.versions] == ["v1", "v2", "v3"]
 
 
-# -- native_versioning -----------------------------------------------------------------
-
-
-def test_native_versioning_per_class_is_not_supported(base, manager):
-    define_article(base, {"native_versioning": True})
-    with pytest.raises(NotSupportedError) as err:
-        orm.configure_mappers()
-    assert "native_versioning" in str(err.value) and "Article" in str(err.value)
-    assert isinstance(err.value, ChronicleError) and isinstance(err.value, NotImplementedError)
-
-
-@pytest.mark.versioning(options={"native_versioning": True})
-def test_native_versioning_global_is_not_supported(base, manager):
-    define_article(base)
-    with pytest.raises(NotSupportedError, match="native_versioning"):
-        orm.configure_mappers()
-
-
 # -- validation of __versioned__ -------------------------------------------------------
 
 
@@ -562,7 +543,10 @@ def test_native_versioning_global_is_not_supported(base, manager):
     ("versioned", "option"),
     [
         ({"exclud": ["name"]}, "exclud"),
-        ({"exclude": "name"}, "exclude"),
+        ({"exclude": ""}, "exclude"),
+        ({"exclude": 5}, "exclude"),
+        ({"exclude": "missing"}, "exclude"),
+        ({"exclude": ["name", None]}, "exclude"),
         ({"include": [1]}, "include"),
         ({"strategy": "x"}, "strategy"),
         ({"table_name": "no_placeholder"}, "table_name"),

@@ -12,7 +12,9 @@ import pytest
 
 from docs_examples import ROOT, page_blocks, run_as_printed
 
-IN_STEPS = {"bulk.md", "context.md", "transactions.md"}
+IN_STEPS = {"bulk.md", "context.md", "native.md", "transactions.md"}
+#: Pages whose examples need PostgreSQL (at ``CHRONICLE_PG_URL``).
+NEEDS_POSTGRESQL = {"native.md"}
 PAGES = sorted(p.name for p in (ROOT / "docs").glob("*.md"))
 
 
@@ -36,5 +38,10 @@ def test_every_page_has_runnable_examples() -> None:
 
 
 @pytest.mark.parametrize("code", [c for _, c in CASES], ids=[n for n, _ in CASES])
-def test_doc_example_runs_as_printed(code: str, tmp_path: Path) -> None:
+def test_doc_example_runs_as_printed(
+    code: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    page = request.node.callspec.id.split(":")[0]
+    if page in NEEDS_POSTGRESQL and "postgresql" not in request.config._chronicle_dbs:  # type: ignore[attr-defined]
+        pytest.skip(f"docs/{page} needs PostgreSQL, which is not selected or not reachable")
     run_as_printed(code, tmp_path)

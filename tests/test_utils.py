@@ -352,6 +352,61 @@ def test_is_modified_sees_a_many_to_one_change_before_flush(db, base):
     assert is_modified(book) is True
 
 
+def test_a_collection_change_modifies_the_session_but_versions_only_the_other_side(db, base):
+    """As in SQLAlchemy-Continuum: ``article.tags.append(tag)`` makes the article and
+    the session modified, and the flush writes an association version (many-to-many)
+    or a version of the child (one-to-many) and a transaction row, but no version of
+    the article."""
+    article_tag = sa.Table(
+        "article_tag", base.metadata,
+        sa.Column("article_id", sa.ForeignKey("article.id"), primary_key=True),
+        sa.Column("tag_id", sa.ForeignKey("tag.id"), primary_key=True),
+    )
+
+    class Tag(base):
+        __tablename__ = "tag"
+        __versioned__: dict[str, Any] = {}
+        id: Mapped[int] = mapped_column(primary_key=True)
+
+    class Comment(base):
+        __tablename__ = "comment"
+        __versioned__: dict[str, Any] = {}
+        id: Mapped[int] = mapped_column(primary_key=True)
+        article_id: Mapped[int | None] = mapped_column(sa.ForeignKey("article.id"))
+
+    class Article(base):
+        __tablename__ = "article"
+        __versioned__: dict[str, Any] = {}
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str | None] = mapped_column(sa.String(50))
+        tags: Mapped[list[Tag]] = orm.relationship(secondary=article_tag)
+        comments: Mapped[list[Comment]] = orm.relationship()
+
+    db.create(base.metadata)
+    session = db.session()
+    article, tag, comment = Article(id=1, name="a"), Tag(id=1), Comment(id=1)
+    session.add_all([article, tag, comment])
+    session.commit()
+    assert is_session_modified(session) is False
+
+    article.tags.append(tag)
+    assert is_modified(article) is True
+    assert is_session_modified(session) is True
+    session.commit()
+    assert len(db.rows("transaction")) == 2
+    assert [(r["article_id"], r["tag_id"]) for r in db.rows("article_tag_version")] == [(1, 1)]
+    assert len(db.rows("article_version")) == 1  # no version of the article itself
+
+    article.comments.append(comment)
+    assert is_modified(article) is True
+    assert is_session_modified(session) is True
+    session.commit()
+    assert len(db.rows("transaction")) == 3
+    assert [r["article_id"] for r in db.rows("comment_version", "transaction_id")] == [None, 1]
+    assert len(db.rows("article_version")) == 1
+    assert is_session_modified(session) is False
+
+
 def test_is_modified_or_deleted_and_session_for_new_and_deleted_objects(db, base, article_models):
     Tag, _ = _define_side_models(base)
     Article = article_models()

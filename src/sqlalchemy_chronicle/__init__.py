@@ -25,6 +25,10 @@ for it works by changing the import.
 
 from __future__ import annotations
 
+# SQLAlchemy-Continuum imports sqlalchemy.ext.declarative, so code written for it can
+# reach ``sa.ext.declarative.declared_attr`` after ``import sqlalchemy as sa``; keep that.
+import sqlalchemy.ext.declarative  # noqa: F401
+
 from .capture.context import current_context, versioning_context
 from .capture.unit_of_work import UnitOfWork
 from .config import IndexLayout, Operation, Strategy

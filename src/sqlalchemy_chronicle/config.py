@@ -119,6 +119,8 @@ def _table_name(name: str, value: Any) -> str:
 
 
 def _names(name: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str) and value.strip():
+        return (value,)  # one name, as SQLAlchemy-Continuum accepts it
     if isinstance(value, str) or not isinstance(value, Iterable):
         raise TypeError(f"must be a list of attribute names, got {value!r}")
     items = tuple(value)

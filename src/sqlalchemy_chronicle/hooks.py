@@ -206,7 +206,8 @@ class PluginCollection(MutableSequence[Any]):
     """An ordered list of plugins that broadcasts hook calls to all of them.
 
     ``plugins.before_flush(uow, session)`` calls ``before_flush`` on every plugin
-    that has it and returns the list of their results.
+    that has it and returns the list of their results; so does any other method
+    name that some plugin defines.
     """
 
     def __init__(self, plugins: Iterable[Any] | None = None) -> None:
@@ -248,8 +249,17 @@ class PluginCollection(MutableSequence[Any]):
     def __repr__(self) -> str:
         return f"PluginCollection({self._plugins!r})"
 
+    @property
+    def plugins(self) -> list[Any]:
+        """The plugins, as a new list (SQLAlchemy-Continuum's attribute)."""
+        return list(self._plugins)
+
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("_") or name not in HOOK_NAMES:
+        # A hook, or a method some plugin defines (SQLAlchemy-Continuum broadcasts any
+        # name); a name nothing defines stays an AttributeError, so typos show.
+        if name.startswith("_") or (
+            name not in HOOK_NAMES and not any(hasattr(p, name) for p in self._plugins)
+        ):
             raise AttributeError(name)
 
         def broadcast(*args: Any, **kwargs: Any) -> list[Any]:

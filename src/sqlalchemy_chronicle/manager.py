@@ -16,13 +16,20 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event, orm
 
+from .capture.native.postgresql import NativeCapture
 from .capture.orm import OrmCapture
 from .capture.unit_of_work import UnitOfWork
-from .config import ClassOptions, OptionsDict, resolve_options
-from .exc import ClassNotVersioned, ConfigurationError, ImproperlyConfigured, NotSupportedError
+from .config import ClassOptions, OptionsDict, Strategy, resolve_options
+from .exc import ClassNotVersioned, ConfigurationError, ImproperlyConfigured
 from .hooks import PluginCollection
 from .read.transaction import TransactionBase
-from .read.version import VersionClassBase, forget_links
+from .read.version import (
+    SubqueryFetcher,
+    ValidityFetcher,
+    VersionClassBase,
+    VersionFetcher,
+    forget_links,
+)
 from .schema.models import (
     VersionedModel,
     add_versions_relationship,
@@ -46,12 +53,17 @@ class TransactionFactory:
     """How to build the transaction class (SQLAlchemy-Continuum's name for it).
 
     Pass an instance as ``VersioningManager(transaction_cls=TransactionFactory(...))``
-    to change the built class; ``remote_addr=False`` leaves out the ``remote_addr``
-    column.
+    or assign it to ``manager.transaction_cls`` before the mappers are configured;
+    ``remote_addr=False`` leaves out the ``remote_addr`` column. Calling the factory
+    with a manager whose ``declarative_base`` is set builds the transaction class in
+    that base's registry now, makes it the manager's ``transaction_cls`` and returns it.
     """
 
     def __init__(self, remote_addr: bool = True) -> None:
         self.remote_addr = remote_addr
+
+    def __call__(self, manager: VersioningManager) -> type:
+        return manager.create_transaction_model(self)
 
     def __repr__(self) -> str:
         return f"TransactionFactory(remote_addr={self.remote_addr!r})"
@@ -86,17 +98,17 @@ class VersioningManager:
         self.uow_class = unit_of_work_cls
         self.builder = builder
         self.user_cls = user_cls
-        self.options: OptionsDict = OptionsDict(options)
+        self.options = options  # the setter validates and wraps
         self._plugins = PluginCollection(plugins)
-        if isinstance(transaction_cls, TransactionFactory):
-            self._transaction_factory, self._given_transaction_cls = transaction_cls, None
-        else:
-            self._transaction_factory, self._given_transaction_cls = TransactionFactory(), None
-            self._given_transaction_cls = transaction_cls
+        self._transaction_factory = TransactionFactory()
+        self._given_transaction_cls: type | None = None
         self.transaction_class_name = transaction_class_name
         self.transaction_table_name = transaction_table_name
         self._capture = OrmCapture(self, lambda: bool(self.options["versioning"]))
+        #: The trigger backend, for models with ``native_versioning=True`` (PostgreSQL).
+        self.native = NativeCapture(self)
         self._installed = False
+        self._set_transaction_cls(transaction_cls)
         self.reset()
 
     # -- state -----------------------------------------------------------------------
@@ -111,7 +123,7 @@ class VersioningManager:
         self.association_version_tables: set[sa.Table] = set()
         self.declarative_base: type | None = None
         self.metadata: sa.MetaData | None = None
-        self.transaction_cls: Any = self._given_transaction_cls
+        self._transaction_cls: Any = self._given_transaction_cls
         self._transaction_table: sa.Table | None = (
             sa.inspect(self._given_transaction_cls).local_table
             if self._given_transaction_cls is not None
@@ -123,6 +135,69 @@ class VersioningManager:
         self._association_specs: dict[sa.Table, VersionTableSpec] = {}
         self._unversioned: set[type] = set()
         self._building = False
+        self.native.uninstall()
+
+    @property
+    def options(self) -> OptionsDict:
+        """The default options of every versioned class; assigning a dict replaces them
+        (each key is validated)."""
+        return self._options
+
+    @options.setter
+    def options(self, options: Mapping[str, Any] | None) -> None:
+        self._options = OptionsDict(options)
+
+    @property
+    def transaction_cls(self) -> Any:
+        """The transaction class: None until the mappers are configured, unless a ready
+        class was given.
+
+        Assign a :class:`TransactionFactory` (SQLAlchemy-Continuum's set-up) or a mapped
+        class before ``configure_mappers()``; both are kept across :meth:`reset`.
+        """
+        return self._transaction_cls
+
+    @transaction_cls.setter
+    def transaction_cls(self, value: type | TransactionFactory | None) -> None:
+        if value is self._transaction_cls and value is not None:
+            return
+        self._set_transaction_cls(value)
+        self._transaction_cls = self._given_transaction_cls
+        self._transaction_table = (
+            sa.inspect(value).local_table if self._given_transaction_cls is not None else None
+        )
+
+    def _set_transaction_cls(self, value: type | TransactionFactory | None) -> None:
+        if value is None or isinstance(value, TransactionFactory):
+            self._transaction_factory = value or TransactionFactory()
+            self._given_transaction_cls = None
+        elif isinstance(value, type) and sa.inspect(value, raiseerr=False) is not None:
+            self._given_transaction_cls = value
+        else:
+            raise ConfigurationError(
+                f"transaction_cls must be a TransactionFactory or a mapped class, got {value!r}."
+            )
+
+    @property
+    def units_of_work(self) -> Mapping[Any, UnitOfWork]:
+        """Read-only view of the open units of work (SQLAlchemy-Continuum's name).
+
+        Keyed by the connection each one writes on, or by its session before its first
+        write. The state itself lives in each session's ``info``; the view is empty
+        whenever no versioned session transaction is open.
+        """
+        return self._capture.open_units_of_work()
+
+    @property
+    def session_connection_map(self) -> Mapping[orm.Session, Any]:
+        """Read-only view: session -> the connection its open unit of work writes on."""
+        return self._capture.open_session_connections()
+
+    def fetcher(self, obj: Any) -> VersionFetcher:
+        """SQLAlchemy-Continuum's navigation object for version ``obj`` (its strategy's)."""
+        model = self.versioned_model(obj if isinstance(obj, type) else type(obj))
+        subquery = model.options.strategy is Strategy.SUBQUERY
+        return (SubqueryFetcher if subquery else ValidityFetcher)(self)
 
     @property
     def plugins(self) -> PluginCollection:
@@ -224,6 +299,7 @@ class VersioningManager:
                     event.remove(target, name, fn)
             self._installed = False
         self._capture.uninstall()
+        self.native.uninstall()
 
     def _instrument_class(self, mapper: orm.Mapper[Any], cls: type) -> None:
         versioned = getattr(cls, "__versioned__", None)
@@ -275,11 +351,6 @@ class VersioningManager:
                             f"{cls.__name__}.__versioned__ option {option_name!r} names "
                             f"{key!r}, which is not an attribute of {cls.__name__}."
                         )
-            if options.native_versioning:
-                raise NotSupportedError(
-                    f"{cls.__name__}: the option 'native_versioning' (PostgreSQL triggers) is "
-                    f"not supported yet by this release; remove it to use ORM versioning."
-                )
             if not mapper.primary_key:
                 raise ConfigurationError(
                     f"Versioned model {cls.__name__} has no primary key; a version table needs one."
@@ -304,7 +375,46 @@ class VersioningManager:
         if self.transaction_cls is not None:
             return
         mapper: orm.Mapper[Any] = sa.inspect(first)
-        registry = mapper.registry
+        local_table = mapper.local_table
+        if not isinstance(local_table, sa.Table):
+            raise ConfigurationError(
+                f"Versioned model {first.__name__} is not mapped to a Table; map it to a "
+                f"Table to version it."
+            )
+        self._create_transaction_class(
+            self._transaction_factory,
+            mapper.registry,
+            local_table.metadata,
+            declarative_base_of(first),
+            first.__module__,
+        )
+
+    def create_transaction_model(self, factory: TransactionFactory | None = None) -> type:
+        """Build the transaction class in the registry of ``declarative_base`` (unless it
+        exists already) and return it; SQLAlchemy-Continuum's way to build it early."""
+        if self.transaction_cls is not None:
+            return self.transaction_cls  # type: ignore[no-any-return]
+        base = self.declarative_base
+        registry = getattr(base, "registry", None)
+        metadata = getattr(base, "metadata", None)
+        if not isinstance(registry, orm.registry) or not isinstance(metadata, sa.MetaData):
+            raise ImproperlyConfigured(
+                "Cannot build the transaction class: versioning_manager.declarative_base is "
+                "not a declarative base. Set it, or let sqlalchemy.orm.configure_mappers() "
+                "build the class."
+            )
+        return self._create_transaction_class(
+            factory or self._transaction_factory, registry, metadata, base, base.__module__
+        )
+
+    def _create_transaction_class(
+        self,
+        factory: TransactionFactory,
+        registry: orm.registry,
+        metadata: sa.MetaData,
+        base: type | None,
+        module: str,
+    ) -> type:
         for existing in registry.mappers:
             if existing.class_.__name__ == self.transaction_class_name:
                 raise ConfigurationError(
@@ -317,37 +427,30 @@ class VersioningManager:
         if user_cls is not None:
             user_mapper: orm.Mapper[Any] = sa.inspect(user_cls)
             user_pk = user_mapper.primary_key[0]  # type: ignore[assignment]
-        local_table = mapper.local_table
-        if not isinstance(local_table, sa.Table):
-            raise ConfigurationError(
-                f"Versioned model {first.__name__} is not mapped to a Table; map it to a "
-                f"Table to version it."
-            )
-        metadata = local_table.metadata
-        schema = self.options.get("schema")
         table = build_transaction_table(
             metadata,
             name=self.transaction_table_name,
-            schema=schema,
+            schema=self.options.get("schema"),
             user_pk=user_pk,
-            remote_addr=self._transaction_factory.remote_addr,
+            remote_addr=factory.remote_addr,
         )
-        base = declarative_base_of(first)
         bases = ((base,) if base is not None else ()) + (TransactionBase,)
-        self.transaction_cls = build_transaction_class(
+        cls = build_transaction_class(
             self.transaction_class_name,
             table,
             bases,
             registry,
             manager=self,
             user_cls=user_cls,
-            module=first.__module__,
+            module=module,
         )
+        self._transaction_cls = cls
         self._transaction_table = table
         self.declarative_base = base
         self.metadata = metadata
         if len(self.plugins):
             self.plugins.after_build_tx_class(self)
+        return cls
 
     def _tables_of(self, mapper: orm.Mapper[Any]) -> list[tuple[sa.Table, orm.Mapper[Any]]]:
         """The tables ``mapper`` writes, base first, each with the mapper that owns it."""
@@ -425,6 +528,8 @@ class VersioningManager:
             models.append(model)
 
         for model in models:
+            if model.options.native_versioning:
+                self.native.add_model(model)
             self._build_association_tables(model)
         for model in models:
             options = model.options
@@ -487,6 +592,8 @@ class VersioningManager:
                 association=True,
             )
             self._association_specs[table] = spec
+            if model.options.native_versioning:
+                self.native.add_association(spec, f"{model.name}.{rel.key}")
             self.association_tables.add(table)
             self.association_version_tables.add(spec.version)
             self._capture.watch_statements()

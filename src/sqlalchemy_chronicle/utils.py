@@ -14,7 +14,7 @@ from sqlalchemy.sql import visitors
 from .config import Operation
 from .exc import ClassNotVersioned
 from .manager import VersioningManager
-from .schema.tables import INFO_KEY
+from .schema.tables import registered_spec
 
 _NO_LOAD = orm.PassiveFlag.PASSIVE_NO_INITIALIZE
 
@@ -143,35 +143,61 @@ def versioned_column_properties(obj_or_class: Any) -> list[orm.ColumnProperty[An
     ]
 
 
-def _versioned_relationship_changed(obj: Any, cls: type) -> bool:
+def _changed_relationships(obj: Any, cls: type, *, many_to_one_only: bool) -> bool:
+    """Whether a relationship of ``obj`` whose local columns are versioned has a
+    pending change (only many-to-one ones, whose change is a column change, if asked)."""
     manager = get_versioning_manager(cls)
     mapper: orm.Mapper[Any] = sa.inspect(cls)
     for rel in mapper.relationships:
-        if rel.key == "versions":
+        if rel.key == "versions" or (many_to_one_only and rel.direction is not orm.MANYTOONE):
             continue
         local_keys = [
             mapper.get_property_by_column(c).key
             for c in rel.local_columns
             if c in mapper.columns.values()
         ]
-        if not local_keys or any(manager.is_excluded_property(cls, k) for k in local_keys):
-            continue
-        if rel.direction is not orm.MANYTOONE:
+        if not local_keys or all(manager.is_excluded_property(cls, k) for k in local_keys):
             continue
         if attributes.get_history(obj, rel.key, _NO_LOAD).has_changes():
             return True
     return False
 
 
-def is_modified(obj: Any) -> bool:
-    """True when a versioned attribute of ``obj`` has a pending change."""
+def _changed_columns(obj: Any, cls: type) -> bool:
+    return any(
+        attributes.get_history(obj, prop.key, _NO_LOAD).has_changes()
+        for prop in versioned_column_properties(cls)
+    )
+
+
+def _writes_version(obj: Any) -> bool:
+    """True when flushing ``obj`` writes a version of it: it is new or pending delete,
+    or a versioned column (or a many-to-one relationship setting one) changed.
+
+    Unlike :func:`is_modified`, a change of a collection alone (``article.tags``)
+    does not count: it versions the other side or the association table, not ``obj``.
+    """
     cls = type(obj)
     if not is_versioned(cls):
         return False
-    for prop in versioned_column_properties(cls):
-        if attributes.get_history(obj, prop.key, _NO_LOAD).has_changes():
-            return True
-    return _versioned_relationship_changed(obj, cls)
+    session = orm.object_session(obj)
+    if session is not None and (obj in session.deleted or obj in session.new):
+        return True
+    return _changed_columns(obj, cls) or _changed_relationships(obj, cls, many_to_one_only=True)
+
+
+def is_modified(obj: Any) -> bool:
+    """True when a versioned attribute of ``obj`` has a pending change.
+
+    As in SQLAlchemy-Continuum, that includes a relationship whose local columns are
+    versioned, collections too: ``article.tags.append(tag)`` makes ``article``
+    modified, although the flush versions the association row and not ``article``
+    (it does not count for the version of ``article`` itself).
+    """
+    cls = type(obj)
+    if not is_versioned(cls):
+        return False
+    return _changed_columns(obj, cls) or _changed_relationships(obj, cls, many_to_one_only=False)
 
 
 def is_modified_or_deleted(obj: Any) -> bool:
@@ -190,7 +216,8 @@ def versioned_objects(session: orm.Session) -> Iterator[Any]:
 
 
 def is_session_modified(session: orm.Session) -> bool:
-    """True when flushing ``session`` would write at least one version."""
+    """True when a versioned object of ``session`` is new, deleted or
+    :func:`is_modified` (a relationship change included, as in SQLAlchemy-Continuum)."""
     return any(is_modified_or_deleted(obj) for obj in versioned_objects(session))
 
 
@@ -273,9 +300,9 @@ def adapt_columns(expr: Any) -> Any:
 
     def replace(element: Any, **kw: Any) -> Any:
         if isinstance(element, sa.Column) and isinstance(element.table, sa.Table):
-            built = element.table.info.get(INFO_KEY, {}).get("version_table")
-            if built is not None:
-                return next((c for c in built.c if c.name == element.name), None)
+            spec = registered_spec(element.table)
+            if spec is not None:
+                return next((c for c in spec.version.c if c.name == element.name), None)
         return None
 
     return visitors.replacement_traverse(expr, {}, replace)
@@ -283,9 +310,9 @@ def adapt_columns(expr: Any) -> Any:
 
 def version_table(table: sa.Table) -> sa.Table:
     """The version table of ``table`` (honours the ``table_name`` option and schemas)."""
-    built = table.info.get(INFO_KEY, {}).get("version_table")
-    if built is not None:
-        return built  # type: ignore[no-any-return]
+    spec = registered_spec(table)
+    if spec is not None:
+        return spec.version
     name = f"{table.schema}.{table.name}_version" if table.schema else f"{table.name}_version"
     return table.metadata.tables[name]
 

@@ -529,6 +529,7 @@ def test_sqlite_finds_pairs_through_the_index_not_by_scanning(db, models, monkey
     strict=True,
     reason="INSERT ... FROM SELECT carries no values for the rows it adds: it is refused "
     "with NotSupportedError rather than versioned (or versioned wrongly)",
+    raises=NotSupportedError,
 )
 def test_core_insert_from_select_is_versioned(db, models, kind):
     m = models

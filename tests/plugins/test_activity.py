@@ -286,24 +286,100 @@ def test_long_key_lists_are_split(db, article_models, manager, monkeypatch):
     assert [r["object_tx_id"] for r in activity_rows(db)] == [first] * 3
 
 
-def test_deleting_the_object_stamps_the_delete_version(db, article_models, manager):
+def test_a_delete_activity_shows_the_last_version_and_no_object(db, article_models, manager):
+    """As in SQLAlchemy-Continuum: once deleted, ``object`` is None and
+    ``object_version`` is the version the object had when it was deleted."""
     Article = article_models()
     Activity = manager.activity_cls
     article = create_article(db, Article)
     session = orm.object_session(article)
+    article.name = "b"
+    session.commit()
     article_id = article.id
     session.delete(article)
     activity = Activity(verb="delete", object=article)
     session.add(activity)
     session.commit()
+    _, update_tx, delete_tx = tx_ids(db)
+    assert activity.transaction_id == delete_tx
     assert activity.object_id == article_id
-    assert activity.object_tx_id == tx_ids(db)[-1]
-    assert activity.object is article  # the deleted object, as given
+    assert activity.object_tx_id == update_tx
+    assert activity.object is None  # the object given is deleted
+    assert activity.object_version.name == "b"
+    assert activity.object_version.operation_type == 1
     with db.session() as fresh:
         loaded = fresh.get(Activity, activity.id)
         assert loaded.object is None  # the row is gone
-        assert loaded.object_version.operation_type == 2
-        assert loaded.object_version.name == "a"
+        assert (loaded.object_version.transaction_id, loaded.object_version.name) == (
+            update_tx, "b",
+        )
+
+
+def test_an_object_deleted_after_its_activity_reads_as_none(db, article_models, manager):
+    Article = article_models()
+    Activity = manager.activity_cls
+    article = create_article(db, Article)
+    session = orm.object_session(article)
+    activity = Activity(verb="create", object=article)
+    session.add(activity)
+    session.commit()
+    assert activity.object is article
+    session.delete(article)
+    session.flush()
+    assert activity.object is None
+    session.rollback()
+    assert activity.object is article
+
+
+def test_activities_are_queried_by_object_and_target(db, base, manager):
+    class Article(base):
+        __tablename__ = "article"
+        __versioned__: dict[str, Any] = {}
+        id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+        name: Mapped[str | None] = mapped_column(sa.Unicode(255))
+
+    class Tag(base):
+        __tablename__ = "tag"
+        __versioned__: dict[str, Any] = {}
+        id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+        name: Mapped[str | None] = mapped_column(sa.Unicode(255))
+
+    db.create(base.metadata)
+    Activity = manager.activity_cls
+    session = db.session()
+    article, other = Article(name="a"), Article(name="other")
+    session.add_all([article, other])
+    session.flush()
+    tag = Tag(id=article.id, name="t")  # the same id as the article, another class
+    session.add(tag)
+    session.flush()
+    session.add_all([
+        Activity(verb="create", object=article),
+        Activity(verb="tag", object=tag, target=article),
+        Activity(verb="create", object=other),
+        Activity(verb="create", object=tag),
+    ])
+    session.commit()
+
+    def verbs(*criteria: Any) -> list[tuple[str, int]]:
+        stmt = sa.select(Activity).where(*criteria).order_by(Activity.id)
+        return [(a.verb, a.id) for a in session.scalars(stmt)]
+
+    assert verbs(sa.or_(Activity.object == article, Activity.target == article)) == [
+        ("create", 1), ("tag", 2),
+    ]
+    assert session.query(Activity).filter(
+        sa.or_(Activity.object == article, Activity.target == article)
+    ).count() == 2
+    assert verbs(Activity.object == tag) == [("tag", 2), ("create", 4)]
+    assert verbs(Activity.target == None) == [("create", 1), ("create", 3), ("create", 4)]
+    assert verbs(Activity.target != None) == [("tag", 2)]
+    assert verbs(Activity.target != article) == [("create", 1), ("create", 3), ("create", 4)]
+    assert verbs(Activity.object.is_type(Tag)) == [("tag", 2), ("create", 4)]
+    with pytest.raises(VersioningStateError, match="Article has no primary key yet"):
+        Activity.object == Article(name="new")  # noqa: B015
+    with pytest.raises(TypeError, match="mapped objects only"):
+        Activity.object == "Article"  # noqa: B015
 
 
 # -- target and generic references ----------------------------------------------------
@@ -623,3 +699,39 @@ def test_with_a_transaction_class_given_by_the_application(engine):
         remove_versioning(manager=manager)
         Base.metadata.drop_all(engine)
         Base.registry.dispose()
+
+
+def test_a_collection_change_alone_keeps_the_objects_last_version(db, base, manager):
+    """``article.tags.append(tag)`` writes no version of the article: an activity on
+    the article in that flush points at its last version, which exists."""
+    article_tag = sa.Table(
+        "article_tag", base.metadata,
+        sa.Column("article_id", sa.ForeignKey("article.id"), primary_key=True),
+        sa.Column("tag_id", sa.ForeignKey("tag.id"), primary_key=True),
+    )
+
+    class Tag(base):
+        __tablename__ = "tag"
+        __versioned__: dict[str, Any] = {}
+        id: Mapped[int] = mapped_column(primary_key=True)
+
+    class Article(base):
+        __tablename__ = "article"
+        __versioned__: dict[str, Any] = {}
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str | None] = mapped_column(sa.Unicode(255))
+        tags: Mapped[list[Tag]] = orm.relationship(secondary=article_tag)
+
+    db.create(base.metadata)
+    Activity = manager.activity_cls
+    session = db.session()
+    article, tag = Article(id=1, name="a"), Tag(id=1)
+    session.add_all([article, tag])
+    session.commit()
+    article.tags.append(tag)
+    activity = Activity(verb="tag", object=article)
+    session.add(activity)
+    session.commit()
+    first, second = tx_ids(db)
+    assert (activity.transaction_id, activity.object_tx_id) == (second, first)
+    assert activity.object_version.name == "a"

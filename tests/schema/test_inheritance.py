@@ -129,6 +129,94 @@ def test_concrete_subclass_has_its_own_history(base, db):
     assert [v.budget for v in boss.versions] == [10, 20]
 
 
+@pytest.fixture
+def concrete_models(base, db):
+    """Continuum's concrete-table test models: a discriminator on the base only."""
+
+    class TextItem(base):
+        __tablename__ = "text_item"
+        __versioned__ = {}
+        id = sa.Column(sa.Integer, primary_key=True, autoincrement=True)
+        discriminator = sa.Column(sa.Unicode(100))
+        __mapper_args__ = {"polymorphic_on": discriminator, "polymorphic_identity": "item"}
+
+    class Article(TextItem):
+        __tablename__ = "article"
+        __mapper_args__ = {"polymorphic_identity": "article", "concrete": True}
+        id = sa.Column(sa.Integer, primary_key=True, autoincrement=True)
+        name = sa.Column(sa.Unicode(255))
+
+    class BlogPost(TextItem):
+        __tablename__ = "blog_post"
+        __mapper_args__ = {"polymorphic_identity": "blog_post", "concrete": True}
+        id = sa.Column(sa.Integer, primary_key=True, autoincrement=True)
+        title = sa.Column(sa.Unicode(255))
+
+    db.create(base.metadata)
+    return TextItem, Article, BlogPost
+
+
+def test_concrete_classes_each_get_a_version_class_and_table(manager, concrete_models):
+    TextItem, Article, BlogPost = concrete_models
+    TextItemVersion = version_class(TextItem)
+    assert issubclass(version_class(Article), TextItemVersion)
+    assert issubclass(version_class(BlogPost), TextItemVersion)
+    assert len(manager.version_class_map) == 3
+    assert [version_class(c).__table__.name for c in concrete_models] == [
+        "text_item_version", "article_version", "blog_post_version",
+    ]
+    assert parent_class(version_class(BlogPost)) is BlogPost
+
+
+def test_concrete_classes_version_navigate_and_revert(db, concrete_models):
+    TextItem, Article, BlogPost = concrete_models
+    session = db.session()
+    article, post, item = Article(name="a1"), BlogPost(title="t1"), TextItem()
+    session.add_all([article, post, item])
+    session.commit()
+    article.name = "a2"
+    post.title = "t2"
+    session.commit()
+    session.delete(post)
+    session.commit()
+    tx1, tx2, tx3 = sorted(r["id"] for r in db.rows("transaction"))
+
+    assert [(r["name"], r["transaction_id"], r["end_transaction_id"], r["operation_type"])
+            for r in db.rows("article_version", "transaction_id")] == [
+        ("a1", tx1, tx2, Operation.INSERT), ("a2", tx2, None, Operation.UPDATE),
+    ]
+    assert [(r["title"], r["transaction_id"], r["operation_type"])
+            for r in db.rows("blog_post_version", "transaction_id")] == [
+        ("t1", tx1, Operation.INSERT), ("t2", tx2, Operation.UPDATE),
+        ("t2", tx3, Operation.DELETE),
+    ]
+    assert [(r["discriminator"], r["transaction_id"]) for r in db.rows("text_item_version")] == [
+        ("item", tx1),
+    ]
+
+    first, second = article.versions.all()
+    assert (type(first).__name__, first.name, second.name) == ("ArticleVersion", "a1", "a2")
+    assert first.next is second and second.previous is first
+    assert second.changeset == {"name": ["a1", "a2"]}
+    assert first.version_parent is article
+    assert first.transaction.id == tx1
+    ArticleVersion, BlogPostVersion = version_class(Article), version_class(BlogPost)
+    assert [v.name for v in session.scalars(ArticleVersion.as_of(tx1))] == ["a1"]
+    assert [v.title for v in session.scalars(BlogPostVersion.as_of(tx2))] == ["t2"]
+    assert session.scalars(BlogPostVersion.as_of(tx3)).all() == []
+
+    first.revert()
+    history = BlogPostVersion.all_versions(session, {"id": post.id}, desc=False)
+    restored = history[1].revert()
+    session.commit()
+    assert session.get(Article, article.id).name == "a1"
+    assert isinstance(restored, BlogPost) and session.get(BlogPost, post.id).title == "t2"
+    assert [r["operation_type"] for r in db.rows("blog_post_version", "transaction_id")] == [
+        Operation.INSERT, Operation.UPDATE, Operation.DELETE, Operation.INSERT,
+    ]
+    assert [v.name for v in article.versions] == ["a1", "a2", "a1"]
+
+
 def test_as_of_follows_the_hierarchy(db, models):
     TextItem, Article, Post, Feature = models
     session = db.session()
@@ -178,3 +266,43 @@ def test_equal_values_assigned_to_expired_subclass_attributes_write_nothing(db, 
     assert [r["operation_type"] for r in db.rows("text_item_version", "transaction_id")] == [
         0, 0, 1,
     ]
+
+
+def test_declared_attr_column_of_a_single_table_subclass_is_versioned(base, db):
+    """A subclass's ``declared_attr`` column whose name differs from its attribute
+    (``status`` stored in ``_status``) is an attribute of the version class."""
+
+    class Item(base):
+        __tablename__ = "item"
+        __versioned__ = {}
+        id: Mapped[int] = mapped_column(primary_key=True)
+        kind: Mapped[str] = mapped_column(sa.String(20))
+        __mapper_args__ = {"polymorphic_on": "kind", "polymorphic_identity": "item"}
+
+    class Page(Item):
+        __mapper_args__ = {"polymorphic_identity": "page"}
+
+        @sa.orm.declared_attr
+        def status(cls):
+            return sa.Column("_status", sa.String(20))
+
+    db.create(base.metadata)
+    PageVersion = version_class(Page)
+    assert PageVersion.__table__ is version_class(Item).__table__
+    assert PageVersion.__table__.c.status.name == "_status"
+    session = db.session()
+    page = Page(id=1, status="draft")
+    session.add(page)
+    session.commit()
+    page.status = "published"
+    session.commit()
+    assert [r["_status"] for r in db.rows("item_version", "transaction_id")] == [
+        "draft", "published",
+    ]
+    history = page.versions.all()
+    assert [v.status for v in history] == ["draft", "published"]
+    assert history[1].changeset == {"status": ["draft", "published"]}
+    assert session.scalars(sa.select(PageVersion).where(PageVersion.status == "draft")).one()
+    history[0].revert()
+    session.commit()
+    assert session.get(Page, 1).status == "draft"

@@ -145,8 +145,8 @@ def _target(manager: CaptureConfig, state: ORMExecuteState) -> _Target | None:
         model = manager.model_for_mapper(mapper)
     if model is None:
         model = manager.model_for_table(table)
-    if model is None:
-        return None
+    if model is None or model.options.native_versioning:
+        return None  # not versioned, or versioned by the database's triggers
     if len(model.key_sources) > 1 or model.local_spec.parent is not table:
         raise NotSupportedError(
             f"Cannot version the bulk statement {_describe(stmt)}: {model.parent.__name__} "

@@ -9,12 +9,15 @@ unit of work in step with commits, rollbacks and savepoints.
 from __future__ import annotations
 
 import itertools
+import weakref
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy import event
+from sqlalchemy import event, orm
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.orm import instrumentation
+from sqlalchemy.orm import instrumentation, scoped_session
 
 from ..config import Operation
 from ..exc import NotSupportedError
@@ -46,16 +49,45 @@ class OrmCapture:
         self._mapper_listeners: list[tuple[Any, str, Any]] = []
         #: Whether Core statements are watched (some association table is versioned).
         self._watching_statements = False
+        #: The sessions holding a unit of work: an index for the read-only views below,
+        #: the state itself stays in ``session.info``.
+        self._open_sessions: weakref.WeakSet[Session] = weakref.WeakSet()
 
     # -- unit of work access ---------------------------------------------------------
 
     def unit_of_work(self, session: Session) -> UnitOfWork:
         """The unit of work of ``session``'s current transaction, created on demand."""
+        if isinstance(session, scoped_session):
+            session = session()  # the state belongs to the session it proxies
         uow: UnitOfWork | None = session.info.get(self.info_key)
         if uow is None:
             factory = getattr(self.manager, "uow_class", UnitOfWork)
             uow = session.info[self.info_key] = factory(self.manager, session)
+            self._open_sessions.add(session)
         return uow
+
+    def _open(self) -> list[tuple[Session, UnitOfWork]]:
+        result = []
+        for session in list(self._open_sessions):
+            uow: UnitOfWork | None = session.info.get(self.info_key)
+            # A unit of work asked for outside a transaction holds nothing yet; the
+            # transaction that begins next uses it and drops it when it ends.
+            if uow is not None and not uow.closed and session.in_transaction():
+                result.append((session, uow))
+        return result
+
+    def open_units_of_work(self) -> Mapping[Any, UnitOfWork]:
+        """A read-only snapshot of the open units of work, keyed by the connection each
+        writes on (by its session before its first write)."""
+        return MappingProxyType(
+            {uow.connection if uow.connection is not None else s: uow for s, uow in self._open()}
+        )
+
+    def open_session_connections(self) -> Mapping[Session, Connection]:
+        """A read-only snapshot: session -> the connection its open unit of work writes on."""
+        return MappingProxyType(
+            {s: uow.connection for s, uow in self._open() if uow.connection is not None}
+        )
 
     # -- installation ----------------------------------------------------------------
 
@@ -134,9 +166,14 @@ class OrmCapture:
         called on every assignment.
         """
         manager = instrumentation.manager_of_class(attribute.class_)
+        key = attribute.key
         for class_manager in (manager, *manager.subclass_managers(True)):  # type: ignore[no-untyped-call]
-            if attribute.key in class_manager:
-                class_manager[attribute.key].impl.active_history = True
+            # A concrete subclass maps its own columns; the ones it does not have are
+            # proxies there (ConcreteInheritedProperty), with no history to keep.
+            if key in class_manager and isinstance(
+                class_manager.mapper.attrs.get(key), orm.ColumnProperty
+            ):
+                class_manager[key].impl.active_history = True
 
     # -- session events --------------------------------------------------------------
 
@@ -150,6 +187,9 @@ class OrmCapture:
             if any(plugins.is_session_modified(session)):
                 uow.create_transaction(session)
             plugins.before_flush(uow, session)
+        native = self.manager.native
+        if native.active:
+            native.before_flush(uow, session)
 
     def after_flush(self, session: Session, flush_context: Any) -> None:
         uow: UnitOfWork | None = session.info.get(self.info_key)
@@ -183,8 +223,11 @@ class OrmCapture:
         uow: UnitOfWork | None = execution_options.get(self.info_key)
         if uow is None or uow.closed or not self._enabled():
             return None
-        spec = self.manager.association_spec(statement.table)  # type: ignore[attr-defined]
-        return None if spec is None else (uow, spec)
+        table = statement.table  # type: ignore[attr-defined]
+        spec = self.manager.association_spec(table)
+        if spec is None or self.manager.native.is_native(table):
+            return None  # not versioned, or versioned by triggers
+        return (uow, spec)
 
     def before_execute(
         self,
@@ -226,6 +269,7 @@ class OrmCapture:
 
     def _drop(self, session: Session) -> None:
         uow: UnitOfWork | None = session.info.pop(self.info_key, None)
+        self._open_sessions.discard(session)
         if uow is not None:
             uow.closed = True
 

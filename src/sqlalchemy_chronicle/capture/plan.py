@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import orm
 
@@ -154,21 +154,32 @@ RowValues = Callable[
 ]
 
 
+class NativeFlag(Protocol):
+    #: Set when a change of a model versioned by database triggers was seen.
+    native_changes: bool
+
+
 def plan_flush(
     changes: Iterable[tuple[VersionedModel, InstanceState[Any], Operation]],
     written: Mapping[tuple[sa.Table, PK], Operation],
     changed_entities: set[type],
     row_values: RowValues | None = None,
+    native: NativeFlag | None = None,
 ) -> Plan:
     """The plan of the rows one flush wrote (``changes``, from mapper events).
 
-    Updates that changed no versioned column are left out. The parent class of each
-    entity that gets a version is added to ``changed_entities``; ``row_values``
-    gives the plugin values of each version row.
+    Updates that changed no versioned column are left out, and so are the rows of
+    models versioned by triggers (``native_versioning``): ``native.native_changes``
+    is set instead. The parent class of each entity that gets a version is added to
+    ``changed_entities``; ``row_values`` gives the plugin values of each version row.
     """
     plans = Plan(written)
     update = Operation.UPDATE
     for model, state, op in changes:
+        if model.options.native_versioning:
+            if native is not None:
+                native.native_changes = True  # written by the database's triggers
+            continue
         if op is update and not changed(model, state):
             continue
         for spec, keys, positions in model.key_sources:

@@ -17,7 +17,7 @@ compatibility, as calls into the writer.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -37,15 +37,19 @@ if TYPE_CHECKING:
     from ..hooks import PluginCollection
     from ..schema.models import VersionedModel
     from ..schema.tables import VersionTableSpec
+    from .native.postgresql import NativeCapture
 
 
-__all__ = ["CaptureConfig", "Snapshot", "UnitOfWork"]
+__all__ = ["CaptureConfig", "Operations", "Snapshot", "UnitOfWork"]
 
 
 class CaptureConfig(Protocol):
     """What the write path needs from the versioning manager."""
 
     plugins: PluginCollection
+    association_tables: set[sa.Table]
+    #: The trigger backend (PostgreSQL), for models with ``native_versioning``.
+    native: NativeCapture
 
     @property
     def transaction_table(self) -> sa.Table: ...
@@ -71,6 +75,30 @@ class Snapshot:
     written: dict[tuple[sa.Table, PK], Operation]
     info: dict[str, Any]
     association_touched: set[sa.Table]
+
+
+class Operations(Mapping[tuple[sa.Table, PK], Operation]):
+    """Read-only view of what a unit of work versioned (``uow.operations``).
+
+    Maps (version table, primary key values) to the :class:`Operation` of the version
+    row this transaction wrote for that entity; several changes of one entity in a
+    transaction fold into one entry, as they fold into one version row.
+    """
+
+    def __init__(self, written: Mapping[tuple[sa.Table, PK], Operation]) -> None:
+        self._written = written
+
+    def __getitem__(self, key: tuple[sa.Table, PK]) -> Operation:
+        return self._written[key]
+
+    def __iter__(self) -> Iterator[tuple[sa.Table, PK]]:
+        return iter(self._written)
+
+    def __len__(self) -> int:
+        return len(self._written)
+
+    def __repr__(self) -> str:
+        return f"Operations({dict(self._written)!r})"
 
 
 class UnitOfWork:
@@ -108,6 +136,13 @@ class UnitOfWork:
         self.closed = False
         #: The parent classes whose versions the write being processed writes.
         self.changed_entities: set[type] = set()
+        #: The flush being processed changed rows that triggers version.
+        self.native_changes = False
+
+    @property
+    def operations(self) -> Operations:
+        """What this transaction versioned so far (a read-only view)."""
+        return Operations(self.written)
 
     # -- the transaction row ---------------------------------------------------------
 
@@ -153,6 +188,15 @@ class UnitOfWork:
         """The operation of the version this transaction wrote for ``key`` (a tuple of
         the version table's key values without the transaction id), or None."""
         return self.written.get((version_table, tuple(key)))
+
+    def adopt_transaction(self, tx_id: int, values: dict[str, Any], session: Session) -> None:
+        """Take note of the transaction row the database wrote (triggers), id ``tx_id``."""
+        old = self.transaction_obj
+        if old is not None and old in session:
+            session.expunge(old)  # moved to a new id by the database
+        self.transaction_id = tx_id
+        self.transaction_values = values
+        self.transaction_obj = None
 
     def opened(self, tx_id: int, values: Mapping[str, Any]) -> None:
         """Take note that this transaction's row was written, with id ``tx_id``."""

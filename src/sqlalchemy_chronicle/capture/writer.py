@@ -44,11 +44,11 @@ from sqlalchemy import orm
 
 from ..config import Operation
 from ..exc import ConfigurationError
-from ..schema.tables import INFO_KEY
 from .context import current_context
 from .plan import PK, Plan, TablePlan, plan_flush
 from .sql import key_in, ordered
 from .templates import OP, WriteStatements, chunks, statements_for
+from .transaction_ids import transaction_row_params
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from ..schema.tables import VersionTableSpec
     from .unit_of_work import UnitOfWork
 
-__all__ = ["Writer", "utc_now", "write_flush"]
+__all__ = ["Writer", "unstored_meta", "utc_now", "write_flush"]
 
 
 def utc_now() -> datetime.datetime:
@@ -65,7 +65,7 @@ def utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
 
 
-def _unstored_meta(meta: Mapping[str, Any]) -> ConfigurationError:
+def unstored_meta(meta: Mapping[str, Any]) -> ConfigurationError:
     keys = ", ".join(sorted(meta))
     return ConfigurationError(
         f"versioning_context() was given metadata ({keys}) but no plugin stores "
@@ -81,8 +81,11 @@ def write_flush(uow: UnitOfWork, session: Session) -> None:
     row_plugins = uow.manager.plugins.implementing("version_row_values")
     w = Writer(uow, session)
     row_values = w.row_values_of(row_plugins) if row_plugins else None
-    plans = plan_flush(changes, uow.written, uow.changed_entities, row_values)
+    uow.native_changes = False
+    plans = plan_flush(changes, uow.written, uow.changed_entities, row_values, uow)
     changes.clear()
+    if uow.native_changes:
+        uow.manager.native.after_flush(uow, session)
     if plans:
         w.write(plans, mapper)
 
@@ -129,7 +132,10 @@ class Writer:
             values = self.transaction_row_values()
         # The values as parameters: the compiled INSERT is found in the cache.
         table = uow.manager.transaction_table
-        result = self.connection.execute(sa.insert(table), values)
+        connection = self.connection
+        result = connection.execute(
+            sa.insert(table), transaction_row_params(connection, table, values)
+        )
         return self._opened(int(result.inserted_primary_key[0]), values)  # type: ignore[index]
 
     def transaction_row_values(self) -> dict[str, Any]:
@@ -157,12 +163,15 @@ class Writer:
                     )
                 values[name] = value
             if context.meta and not plugins.implementing("store_transaction_meta"):
-                raise _unstored_meta(context.meta)
+                raise unstored_meta(context.meta)
         return values
 
     def _opened(self, tx_id: int, values: dict[str, Any]) -> int:
         uow = self.uow
         uow.opened(tx_id, values)
+        native = uow.manager.native
+        if native.active and uow.connection is not None:
+            native.transaction_opened(uow.connection, tx_id)
         context = current_context()
         if context is not None and context.meta:
             plugins = uow.manager.plugins
@@ -172,7 +181,7 @@ class Writer:
                 else []
             )
             if not any(stored):
-                raise _unstored_meta(context.meta)
+                raise unstored_meta(context.meta)
         return tx_id
 
     def row_values_of(
@@ -317,13 +326,15 @@ class Writer:
         uow, session, connection = self.uow, self.session, self.connection
         table = uow.manager.transaction_table
         values = dict(uow.transaction_values)
-        result = connection.execute(sa.insert(table), values)
+        result = connection.execute(
+            sa.insert(table), transaction_row_params(connection, table, values)
+        )
         new_id = int(result.inserted_primary_key[0])  # type: ignore[index]
         specs = {spec.version: spec for spec in uow.written_specs.values()}
-        for version in uow.association_touched:
-            spec = uow.manager.association_spec(version.info[INFO_KEY]["parent"])
-            if spec is not None:
-                specs[version] = spec
+        for parent in uow.manager.association_tables:
+            spec = uow.manager.association_spec(parent)
+            if spec is not None and spec.version in uow.association_touched:
+                specs[spec.version] = spec
         for spec in specs.values():
             connection.execute(
                 sa.update(spec.version).where(spec.tx == old_id).values({spec.tx: new_id})

@@ -39,7 +39,9 @@ How the references work
     is kept on the activity so that its id can be read when it gets one. Reading it
     looks the class up by name among the mapped classes of the activity's registry
     (the declarative base) and loads the row with ``Session.get`` (no query when the
-    object is in the identity map). ``object_version`` and ``target_version`` load
+    object is in the identity map), so it is None once the object is deleted. In a
+    query, ``Activity.object == article`` compares the class name and the id
+    (:class:`ReferenceComparator`). ``object_version`` and ``target_version`` load
     ``<Class>Version`` by ``(object_id, object_tx_id)`` the same way; they are None
     for unversioned classes. ``actor`` is ``activity.transaction.user`` when the
     manager has a user class, None otherwise.
@@ -50,8 +52,9 @@ What a flush does
     transaction and ``object_tx_id``/``target_tx_id`` become
 
     * the current transaction when it versions the object: it wrote a version of it
-      in an earlier flush, or the object is new, dirty (with versioned changes) or
-      deleted in this flush. This costs no SQL;
+      in an earlier flush, or the object is new or dirty (with versioned column
+      changes) in this flush. This costs no SQL. For an object deleted by this flush,
+      the version before the delete (as in SQLAlchemy-Continuum);
     * otherwise the latest transaction that versioned the object, read with one
       query per version class per flush, whatever the number of activities.
 
@@ -67,23 +70,25 @@ A new object in the same flush
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import orm
+from sqlalchemy.ext.hybrid import Comparator, hybrid_property
 
 from ..capture.templates import CHUNK_PARAMS
 from ..exc import ConfigurationError, VersioningStateError
 from ..hooks import Plugin
 from ..schema.models import declarative_base_of, map_class
 from ..schema.tables import TX_ID_TYPE
-from ..utils import is_modified_or_deleted
+from ..utils import _writes_version
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-__all__ = ["ActivityBase", "ActivityPlugin"]
+__all__ = ["ActivityBase", "ActivityPlugin", "ReferenceComparator"]
 
 #: Key of ``UnitOfWork.info`` holding the activities whose object gets its id in this flush.
 _DEFERRED = "sqlalchemy_chronicle.activity.deferred"
@@ -158,7 +163,9 @@ def _get_reference(activity: Any, role: str) -> Any:
     key = getattr(activity, f"{role}_id")
     ref = _refs(activity).get(role)
     if ref is not None and type(ref).__name__ == type_name and (key is None or _key_of(ref) == key):
-        return ref
+        state = sa.inspect(ref)
+        # A deleted object is gone, as Session.get() would say once its DELETE ran.
+        return None if state.deleted or state.was_deleted else ref
     if type_name is None or key is None:
         return None
     cls = _class_named(type(activity), type_name)
@@ -196,6 +203,38 @@ def _get_version(activity: Any, role: str) -> Any:
     return _session_of(activity, f"{role}_version").get(version_cls, ident)
 
 
+class ReferenceComparator(Comparator[bool]):
+    """``Activity.object`` / ``Activity.target`` in a query: compares the stored class
+    name and id with an object's, as ``Activity.object == article``; ``== None``
+    matches activities without one. ``is_type(Article)`` matches any Article."""
+
+    def __init__(self, cls: Any, role: str) -> None:
+        self._type: Any = getattr(cls, f"{role}_type")
+        self._id: Any = getattr(cls, f"{role}_id")
+        super().__init__(self._type)
+
+    def __eq__(self, other: Any) -> sa.ColumnElement[bool]:  # type: ignore[override]
+        if other is None:
+            return self._type.is_(None)  # type: ignore[no-any-return]
+        _check_integer_key(other)
+        key = _key_of(other)
+        if key is None:
+            raise VersioningStateError(
+                f"{type(other).__name__} has no primary key yet; flush the session before "
+                f"comparing activities with it."
+            )
+        return sa.and_(self._type == type(other).__name__, self._id == key)
+
+    def __ne__(self, other: Any) -> sa.ColumnElement[bool]:  # type: ignore[override]
+        if other is None:
+            return self._type.is_not(None)  # type: ignore[no-any-return]
+        return sa.or_(self._type.is_(None), sa.not_(self.__eq__(other)))
+
+    def is_type(self, cls: type) -> sa.ColumnElement[bool]:
+        """Activities whose reference is an instance of mapped class ``cls``."""
+        return self._type == cls.__name__  # type: ignore[no-any-return]
+
+
 class ActivityBase:
     """Base of the mapped activity class built by :class:`ActivityPlugin`.
 
@@ -220,23 +259,35 @@ class ActivityBase:
         target_tx_id: int | None
         transaction: Any
 
-    @property
+    @hybrid_property
     def object(self) -> Any:
-        """The object acted on: loaded by ``object_type`` and ``object_id``."""
+        """The object acted on: loaded by ``object_type`` and ``object_id``; None once
+        it was deleted. In a query, ``Activity.object == article``."""
         return _get_reference(self, "object")
 
-    @object.setter
-    def object(self, obj: Any) -> None:
+    @object.inplace.setter
+    def _object_setter(self, obj: Any) -> None:
         _set_reference(self, "object", obj)
 
-    @property
+    @object.inplace.comparator
+    @classmethod
+    def _object_comparator(cls) -> ReferenceComparator:
+        return ReferenceComparator(cls, "object")
+
+    @hybrid_property
     def target(self) -> Any:
-        """The object the activity was aimed at (e.g. the article a comment went to)."""
+        """The object the activity was aimed at (e.g. the article a comment went to).
+        In a query, ``Activity.target == article``."""
         return _get_reference(self, "target")
 
-    @target.setter
-    def target(self, obj: Any) -> None:
+    @target.inplace.setter
+    def _target_setter(self, obj: Any) -> None:
         _set_reference(self, "target", obj)
+
+    @target.inplace.comparator
+    @classmethod
+    def _target_comparator(cls) -> ReferenceComparator:
+        return ReferenceComparator(cls, "target")
 
     @property
     def object_version(self) -> Any:
@@ -263,23 +314,46 @@ class ActivityBase:
         return f"<{type(self).__name__} {' '.join(parts)}>"
 
 
+class _JSONText(sa.types.TypeDecorator[Any]):
+    """JSON kept in a text column, as Continuum's ``activity.data`` is on every database
+    but PostgreSQL (where it is JSON)."""
+
+    impl = sa.UnicodeText
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> str | None:
+        return None if value is None else json.dumps(value)
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> Any:
+        return None if value is None else json.loads(value)
+
+
+# The column types of Continuum's activity table, so that Alembic finds a table that
+# Continuum created equal (its BigInteger is INTEGER on SQLite, as TX_ID_TYPE).
+_DATA_TYPE = sa.JSON().with_variant(_JSONText(), "sqlite", "mysql", "mariadb")
+
+
 def _build_activity_table(
     metadata: sa.MetaData, name: str = "activity", schema: str | None = None
 ) -> sa.Table:
     """The ``activity`` table, with SQLAlchemy-Continuum's columns."""
     columns: list[sa.Column[Any]] = [
-        # BIGSERIAL on PostgreSQL (sequence activity_id_seq, as Continuum's), AUTO_INCREMENT
-        # on MySQL/MariaDB, the row id on SQLite.
-        sa.Column("id", TX_ID_TYPE, primary_key=True, autoincrement=True),
+        # Ids from the sequence <name>_id_seq named in each INSERT, as in Continuum, whose
+        # tables give the column no default (no SERIAL, no AUTO_INCREMENT); the row id on
+        # SQLite. See build_transaction_table.
+        sa.Column(
+            "id", TX_ID_TYPE, sa.Sequence(f"{name}_id_seq", schema=schema),
+            primary_key=True, autoincrement=True,
+        ),
         sa.Column("verb", sa.Unicode(255)),
-        sa.Column("transaction_id", sa.BigInteger, nullable=False, index=True),
-        sa.Column("data", sa.JSON),
+        sa.Column("transaction_id", TX_ID_TYPE, nullable=False, index=True),
+        sa.Column("data", _DATA_TYPE),
     ]
     for role in _ROLES:
         columns += [
             sa.Column(f"{role}_type", sa.String(255)),
-            sa.Column(f"{role}_id", sa.BigInteger),
-            sa.Column(f"{role}_tx_id", sa.BigInteger),
+            sa.Column(f"{role}_id", TX_ID_TYPE),
+            sa.Column(f"{role}_tx_id", TX_ID_TYPE),
         ]
     return sa.Table(name, metadata, *columns, schema=schema)
 
@@ -421,9 +495,11 @@ class ActivityPlugin(Plugin):
         obj = ref
         if obj is None:
             obj = session.identity_map.get(orm.util.identity_key(cls, key))
-        if obj is None or orm.object_session(obj) is not session:
+        if obj is None or orm.object_session(obj) is not session or obj in session.deleted:
+            # An object deleted by this flush is shown as it was before (its last
+            # version), as in SQLAlchemy-Continuum.
             return False
-        return is_modified_or_deleted(obj)
+        return _writes_version(obj)
 
     @staticmethod
     def _latest_transactions(uow: Any, spec: Any, keys: Iterable[Any]) -> dict[Any, Any]:

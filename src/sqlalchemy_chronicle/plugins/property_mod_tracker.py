@@ -48,15 +48,13 @@ from sqlalchemy.orm import attributes
 from ..config import Operation
 from ..exc import ConfigurationError
 from ..hooks import Plugin
+from ..schema.tables import MOD_COLUMN_INFO_KEY
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 __all__ = ["MOD_COLUMN_INFO_KEY", "PropertyModTrackerPlugin"]
 
-#: Key of ``Column.info`` that marks a ``*_mod`` column; its value is the attribute
-#: key of the column it tracks.
-MOD_COLUMN_INFO_KEY = "sqlalchemy_chronicle.mod_of"
 
 # Key of ``uow.info`` holding {(version table, identity): frozenset of mod keys set}.
 _MEMORY_KEY = "sqlalchemy_chronicle.property_mod_tracker"

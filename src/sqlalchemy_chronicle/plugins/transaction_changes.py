@@ -55,6 +55,8 @@ class TransactionChangesPlugin(TransactionModelPlugin):
     """
 
     suffix = "changes"
+    #: The native (trigger) backend writes this table's rows itself.
+    native_role = "changes"
     model_doc = "The name of one entity class changed by one transaction."
 
     def columns(self) -> list[sa.Column[Any]]:

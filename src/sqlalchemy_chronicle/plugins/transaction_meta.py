@@ -56,6 +56,8 @@ class TransactionMetaPlugin(TransactionModelPlugin):
     """
 
     suffix = "meta"
+    #: The native (trigger) backend writes this table's rows itself.
+    native_role = "meta"
     model_doc = "One key/value pair of metadata of one transaction."
 
     def columns(self) -> list[sa.Column[Any]]:

@@ -19,12 +19,19 @@ from sqlalchemy import orm
 from ..config import Operation, Strategy
 from ..exc import ConfigurationError, VersioningStateError
 from ..schema.relationships import validity_window
+from ..schema.tables import as_utc_naive
 from .revert import Reverter
 
 if TYPE_CHECKING:
     from ..schema.models import VersionedModel
 
-__all__ = ["VersionClassBase", "forget_links"]
+__all__ = [
+    "SubqueryFetcher",
+    "ValidityFetcher",
+    "VersionClassBase",
+    "VersionFetcher",
+    "forget_links",
+]
 
 V = TypeVar("V", bound="VersionClassBase")
 
@@ -101,6 +108,12 @@ class VersionClassBase:
         if isinstance(pk, tuple | list):
             return tuple(pk)
         return (pk,)
+
+    @property
+    def _cache_populated(self) -> bool:
+        """True when ``previous`` and ``next`` are known without a query (after
+        ``all_versions(link=True)``); SQLAlchemy-Continuum's name for it."""
+        return self._previous_cache is not _UNSET and self._next_cache is not _UNSET
 
     # -- navigation ------------------------------------------------------------------
 
@@ -197,8 +210,9 @@ class VersionClassBase:
         """A ``SELECT`` of the table as it was at a transaction: for every entity that
         existed then, its version valid at that transaction.
 
-        ``at`` is a transaction id, or a datetime (naive UTC, like ``issued_at``): the
-        last transaction issued at or before it. DELETE versions are left out, so an
+        ``at`` is a transaction id, or a datetime: the last transaction issued at or
+        before it. ``issued_at`` is stored as naive UTC; an aware datetime is converted
+        to UTC first, a naive one is taken as UTC. DELETE versions are left out, so an
         entity deleted by then does not appear. Add criteria, ordering, joins and
         loader options as to any ``select()``; it is one query however many entities
         match::
@@ -211,7 +225,7 @@ class VersionClassBase:
             transaction = cls.__versioning_manager__.transaction_cls
             point = (
                 sa.select(sa.func.max(transaction.id))
-                .where(transaction.issued_at <= at)
+                .where(transaction.issued_at <= as_utc_naive(at))
                 .scalar_subquery()
             )
         elif isinstance(at, int) and not isinstance(at, bool):
@@ -287,3 +301,34 @@ class VersionClassBase:
             f"<{type(self).__name__} {pk}, transaction_id={self._transaction_id}, "
             f"operation={self.operation.name}>"
         )
+
+
+class VersionFetcher:
+    """SQLAlchemy-Continuum's navigation object (``versioning_manager.fetcher(version)``).
+
+    Navigation lives on the version objects here; a fetcher answers through them, so
+    code written against Continuum's fetchers keeps working.
+    """
+
+    def __init__(self, manager: Any) -> None:
+        self.manager = manager
+
+    def previous(self, obj: VersionClassBase) -> Any:
+        """The version of the same entity before ``obj``, or None."""
+        return obj.previous
+
+    def next(self, obj: VersionClassBase) -> Any:
+        """The version of the same entity after ``obj``, or None."""
+        return obj.next
+
+    def index(self, obj: VersionClassBase) -> int:
+        """The 0-based position of ``obj`` in its entity's history."""
+        return obj.index
+
+
+class SubqueryFetcher(VersionFetcher):
+    """The fetcher of classes versioned with the ``subquery`` strategy."""
+
+
+class ValidityFetcher(VersionFetcher):
+    """The fetcher of classes versioned with the ``validity`` strategy."""

@@ -1,9 +1,10 @@
 """Builders of version tables and classes, and schema maintenance helpers.
 
 ``update_end_tx_column`` and ``update_property_mod_flags`` are here under
-SQLAlchemy-Continuum's module name (``sqlalchemy_continuum.schema``).
+SQLAlchemy-Continuum's module name (``sqlalchemy_continuum.schema``), with ``backfill``
+beside them (docs/migrations.md shows each in a migration).
 """
 
-from .maintenance import update_end_tx_column, update_property_mod_flags
+from .maintenance import backfill, update_end_tx_column, update_property_mod_flags
 
-__all__ = ["update_end_tx_column", "update_property_mod_flags"]
+__all__ = ["backfill", "update_end_tx_column", "update_property_mod_flags"]

@@ -35,17 +35,22 @@ __all__ = ["build_temporal_relationship", "validity_window"]
 
 
 def validity_window(
-    spec: VersionTableSpec, at: sa.ColumnElement[Any], wrap: Callable[[Any], Any] = lambda c: c
+    spec: VersionTableSpec,
+    at: sa.ColumnElement[Any],
+    wrap: Callable[[Any], Any] = lambda c: c,
+    *,
+    trust_end_tx: bool = True,
 ) -> sa.ColumnElement[bool]:
     """The rows of ``spec.version`` valid at transaction ``at`` that are not DELETEs.
 
     ``wrap`` maps each column of ``spec.version`` to the expression to use for it (an
     alias's column, or the column annotated ``remote()``). With ``end_transaction_id``
     (validity strategy) the window is ``transaction_id <= at < end_transaction_id``;
-    without it (subquery strategy), each entity's newest version at ``at``.
+    without it (subquery strategy), or with ``trust_end_tx=False``, each entity's
+    newest version at ``at``.
     """
     tx, op = wrap(spec.tx), wrap(spec.op)
-    if spec.end_tx is not None:
+    if spec.end_tx is not None and trust_end_tx:
         end = wrap(spec.end_tx)
         window = sa.and_(tx <= at, sa.or_(end > at, end.is_(None)))
     else:
@@ -151,7 +156,10 @@ def build_temporal_relationship(
         return column
 
     primaryjoin = _reflect(prop.primaryjoin, replace_primary)
-    primary = [primaryjoin, validity_window(assoc_spec, local_tx)]
+    # Not end_transaction_id: SQLAlchemy-Continuum never fills it in association version
+    # tables, so in a database it wrote a link removed since is still open (and closed
+    # only later, by the first change this library writes for that link).
+    primary = [primaryjoin, validity_window(assoc_spec, local_tx, trust_end_tx=False)]
     if remote_version_cls is None:
 
         def replace_live(column: sa.Column[Any]) -> Any:

@@ -8,11 +8,15 @@ and the readers use. Nothing here executes SQL.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy import orm
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.schema import ExecutableDDLElement
 
 from ..config import ClassOptions, IndexLayout, Strategy
 from ..exc import ConfigurationError
@@ -23,19 +27,39 @@ if TYPE_CHECKING:
     from ..hooks import PluginCollection
 
 __all__ = [
+    "MOD_COLUMN_INFO_KEY",
     "TX_ID_TYPE",
+    "IdDefaultFromSequence",
     "TableBuilder",
     "VersionTableSpec",
+    "as_utc_naive",
     "build_transaction_table",
     "build_version_table",
+    "registered_spec",
 ]
 
 #: The type of transaction ids: BIGINT, but INTEGER on SQLite so that the id
 #: autoincrements there (SQLite only autoincrements an ``INTEGER PRIMARY KEY``).
 TX_ID_TYPE = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
-#: Key of ``Table.info`` under which a version table records what it versions.
+#: Key of ``MetaData.info`` under which the version table specs built into that
+#: metadata are registered, by parent table. Never ``Table.info``: Alembic renders that
+#: into migration files, and a spec is not Python source.
 INFO_KEY = "sqlalchemy_chronicle"
+
+#: Key of ``Column.info`` that marks a ``*_mod`` flag column of a version table; its
+#: value is the attribute key of the column it tracks.
+MOD_COLUMN_INFO_KEY = "sqlalchemy_chronicle.mod_of"
+
+
+def _registry(metadata: sa.MetaData) -> dict[sa.Table, VersionTableSpec]:
+    registry: dict[sa.Table, VersionTableSpec] = metadata.info.setdefault(INFO_KEY, {})
+    return registry
+
+
+def registered_spec(table: sa.Table) -> VersionTableSpec | None:
+    """The spec of the version table built for parent (or association) ``table``."""
+    return _registry(table.metadata).get(table)
 
 
 @dataclass(frozen=True, eq=False)
@@ -85,11 +109,17 @@ class TableBuilder:
         return self.options.table_name % self.parent_table.name
 
     def _property_key(self, column: sa.Column[Any]) -> str:
+        """The attribute name of ``column``: that of the mapper owning the table or, for
+        a column that only a single-table subclass maps (e.g. a ``declared_attr`` on the
+        subclass), that subclass's."""
         if self.mapper is not None:
-            try:
-                return self.mapper.get_property_by_column(column).key
-            except Exception:  # column not mapped by this mapper
-                return column.key
+            for mapper in self.mapper.self_and_descendants:
+                if mapper.local_table is not self.parent_table and mapper is not self.mapper:
+                    continue  # a subclass with a table of its own does not map this one
+                try:
+                    return mapper.get_property_by_column(column).key
+                except orm.exc.UnmappedColumnError:
+                    continue
         return column.key
 
     def versioned_columns(self) -> list[tuple[str, sa.Column[Any]]]:
@@ -122,7 +152,9 @@ class TableBuilder:
             key=key,
             primary_key=self.is_key(column),
             nullable=not self.is_key(column),
-            autoincrement=False,
+            # Only a key column could autoincrement; saying so on the others makes
+            # Alembic repeat it in every alter_column (and warn outside MySQL).
+            autoincrement=False if self.is_key(column) else "auto",
             index=bool(column.index) or None,
             comment=column.comment,
         )
@@ -181,7 +213,6 @@ class TableBuilder:
             metadata,
             *columns,
             schema=schema,
-            info={INFO_KEY: {"parent": self.parent_table, "association": self.association}},
         )
         pk = tuple((p, v) for p, v in pairs if self.is_key(p))
         if continuum and options.create_composite_index:
@@ -189,8 +220,7 @@ class TableBuilder:
             sa.Index(f"ix_{version.name}_pk_transaction_id", *pk_cols, tx.desc())
             if end_tx is not None:
                 sa.Index(f"ix_{version.name}_pk_validity", *pk_cols, tx, end_tx)
-        self.parent_table.info.setdefault(INFO_KEY, {})["version_table"] = version
-        return VersionTableSpec(
+        spec = VersionTableSpec(
             parent=self.parent_table,
             version=version,
             columns=tuple(pairs),
@@ -200,6 +230,8 @@ class TableBuilder:
             op=op,
             strategy=options.strategy,
         )
+        _registry(self.parent_table.metadata)[self.parent_table] = spec
+        return spec
 
 
 def build_version_table(
@@ -217,6 +249,15 @@ def build_version_table(
     return builder.build(metadata, plugins)
 
 
+def as_utc_naive(moment: datetime.datetime) -> datetime.datetime:
+    """``moment`` as ``issued_at`` stores time: naive UTC (SQLAlchemy-Continuum 2.0's
+    convention). An aware datetime is converted to UTC; a naive one is taken as UTC
+    already, whatever the local time zone (``TZ``) of the process."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        return moment
+    return moment.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+
+
 def build_transaction_table(
     metadata: sa.MetaData,
     *,
@@ -227,10 +268,17 @@ def build_transaction_table(
     extra_columns: Sequence[sa.Column[Any]] = (),
 ) -> sa.Table:
     """Build the transaction table: one row per database transaction that versioned data."""
+    # Ids come from the sequence <name>_id_seq, named in each INSERT, as in
+    # SQLAlchemy-Continuum, whose tables give the column no default of its own (no SERIAL,
+    # no AUTO_INCREMENT): so the tables it created take our rows unchanged. Databases
+    # without sequences ignore it (SQLite: rowid). Tables an earlier sqlalchemy-chronicle
+    # created have the same sequence on PostgreSQL (BIGSERIAL names it so); on MariaDB
+    # they have AUTO_INCREMENT and no sequence, which the write path detects
+    # (capture/transaction_ids.py).
+    sequence = sa.Sequence(f"{name}_id_seq", schema=schema)
     columns: list[sa.Column[Any]] = [
-        # BIGSERIAL on PostgreSQL (its sequence is named transaction_id_seq, as
-        # SQLAlchemy-Continuum's), AUTO_INCREMENT on MySQL/MariaDB, rowid on SQLite.
-        sa.Column("id", TX_ID_TYPE, primary_key=True, autoincrement=True),
+        sa.Column("id", TX_ID_TYPE, sequence, primary_key=True, autoincrement=True),
+        # Naive UTC (see as_utc_naive), written by the capture from Python's clock.
         sa.Column("issued_at", sa.DateTime),
     ]
     if remote_addr:
@@ -238,4 +286,36 @@ def build_transaction_table(
     if user_pk is not None:
         columns.append(sa.Column("user_id", user_pk.type, sa.ForeignKey(user_pk), index=True))
     columns.extend(extra_columns)
-    return sa.Table(name, metadata, *columns, schema=schema, info={INFO_KEY: {"transaction": True}})
+    table = sa.Table(name, metadata, *columns, schema=schema)
+    # On PostgreSQL the column also takes its default from the sequence, as the BIGSERIAL
+    # of earlier versions did: SQL that inserts transaction rows itself (triggers, a
+    # hand-written INSERT) needs no id. Alembic ignores server defaults of an
+    # autoincrementing primary key on PostgreSQL, so autogenerate still finds Continuum's
+    # tables (no default) equal. Not on MariaDB: Alembic would report the default there,
+    # against Continuum's tables, when compare_server_default is on.
+    sa.event.listen(
+        table, "after_create", IdDefaultFromSequence("id").execute_if(dialect="postgresql")
+    )
+    return table
+
+
+class IdDefaultFromSequence(ExecutableDDLElement):
+    """``ALTER TABLE ... SET DEFAULT nextval(...)``: the column ``column_name`` of the
+    table just created (``after_create``) takes its default from its ``Sequence``."""
+
+    def __init__(self, column_name: str) -> None:
+        self.column_name = column_name
+
+
+@compiles(IdDefaultFromSequence, "postgresql")
+def _compile_id_default(element: IdDefaultFromSequence, compiler: Any, **kw: Any) -> str:
+    table = element.target  # the table being created
+    assert isinstance(table, sa.Table)
+    column = table.c[element.column_name]
+    assert isinstance(column.default, sa.Sequence)
+    preparer = compiler.preparer
+    next_value = compiler.sql_compiler.process(column.default.next_value())
+    return (
+        f"ALTER TABLE {preparer.format_table(column.table)} "
+        f"ALTER COLUMN {preparer.format_column(column)} SET DEFAULT {next_value}"
+    )

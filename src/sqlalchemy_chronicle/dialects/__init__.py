@@ -1,0 +1,1 @@
+"""SQLAlchemy-Continuum's ``dialects`` package (facade)."""

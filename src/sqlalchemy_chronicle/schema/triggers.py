@@ -1,0 +1,751 @@
+"""Trigger DDL for native (PostgreSQL) versioning, as SQL constructs.
+
+Each DDL statement is an :class:`~sqlalchemy.sql.ddl.ExecutableDDLElement`
+compiled for PostgreSQL only; every identifier is quoted by the dialect's
+preparer, and the statements inside the functions are SQLAlchemy Core constructs
+compiled with literal values. Nothing here runs SQL.
+
+Two kinds of functions are made:
+
+* one per transaction table, :func:`transaction_function_name` (``chronicle_transaction_id``):
+  it returns the id of the current database transaction's row in the transaction
+  table, writing the row first when there is none yet. The id is kept in the
+  transaction-local setting ``chronicle.transaction_id``; the row's values come
+  from ``chronicle.transaction`` (a JSON object of column values) and its metadata
+  from ``chronicle.meta``, which the ORM side sets when it has any.
+* one per versioned table (``<table>_audit``), run by three statement-level
+  triggers (``AFTER INSERT``/``UPDATE``/``DELETE ... REFERENCING ... TABLE``): one
+  statement writes the versions of all the rows the triggering statement changed.
+
+Both pin their ``search_path`` to ``pg_catalog, pg_temp`` and name every table with
+its schema.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.ddl import ExecutableDDLElement
+from sqlalchemy.sql.elements import quoted_name
+from sqlalchemy.sql.functions import Function
+
+from ..config import Operation, Strategy
+from ..exc import NotSupportedError
+
+if TYPE_CHECKING:
+    from sqlalchemy.sql.compiler import DDLCompiler
+
+__all__ = [
+    "GUC_CONTEXT",
+    "GUC_META",
+    "GUC_TRANSACTION_ID",
+    "GUC_WRITTEN",
+    "TRIGGER_EVENTS",
+    "CreateAuditFunction",
+    "CreateAuditTrigger",
+    "CreateRestampFunction",
+    "CreateTransactionFunction",
+    "DropAuditFunction",
+    "DropAuditTrigger",
+    "DropRestampFunction",
+    "DropTransactionFunction",
+    "TriggerSpec",
+    "audit_function_name",
+    "create_statements",
+    "drop_statements",
+    "transaction_function_name",
+    "trigger_name",
+]
+
+#: Transaction-local settings read by the functions.
+GUC_TRANSACTION_ID = "chronicle.transaction_id"
+GUC_CONTEXT = "chronicle.transaction"
+GUC_META = "chronicle.meta"
+#: The version tables the current transaction wrote, one JSON array a line:
+#: ``[table, transaction column, end transaction column]``.
+GUC_WRITTEN = "chronicle.written"
+
+#: The events each versioned table gets a trigger for (association tables: no UPDATE).
+TRIGGER_EVENTS = ("INSERT", "UPDATE", "DELETE")
+
+#: The name SQLAlchemy-Continuum gives its (row-level) trigger; dropped too.
+CONTINUUM_TRIGGER = "%s_trigger"
+
+
+def transaction_function_name(transaction_table: sa.Table) -> str:
+    """The name of the function returning the current transaction's id."""
+    return f"chronicle_{transaction_table.name}_id"
+
+
+def restamp_function_name(transaction_table: sa.Table) -> str:
+    """The name of the function moving the current transaction to a new, larger id."""
+    return f"chronicle_{transaction_table.name}_restamp"
+
+
+def audit_function_name(table_name: str) -> str:
+    """The name of the function writing the versions of table ``table_name``."""
+    return f"{table_name}_audit"
+
+
+def trigger_name(table_name: str, event: str) -> str:
+    """The name of the trigger on ``table_name`` for ``event`` (INSERT, UPDATE, DELETE)."""
+    return f"{table_name}_{event.lower()}_trigger"
+
+
+@dataclass(frozen=True, eq=False)
+class TriggerSpec:
+    """What the triggers of one versioned table write, by column name."""
+
+    #: The live table the triggers are on.
+    table: sa.Table
+    #: The version table they write.
+    version: sa.Table
+    #: (live column name, version column name) of every versioned column.
+    columns: tuple[tuple[str, str], ...]
+    #: (live column name, version column name) of the key, in order.
+    key: tuple[tuple[str, str], ...]
+    transaction_column: str
+    operation_column: str
+    #: None unless the validity strategy maintains it.
+    end_transaction_column: str | None
+    #: (live column name, flag column name) of the ``*_mod`` flags (may be empty).
+    mod_columns: tuple[tuple[str, str], ...]
+    #: The transaction table whose function gives the transaction id.
+    transaction_table: sa.Table
+    #: The entity name recorded in the changes table (None: record nothing).
+    entity_name: str | None = None
+    #: An association table: no UPDATE trigger (the ORM never updates one).
+    association: bool = False
+    #: The other tables of the same entities (joined inheritance): an update versions
+    #: them too, each with (this table's key column, its key column) pairs.
+    related: tuple[tuple[TriggerSpec, tuple[tuple[str, str], ...]], ...] = ()
+    #: Polymorphic entity names: (the table holding the discriminator, (this table's
+    #: key column, its key column) pairs, the discriminator column, {value: name}).
+    polymorphic: (
+        tuple[sa.Table, tuple[tuple[str, str], ...], str, tuple[tuple[Any, str], ...]] | None
+    ) = None
+
+    @property
+    def events(self) -> tuple[str, ...]:
+        return ("INSERT", "DELETE") if self.association else TRIGGER_EVENTS
+
+    @property
+    def strategy(self) -> Strategy:
+        return Strategy.SUBQUERY if self.end_transaction_column is None else Strategy.VALIDITY
+
+
+# -- helpers --------------------------------------------------------------------------
+
+
+def _require_postgresql(compiler: Any, what: str) -> NoReturn:
+    raise NotSupportedError(
+        f"{what}: native versioning (triggers) needs PostgreSQL; the database is "
+        f"{compiler.dialect.name!r}. Remove the option 'native_versioning' to version "
+        f"with the ORM on this database."
+    )
+
+
+def _schema_of(table: sa.Table, compiler: Any) -> str | None:
+    return table.schema or compiler.dialect.default_schema_name
+
+
+def _qualified_function(compiler: Any, table: sa.Table, name: str) -> str:
+    preparer = compiler.preparer
+    schema = _schema_of(table, compiler)
+    quoted = preparer.quote(name)
+    return f"{preparer.quote_schema(schema)}.{quoted}" if schema else quoted
+
+
+def _qualified_table(compiler: Any, table: sa.Table) -> str:
+    preparer = compiler.preparer
+    schema = _schema_of(table, compiler)
+    if table.schema is None and schema:
+        return f"{preparer.quote_schema(schema)}.{preparer.quote(table.name)}"
+    return str(preparer.format_table(table))
+
+
+def _pinned(table: sa.Table, compiler: Any) -> Any:
+    """``table`` as a lightweight table named with its schema (given or default)."""
+    schema = _schema_of(table, compiler)
+    return sa.table(table.name, *[sa.column(c.name, c.type) for c in table.columns], schema=schema)
+
+
+def _sql(compiler: Any, stmt: Any) -> str:
+    return str(stmt.compile(dialect=compiler.dialect, compile_kwargs={"literal_binds": True}))
+
+
+def _literal(compiler: Any, value: str) -> str:
+    return str(compiler.sql_compiler.render_literal_value(value, sa.String()))
+
+
+def _dollar_quoted(body: str) -> str:
+    tag = "chronicle"
+    while f"${tag}$" in body:
+        tag += "_"
+    return f"${tag}$\n{body}\n${tag}$"
+
+
+def _comparable(column: Any) -> Any:
+    """``column`` in a form that has an equality operator (``json`` has none)."""
+    if isinstance(column.type, sa.JSON) and not isinstance(column.type, postgresql.JSONB):
+        return sa.cast(column, sa.Text)
+    return column
+
+
+def _transaction_function(compiler: Any, transaction_table: sa.Table) -> Any:
+    """A factory of calls of the transaction function, named with its schema."""
+    name = quoted_name(transaction_function_name(transaction_table), True)
+    schema = _schema_of(transaction_table, compiler)
+    packages = (quoted_name(schema, True),) if schema else ()
+
+    def call(*args: Any) -> Any:
+        return Function(name, *args, type_=sa.BigInteger, packagenames=packages)
+
+    return call
+
+
+# -- the transaction function ------------------------------------------------------------
+
+
+class CreateTransactionFunction(ExecutableDDLElement):
+    """``CREATE OR REPLACE FUNCTION chronicle_<transaction>_id(entities text[])``.
+
+    :param transaction_table: the transaction table.
+    :param meta_table: the ``transaction_meta`` table, if metadata is stored.
+    :param changes_table: the ``transaction_changes`` table, if changed entities are.
+    """
+
+    def __init__(
+        self,
+        transaction_table: sa.Table,
+        meta_table: sa.Table | None = None,
+        changes_table: sa.Table | None = None,
+    ) -> None:
+        self.transaction_table = transaction_table
+        self.meta_table = meta_table
+        self.changes_table = changes_table
+
+
+class DropTransactionFunction(ExecutableDDLElement):
+    """``DROP FUNCTION IF EXISTS chronicle_<transaction>_id(text)``."""
+
+    def __init__(self, transaction_table: sa.Table) -> None:
+        self.transaction_table = transaction_table
+
+
+def _next_id(compiler: Any, table: sa.Table, sequence: sa.Sequence) -> Any:
+    """``nextval('schema.sequence')``: named with its schema (the search_path is pinned)."""
+    preparer = compiler.preparer
+    schema = sequence.schema or _schema_of(table, compiler)
+    name = preparer.quote(sequence.name)
+    if schema:
+        name = f"{preparer.quote_schema(schema)}.{name}"
+    return sa.func.nextval(sa.literal(name, sa.Text))
+
+
+def _transaction_insert(compiler: Any, table: sa.Table) -> str:
+    """``INSERT INTO transaction (...) SELECT ... FROM json_populate_record(...)``."""
+    target = _pinned(table, compiler)
+    row_type: Any = sa.literal_column(f"NULL::{_qualified_table(compiler, table)}")
+    context = sa.cast(
+        sa.func.nullif(sa.func.current_setting(GUC_CONTEXT, sa.true()), ""), postgresql.JSON
+    )
+    record = sa.func.json_populate_record(row_type, context).table_valued(
+        *[sa.column(c.name, c.type) for c in table.columns], name="chronicle_values"
+    )
+    id_column = table.c.get("id")
+    targets: list[Any] = []
+    values: list[Any] = []
+    for column in table.columns:
+        value: Any = record.c[column.name]
+        if column is id_column:
+            if not isinstance(column.default, sa.Sequence):
+                continue  # the server default gives it
+            # Perhaps no server default (SQLAlchemy-Continuum's tables): take the
+            # value from the sequence, as the ORM does.
+            value = _next_id(compiler, table, column.default)
+        elif column.name == "issued_at":
+            value = sa.func.coalesce(value, sa.func.timezone("UTC", sa.func.now()))
+        targets.append(target.c[column.name])
+        values.append(value)
+    insert = sa.insert(target).from_select(targets, sa.select(*values).select_from(record))
+    returned = target.c[id_column.name if id_column is not None else "id"]
+    return f"{_sql(compiler, insert.returning(returned))} INTO chronicle_id"
+
+
+@compiles(CreateTransactionFunction)
+def _create_transaction_function_default(
+    element: CreateTransactionFunction, compiler: Any, **kw: Any
+) -> str:
+    _require_postgresql(compiler, f"Transaction table {element.transaction_table.name!r}")
+
+
+@compiles(CreateTransactionFunction, "postgresql")
+def _create_transaction_function(
+    element: CreateTransactionFunction, compiler: DDLCompiler, **kw: Any
+) -> str:
+    table = element.transaction_table
+    preparer = compiler.preparer
+    guc_id = _literal(compiler, GUC_TRANSACTION_ID)
+    lines = [
+        "DECLARE chronicle_id bigint;",
+        "BEGIN",
+        f"  chronicle_id := NULLIF(current_setting({guc_id}, true), '')::bigint;",
+        "  IF chronicle_id IS NULL THEN",
+        f"    {_transaction_insert(compiler, table)};",
+    ]
+    if element.meta_table is not None:
+        meta = element.meta_table
+        lines.append(
+            f"    INSERT INTO {_qualified_table(compiler, meta)} "
+            f"({preparer.quote('transaction_id')}, {preparer.quote('key')}, "
+            f"{preparer.quote('value')}) SELECT chronicle_id, chronicle_meta.key, "
+            f"chronicle_meta.value FROM json_each_text(NULLIF(current_setting("
+            f"{_literal(compiler, GUC_META)}, true), '')::json) AS chronicle_meta;"
+        )
+    lines += [
+        f"    PERFORM set_config({guc_id}, chronicle_id::text, true);",
+        "  END IF;",
+    ]
+    if element.changes_table is not None:
+        changes = element.changes_table
+        lines += [
+            "  IF entities IS NOT NULL THEN",
+            f"    INSERT INTO {_qualified_table(compiler, changes)} "
+            f"({preparer.quote('transaction_id')}, {preparer.quote('entity_name')}) "
+            f"SELECT chronicle_id, chronicle_name FROM unnest(entities) AS chronicle_name "
+            f"ON CONFLICT DO NOTHING;",
+            "  END IF;",
+        ]
+    lines += ["  RETURN chronicle_id;", "END;"]
+    name = _qualified_function(compiler, table, transaction_function_name(table))
+    return (
+        f"CREATE OR REPLACE FUNCTION {name}(entities text[]) RETURNS bigint LANGUAGE plpgsql "
+        f"VOLATILE SET search_path = pg_catalog, pg_temp AS "
+        f"{_dollar_quoted(chr(10).join(lines))}"
+    )
+
+
+@compiles(DropTransactionFunction, "postgresql")
+def _drop_transaction_function(
+    element: DropTransactionFunction, compiler: DDLCompiler, **kw: Any
+) -> str:
+    table = element.transaction_table
+    name = _qualified_function(compiler, table, transaction_function_name(table))
+    return f"DROP FUNCTION IF EXISTS {name}(text[])"
+
+
+class CreateRestampFunction(CreateTransactionFunction):
+    """``CREATE OR REPLACE FUNCTION chronicle_<transaction>_restamp()``.
+
+    It moves the current transaction, and every version and plugin row it wrote, to
+    a new transaction id: an audit function calls it when a transaction that took
+    its id earlier meets a version written by a newer transaction, so that every
+    row's history stays in transaction order (as ``UnitOfWork._restamp`` does).
+    """
+
+
+class DropRestampFunction(DropTransactionFunction):
+    """``DROP FUNCTION IF EXISTS chronicle_<transaction>_restamp()``."""
+
+
+@compiles(CreateRestampFunction, "postgresql")
+def _create_restamp_function(
+    element: CreateRestampFunction, compiler: DDLCompiler, **kw: Any
+) -> str:
+    table = element.transaction_table
+    target = _pinned(table, compiler)
+    id_column = table.c.id
+    copied = [c for c in table.columns if c is not id_column]
+    targets = [target.c[c.name] for c in copied]
+    values: list[Any] = [target.c[c.name] for c in copied]
+    if isinstance(id_column.default, sa.Sequence):
+        targets.append(target.c.id)
+        values.append(_next_id(compiler, table, id_column.default))
+    copy = (
+        sa.insert(target)
+        .from_select(
+            targets,
+            sa.select(*values).where(target.c.id == sa.literal_column("chronicle_old")),
+        )
+        .returning(target.c.id)
+    )
+    guc_id = _literal(compiler, GUC_TRANSACTION_ID)
+    guc_written = _literal(compiler, GUC_WRITTEN)
+    move = (
+        "'UPDATE ' || (chronicle_entry->>0)::regclass::text || ' SET ' || "
+        "quote_ident(chronicle_entry->>{i}) || ' = $1 WHERE ' || "
+        "quote_ident(chronicle_entry->>{i}) || ' = $2'"
+    )
+    lines = [
+        "DECLARE chronicle_old bigint; chronicle_new bigint; chronicle_entry json;",
+        "BEGIN",
+        f"  chronicle_old := NULLIF(current_setting({guc_id}, true), '')::bigint;",
+        "  IF chronicle_old IS NULL THEN RETURN NULL; END IF;",
+        f"  {_sql(compiler, copy)} INTO chronicle_new;",
+        "  FOR chronicle_entry IN SELECT chronicle_line::json FROM unnest(string_to_array("
+        f"rtrim(current_setting({guc_written}, true), chr(10)), chr(10))) AS chronicle_line LOOP",
+        f"    EXECUTE {move.format(i=1)} USING chronicle_new, chronicle_old;",
+        "    IF chronicle_entry->>2 IS NOT NULL THEN",
+        f"      EXECUTE {move.format(i=2)} USING chronicle_new, chronicle_old;",
+        "    END IF;",
+        "  END LOOP;",
+    ]
+    for plugin_table in (element.meta_table, element.changes_table):
+        if plugin_table is not None:
+            moved = _pinned(plugin_table, compiler)
+            lines.append(
+                "  "
+                + _sql(
+                    compiler,
+                    sa.update(moved)
+                    .where(moved.c.transaction_id == sa.literal_column("chronicle_old"))
+                    .values(transaction_id=sa.literal_column("chronicle_new")),
+                )
+                + ";"
+            )
+    delete = sa.delete(target).where(target.c.id == sa.literal_column("chronicle_old"))
+    lines += [
+        f"  {_sql(compiler, delete)};",
+        f"  PERFORM set_config({guc_id}, chronicle_new::text, true);",
+        "  RETURN chronicle_new;",
+        "END;",
+    ]
+    name = _qualified_function(compiler, table, restamp_function_name(table))
+    return (
+        f"CREATE OR REPLACE FUNCTION {name}() RETURNS bigint LANGUAGE plpgsql VOLATILE "
+        f"SET search_path = pg_catalog, pg_temp AS {_dollar_quoted(chr(10).join(lines))}"
+    )
+
+
+@compiles(DropRestampFunction, "postgresql")
+def _drop_restamp_function(element: DropRestampFunction, compiler: DDLCompiler, **kw: Any) -> str:
+    table = element.transaction_table
+    name = _qualified_function(compiler, table, restamp_function_name(table))
+    return f"DROP FUNCTION IF EXISTS {name}()"
+
+
+def _restamp_check(spec: TriggerSpec, event: str, compiler: Any) -> list[str]:
+    """plpgsql lines moving this transaction to a new id when a row it is about to
+    version has a version by a newer transaction (only when it took its id before)."""
+    version = _pinned(spec.version, compiler)
+    source = _live(spec.table, "chronicle_old" if event == "DELETE" else "chronicle_new")
+    current: Any = sa.literal_column("chronicle_current")
+    newer = sa.exists(
+        sa.select(sa.literal(1))
+        .select_from(source)
+        .join(version, sa.and_(*[version.c[v] == source.c[a] for a, v in spec.key]))
+        .where(version.c[spec.transaction_column] > current)
+    )
+    restamp = _qualified_function(
+        compiler, spec.transaction_table, restamp_function_name(spec.transaction_table)
+    )
+    guc_id = _literal(compiler, GUC_TRANSACTION_ID)
+    condition = _sql(compiler, newer)
+    return [
+        f"    chronicle_current := NULLIF(current_setting({guc_id}, true), '')::bigint;",
+        f"    IF chronicle_current IS NOT NULL AND {condition} THEN",
+        f"      PERFORM {restamp}();",
+        "    END IF;",
+    ]
+
+
+def _written_entries(spec: TriggerSpec, compiler: Any) -> list[str]:
+    """plpgsql lines noting in ``chronicle.written`` the version tables written."""
+    guc = _literal(compiler, GUC_WRITTEN)
+    lines = [f"  chronicle_written := COALESCE(current_setting({guc}, true), '');"]
+    for written in (spec, *[related for related, _ in spec.related]):
+        entry = _literal(
+            compiler,
+            json.dumps(
+                [
+                    _qualified_table(compiler, written.version),
+                    written.transaction_column,
+                    written.end_transaction_column,
+                ]
+            ),
+        )
+        lines += [
+            f"  IF strpos(chronicle_written, {entry}) = 0 THEN",
+            f"    chronicle_written := chronicle_written || {entry} || chr(10);",
+            f"    PERFORM set_config({guc}, chronicle_written, true);",
+            "  END IF;",
+        ]
+    return lines
+
+
+# -- the audit functions and triggers ----------------------------------------------------
+
+
+class CreateAuditFunction(ExecutableDDLElement):
+    """``CREATE OR REPLACE FUNCTION <table>_audit()`` writing ``spec``'s versions."""
+
+    def __init__(self, spec: TriggerSpec) -> None:
+        self.spec = spec
+
+
+class DropAuditFunction(ExecutableDDLElement):
+    """``DROP FUNCTION IF EXISTS <table>_audit()``."""
+
+    def __init__(self, table: sa.Table) -> None:
+        self.table = table
+
+
+class CreateAuditTrigger(ExecutableDDLElement):
+    """``CREATE TRIGGER <table>_<event>_trigger AFTER <event> ... FOR EACH STATEMENT``."""
+
+    def __init__(self, table: sa.Table, event: str) -> None:
+        self.table = table
+        self.event = event
+
+
+class DropAuditTrigger(ExecutableDDLElement):
+    """``DROP TRIGGER IF EXISTS <name> ON <table>``."""
+
+    def __init__(self, table: sa.Table, name: str) -> None:
+        self.table = table
+        self.name = name
+
+
+def _live(table: sa.Table, name: str) -> Any:
+    """A transition table (or other source) with the columns of ``table``."""
+    return sa.table(name, *[sa.column(c.name, c.type) for c in table.columns])
+
+
+def _entity_names(spec: TriggerSpec, source: Any, compiler: Any) -> tuple[Any, Any]:
+    """The expression of each changed row's entity name (None: constant), and the
+    join (or None) it needs."""
+    if spec.polymorphic is None:
+        return None, None
+    table, pairs, column, names = spec.polymorphic
+    if table is spec.table:
+        discriminator, joined = source.c[column], None
+    else:
+        base = _pinned(table, compiler).alias("chronicle_base")
+        discriminator = base.c[column]
+        joined = (base, sa.and_(*[base.c[b] == source.c[a] for a, b in pairs]))
+    whens = [(discriminator == value, name) for value, name in names]
+    return sa.case(*whens, else_=spec.entity_name), joined
+
+
+def _write_parts(
+    spec: TriggerSpec, changed: Any, tx_id: Any, op: Operation, compiler: Any, suffix: str
+) -> tuple[list[Any], Any]:
+    """The ``WITH`` parts folding into and closing ``spec``'s versions of the
+    ``changed`` rows, and the ``INSERT`` of the rest."""
+    version = _pinned(spec.version, compiler)
+    vtx = version.c[spec.transaction_column]
+    vop = version.c[spec.operation_column]
+    key_pairs = [(v, a) for a, v in spec.key]  # (version column, live column)
+    match = sa.and_(*[version.c[v] == changed.c[a] for v, a in key_pairs])
+    mods = spec.mod_columns
+    # Rows this transaction wrote already take the new values (one version per row per
+    # transaction), their operation folded as the ORM folds it.
+    if op is Operation.DELETE:
+        fold_values: dict[Any, Any] = {vop: int(Operation.DELETE)}
+    else:
+        fold_values = {version.c[v]: changed.c[a] for a, v in spec.columns}
+        fold_values[vop] = sa.case(
+            (vop == int(Operation.INSERT), int(Operation.INSERT)), else_=int(Operation.UPDATE)
+        )
+    for _, m in mods:
+        fold_values[version.c[m]] = sa.or_(version.c[m], changed.c[m])
+    folded = (
+        sa.update(version)
+        .where(vtx == tx_id, match)
+        .values(fold_values)
+        .returning(*[version.c[v] for v, _ in key_pairs])
+        .cte(f"chronicle_folded{suffix}")
+    )
+    parts = [folded]
+    if spec.end_transaction_column is not None:
+        end = version.c[spec.end_transaction_column]
+        closed = (
+            sa.update(version)
+            .where(match, end.is_(None), vtx < tx_id)
+            .values({end: tx_id})
+            .cte(f"chronicle_closed{suffix}")
+        )
+        parts.append(closed)
+    targets = [version.c[v] for _, v in spec.columns] + [vtx, vop]
+    exprs: list[Any] = [changed.c[a] for a, _ in spec.columns]
+    exprs += [tx_id, sa.literal(int(op), sa.SmallInteger)]
+    for _, m in mods:
+        targets.append(version.c[m])
+        exprs.append(changed.c[m])
+    not_folded = ~sa.exists(
+        sa.select(sa.literal(1))
+        .select_from(folded)
+        .where(*[folded.c[v] == changed.c[a] for v, a in key_pairs])
+    )
+    rows = sa.select(*exprs).select_from(changed).where(not_folded)
+    return parts, sa.insert(version).from_select(targets, rows)
+
+
+def _version_block(spec: TriggerSpec, event: str, compiler: Any) -> list[str]:
+    """The plpgsql lines writing the versions of a triggering ``event``: when a row
+    changed, the transaction id (written or moved first if need be), then one
+    statement for all the rows."""
+    live = [a for a, _ in spec.columns]
+    new = _live(spec.table, "chronicle_new")
+    old = _live(spec.table, "chronicle_old")
+    key_live = [a for a, _ in spec.key]
+    mods = spec.mod_columns
+    source = old if event == "DELETE" else new
+
+    if event == "INSERT":
+        op = Operation.INSERT
+        flags = [new.c[a].is_not(None).label(m) for a, m in mods]
+        changed_select = sa.select(*[new.c[a] for a in live], *flags)
+    elif event == "DELETE":
+        op = Operation.DELETE
+        flags = [sa.true().label(m) for _, m in mods]
+        changed_select = sa.select(*[old.c[a] for a in live], *flags)
+    else:
+        op = Operation.UPDATE
+        joined = new.outerjoin(old, sa.and_(*[old.c[a] == new.c[a] for a in key_live]))
+        differs = [
+            _comparable(old.c[a]).is_distinct_from(_comparable(new.c[a]))
+            for a in live
+            if a not in key_live
+        ]
+        flags = [
+            _comparable(old.c[a]).is_distinct_from(_comparable(new.c[a])).label(m) for a, m in mods
+        ]
+        changed_select = (
+            sa.select(*[new.c[a] for a in live], *flags)
+            .select_from(joined)
+            .where(sa.or_(old.c[key_live[0]].is_(None), *differs))
+        )
+    name_expr, name_join = _entity_names(spec, source, compiler)
+    if name_expr is not None:
+        changed_select = changed_select.add_columns(name_expr.label("chronicle_entity"))
+        if name_join is not None:
+            changed_select = changed_select.outerjoin(*name_join)
+    changed = changed_select.cte("chronicle_changed")
+
+    if name_expr is not None:
+        named = changed_select.subquery("chronicle_named")
+        entities: Any = sa.select(
+            sa.func.array_agg(sa.distinct(named.c.chronicle_entity))
+        ).scalar_subquery()
+    elif spec.entity_name:
+        entities = sa.literal_column(
+            f"ARRAY[{_literal(compiler, spec.entity_name)}]", postgresql.ARRAY(sa.Text)
+        )
+    else:
+        entities = sa.null()
+    function = _transaction_function(compiler, spec.transaction_table)(entities)
+    # A plpgsql variable: a parameter to the planner, so the version table's
+    # transaction_id index finds this transaction's rows.
+    tx_id: Any = sa.literal_column("chronicle_tx", sa.BigInteger)
+    ctes: list[Any] = [changed]
+    parts, insert = _write_parts(spec, changed, tx_id, op, compiler, "")
+    ctes += parts
+    if op is Operation.UPDATE:
+        # The other tables of these entities get a version too, as the ORM writes one
+        # per table of the entity: from their live rows, no column flagged.
+        for i, (related, pairs) in enumerate(spec.related):
+            other = _pinned(related.table, compiler).alias(f"chronicle_live_{i}")
+            related_changed = (
+                sa.select(
+                    *[other.c[a] for a, _ in related.columns],
+                    *[sa.false().label(m) for _, m in related.mod_columns],
+                )
+                .select_from(other)
+                .join(changed, sa.and_(*[other.c[b] == changed.c[a] for a, b in pairs]))
+                .cte(f"chronicle_changed_{i}")
+            )
+            related_parts, related_insert = _write_parts(
+                related, related_changed, tx_id, op, compiler, f"_{i}"
+            )
+            ctes += [related_changed, *related_parts, related_insert.cte(f"chronicle_added_{i}")]
+    # EXISTS stops at the first changed row: a second pass only for no-op statements.
+    return [
+        f"    IF {_sql(compiler, sa.exists(changed_select))} THEN",
+        *_restamp_check(spec, event, compiler),
+        f"      chronicle_tx := {_sql(compiler, function)};",
+        f"      {_sql(compiler, insert.add_cte(*ctes))};",
+        "    END IF;",
+    ]
+
+
+@compiles(CreateAuditFunction)
+def _create_audit_function_default(element: CreateAuditFunction, compiler: Any, **kw: Any) -> str:
+    _require_postgresql(compiler, f"Table {element.spec.table.name!r}")
+
+
+@compiles(CreateAuditFunction, "postgresql")
+def _create_audit_function(element: CreateAuditFunction, compiler: DDLCompiler, **kw: Any) -> str:
+    spec = element.spec
+    lines = [
+        "DECLARE chronicle_current bigint; chronicle_tx bigint; chronicle_written text;",
+        "BEGIN",
+    ]
+    for i, event in enumerate(spec.events):
+        keyword = "IF" if i == 0 else "ELSIF"
+        lines.append(f"  {keyword} TG_OP = {_literal(compiler, event)} THEN")
+        lines += _version_block(spec, event, compiler)
+    lines.append("  END IF;")
+    lines += _written_entries(spec, compiler)
+    lines += ["  RETURN NULL;", "END;"]
+    name = _qualified_function(compiler, spec.table, audit_function_name(spec.table.name))
+    return (
+        f"CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql "
+        f"SET search_path = pg_catalog, pg_temp AS {_dollar_quoted(chr(10).join(lines))}"
+    )
+
+
+@compiles(DropAuditFunction, "postgresql")
+def _drop_audit_function(element: DropAuditFunction, compiler: DDLCompiler, **kw: Any) -> str:
+    name = _qualified_function(compiler, element.table, audit_function_name(element.table.name))
+    return f"DROP FUNCTION IF EXISTS {name}()"
+
+
+@compiles(CreateAuditTrigger, "postgresql")
+def _create_audit_trigger(element: CreateAuditTrigger, compiler: DDLCompiler, **kw: Any) -> str:
+    table, event = element.table, element.event
+    preparer = compiler.preparer
+    referencing = {
+        "INSERT": "NEW TABLE AS chronicle_new",
+        "UPDATE": "OLD TABLE AS chronicle_old NEW TABLE AS chronicle_new",
+        "DELETE": "OLD TABLE AS chronicle_old",
+    }[event]
+    function = _qualified_function(compiler, table, audit_function_name(table.name))
+    return (
+        f"CREATE TRIGGER {preparer.quote(trigger_name(table.name, event))} AFTER {event} "
+        f"ON {_qualified_table(compiler, table)} REFERENCING {referencing} "
+        f"FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
+    )
+
+
+@compiles(DropAuditTrigger, "postgresql")
+def _drop_audit_trigger(element: DropAuditTrigger, compiler: DDLCompiler, **kw: Any) -> str:
+    return (
+        f"DROP TRIGGER IF EXISTS {compiler.preparer.quote(element.name)} "
+        f"ON {_qualified_table(compiler, element.table)}"
+    )
+
+
+def create_statements(spec: TriggerSpec) -> list[ExecutableDDLElement]:
+    """The DDL creating ``spec``'s function and triggers (after dropping old ones)."""
+    return [
+        *drop_statements(spec.table, functions=False),
+        CreateAuditFunction(spec),
+        *[CreateAuditTrigger(spec.table, event) for event in spec.events],
+    ]
+
+
+def drop_statements(table: sa.Table, functions: bool = True) -> list[ExecutableDDLElement]:
+    """The DDL dropping the triggers (ours and SQLAlchemy-Continuum's) of ``table``."""
+    names = [trigger_name(table.name, e) for e in TRIGGER_EVENTS]
+    names.append(CONTINUUM_TRIGGER % table.name)
+    statements: list[ExecutableDDLElement] = [DropAuditTrigger(table, n) for n in names]
+    if functions:
+        statements.append(DropAuditFunction(table))
+    return statements
