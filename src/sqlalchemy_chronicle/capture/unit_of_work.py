@@ -46,7 +46,7 @@ from ..exc import ConfigurationError
 from .context import current_context
 from .sql import key_in, ordered
 from .statements import CHUNK_PARAMS, OP, WriteStatements, chunks, statements_for
-from .transaction_ids import transaction_row_params
+from .transaction_ids import insert_transaction_row
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -255,10 +255,7 @@ class UnitOfWork:
             values = self._transaction_row_values(session)
         # The values as parameters: the compiled INSERT is found in the cache.
         table = self.manager.transaction_table
-        result = connection.execute(
-            sa.insert(table), transaction_row_params(connection, table, values)
-        )
-        return self._opened(session, int(result.inserted_primary_key[0]), values)  # type: ignore[index]
+        return self._opened(session, insert_transaction_row(connection, table, values), values)
 
     def _transaction_row_values(self, session: Session) -> dict[str, Any]:
         """The column values of this transaction's row (plugins, the context)."""
@@ -607,10 +604,7 @@ class UnitOfWork:
         """
         table = self.manager.transaction_table
         values = dict(self._transaction_values)
-        result = connection.execute(
-            sa.insert(table), transaction_row_params(connection, table, values)
-        )
-        new_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+        new_id = insert_transaction_row(connection, table, values)
         specs = {spec.version: spec for spec in self._written_specs.values()}
         for table in self.manager.association_tables:
             spec = self.manager.association_spec(table)
