@@ -595,7 +595,7 @@ def test_unknown_manager_option_raises_on_assignment(manager):
 
 def test_wrong_manager_option_type_raises_on_assignment(manager):
     with pytest.raises(ConfigurationError) as err:
-        manager.options["exclude"] = "name"
+        manager.options["exclude"] = 5
     assert_config_error(err, "exclude")
     assert manager.options["exclude"] == ()
     with pytest.raises(ConfigurationError, match="strategy"):

@@ -88,11 +88,9 @@ def test_activity_model_and_table(db, article_models, manager):
     if db.name != "sqlite":
         assert isinstance(columns["id"]["type"], sa.BigInteger)
         assert isinstance(columns["object_id"]["type"], sa.BigInteger)
-    if db.name == "postgresql":
-        with db.engine.connect() as conn:
-            assert conn.scalar(sa.text("SELECT pg_get_serial_sequence('activity', 'id')")) == (
-                "public.activity_id_seq"
-            )
+    if db.name != "sqlite":
+        # Ids come from the sequence SQLAlchemy-Continuum's table uses.
+        assert "activity_id_seq" in inspector.get_sequence_names()
 
 
 def test_ids_autoincrement_and_data_round_trips_as_json(db, article_models, manager):
@@ -193,6 +191,17 @@ def test_activity_points_at_the_latest_version_of_an_untouched_object(
     assert [v["transaction_id"] for v in db.rows("article_version")] == [first, second]
 
 
+
+def without_id_fetch(statements: list[str]) -> list[str]:
+    """``statements`` less the fetch of the activity id from its sequence.
+
+    The activity table takes ids from ``activity_id_seq``, as SQLAlchemy-Continuum's does,
+    so that its tables work unchanged. On MariaDB SQLAlchemy reads the next value in a
+    statement of its own before the INSERT; that is the id, not a query for an object.
+    """
+    return [s for s in statements if not s.lower().startswith("select nextval(")]
+
+
 def test_an_activity_alone_creates_the_transaction(db, article_models, manager):
     article_models()
     Activity = manager.activity_cls
@@ -217,6 +226,7 @@ def test_no_query_for_an_object_this_transaction_already_versioned(db, article_m
     session.add(Activity(verb="update", object=article))
     with db.count_statements() as statements:
         session.flush()
+    statements = without_id_fetch(statements)
     assert len(statements) == 1
     assert statements[0].lstrip().upper().startswith("INSERT INTO ACTIVITY")
     session.commit()
@@ -233,7 +243,9 @@ def test_no_query_for_an_object_changed_in_the_same_flush(db, article_models, ma
     session.add(Activity(verb="update", object=article))
     with db.count_statements() as statements:
         session.flush()
-    assert not [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert not [
+        s for s in without_id_fetch(statements) if s.lstrip().upper().startswith("SELECT")
+    ]
     session.commit()
     [row] = activity_rows(db)
     assert row["object_tx_id"] == row["transaction_id"] == tx_ids(db)[-1]
@@ -526,7 +538,7 @@ def test_activities_of_the_open_transaction_stay_current(db, article_models, man
     # The loaded collection follows without a reload; only the INSERT ran.
     assert transaction.activities == [first, second]
     assert second.transaction is transaction
-    assert len(statements) == 1
+    assert len(without_id_fetch(statements)) == 1
     session.commit()
 
 

@@ -6,7 +6,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from sqlalchemy_chronicle import ClassNotVersioned, ConfigurationError, Operation
+from sqlalchemy_chronicle import (
+    ClassNotVersioned,
+    ConfigurationError,
+    Operation,
+    versioning_context,
+)
 from sqlalchemy_chronicle.schema import (
     backfill,
     update_end_tx_column,
@@ -112,13 +117,18 @@ def test_backfill_gives_each_unversioned_row_one_insert_version(db, article_mode
     _existing_rows(db, Article.__table__, [
         {"id": i, "name": f"n{i}", "content": None if i % 2 else "c"} for i in range(1, 11)
     ])
-    with db.count_statements() as statements, db.engine.begin() as conn:
+    with (
+        db.count_statements() as statements,
+        versioning_context(remote_addr="10.0.0.1"),
+        db.engine.begin() as conn,
+    ):
         assert backfill(conn, Article, chunk_size=4) == 10
     inserts = [s for s in statements if s.lstrip().startswith("INSERT INTO article_version")]
     assert len(inserts) == 3  # chunks of 4, 4 and 2 rows: one statement each
     tx_rows = db.rows("transaction")
     assert len(tx_rows) == 2  # the write above, and one for the whole backfill
     backfill_tx = max(r["id"] for r in tx_rows)
+    assert tx_rows[-1]["remote_addr"] == "10.0.0.1"  # the context, as a flush records it
     rows = db.rows("article_version")
     assert [(r["id"], r["name"], r["content"]) for r in rows[:10]] == [
         (i, f"n{i}", None if i % 2 else "c") for i in range(1, 11)

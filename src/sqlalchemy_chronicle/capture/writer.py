@@ -48,7 +48,7 @@ from .context import current_context
 from .plan import PK, Plan, TablePlan, plan_flush
 from .sql import key_in, ordered
 from .templates import OP, WriteStatements, chunks, statements_for
-from .transaction_ids import transaction_row_params
+from .transaction_ids import insert_transaction_row
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -132,11 +132,7 @@ class Writer:
             values = self.transaction_row_values()
         # The values as parameters: the compiled INSERT is found in the cache.
         table = uow.manager.transaction_table
-        connection = self.connection
-        result = connection.execute(
-            sa.insert(table), transaction_row_params(connection, table, values)
-        )
-        return self._opened(int(result.inserted_primary_key[0]), values)  # type: ignore[index]
+        return self._opened(insert_transaction_row(self.connection, table, values), values)
 
     def transaction_row_values(self) -> dict[str, Any]:
         """The column values of this transaction's row (plugins, the context)."""
@@ -326,10 +322,7 @@ class Writer:
         uow, session, connection = self.uow, self.session, self.connection
         table = uow.manager.transaction_table
         values = dict(uow.transaction_values)
-        result = connection.execute(
-            sa.insert(table), transaction_row_params(connection, table, values)
-        )
-        new_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+        new_id = insert_transaction_row(connection, table, values)
         specs = {spec.version: spec for spec in uow.written_specs.values()}
         for parent in uow.manager.association_tables:
             spec = uow.manager.association_spec(parent)

@@ -7,7 +7,6 @@ set-based: a fixed number of statements (or of chunks), never one per row.
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -172,7 +171,8 @@ def backfill(op: Any, model: type, *, chunk_size: int = 10_000) -> int:
     For tables that held data before versioning was turned on: in the migration that
     creates the version tables (or any later one), ``backfill(op, Article)`` gives
     each existing row without any version one INSERT version, all in a single new
-    transaction row, so that history, ``as_of()`` and revert see the rows. Rows that
+    transaction row (written as a flush writes it: the :func:`versioning_context` and
+    plugins give its values), so that history, ``as_of()`` and revert see the rows. Rows that
     already have a version are left alone, so running it twice writes nothing the
     second time. Returns the number of versions written.
 
@@ -200,7 +200,7 @@ def backfill(op: Any, model: type, *, chunk_size: int = 10_000) -> int:
         if conn.execute(pending).first() is None:
             continue
         if tx_id is None:
-            tx_id = _transaction_row(conn, manager.transaction_table)
+            tx_id = _transaction_row(conn, manager)
         values = [p for p, _ in spec.columns]
         target = [v.name for _, v in spec.columns] + [spec.tx.name, spec.op.name]
         copy = sa.select(
@@ -220,10 +220,16 @@ def backfill(op: Any, model: type, *, chunk_size: int = 10_000) -> int:
     return written
 
 
-def _transaction_row(conn: Any, table: sa.Table) -> int:
-    now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
-    result = conn.execute(sa.insert(table).values(issued_at=now))
-    return int(result.inserted_primary_key[0])
+def _transaction_row(conn: Any, manager: Any) -> int:
+    """Write one transaction row, as a flush would (context, plugins' values, and the
+    id source of the table at hand), and return its id."""
+    session = sa.orm.Session(bind=conn)
+    try:
+        uow = manager.unit_of_work(session)
+        uow.create_transaction(session)
+        return int(uow.transaction_id)
+    finally:
+        session.close()
 
 
 def _key(keys: Sequence[sa.Column[Any]]) -> Any:
