@@ -39,6 +39,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "versioning(**kw): arguments of make_versioned()")
     config.addinivalue_line("markers", "dbs(*names): run only on these databases")
+    config.addinivalue_line(
+        "markers",
+        "once: slow and independent of the SQLAlchemy line; CI runs it on one line only",
+    )
     chosen = config.getoption("--db") or os.environ.get("CHRONICLE_TEST_DBS")
     if chosen:
         names = [n.strip() for n in chosen.split(",") if n.strip()]
