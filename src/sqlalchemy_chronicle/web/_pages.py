@@ -300,7 +300,8 @@ def _parse_int(value: str | None, name: str) -> int | None:
 def _parse_time(value: str | None, name: str, *, end: bool) -> datetime | None:
     """A time filter: ``YYYY-MM-DD`` or an ISO date and time; naive times are UTC.
 
-    A bare date as the end of a range means the end of that day.
+    A bare date as the end of a range (exclusive) means the start of the next day,
+    so that ``until=2026-01-31`` includes that day.
     """
     if value is None:
         return None
@@ -308,7 +309,7 @@ def _parse_time(value: str | None, name: str, *, end: bool) -> datetime | None:
         if len(value) == 10:
             day = datetime.fromisoformat(value).date()
             moment = datetime.combine(day, time.min, timezone.utc)
-            return moment + timedelta(days=1) - timedelta(microseconds=1) if end else moment
+            return moment + timedelta(days=1) if end else moment
         moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace(" ", "T", 1))
     except ValueError:
         raise BadRequest(
