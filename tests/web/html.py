@@ -7,6 +7,12 @@ from html.parser import HTMLParser
 from typing import Any
 
 
+_BLOCKS = {
+    "p", "div", "h1", "h2", "li", "dt", "dd", "tr", "br", "section", "header", "footer",
+    "nav", "form", "label", "option", "table", "thead", "tbody",
+}
+
+
 class _Page(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -34,10 +40,12 @@ class _Page(HTMLParser):
             self._cell = []
         elif tag == "a":
             self._link = (a.get("href", ""), [])
-        elif tag in ("p", "div", "h1", "h2", "li", "dt", "dd", "tr", "br"):
+        if tag in _BLOCKS:
             self.text.append("\n")
 
     def handle_endtag(self, tag: str) -> None:
+        if tag in _BLOCKS:
+            self.text.append("\n")
         if tag in ("head", "script", "style"):
             self._skip -= 1
         if tag == "table" and self._table:
@@ -55,7 +63,7 @@ class _Page(HTMLParser):
     def handle_data(self, data: str) -> None:
         if self._skip:
             return
-        self.text.append(data)
+        self.text.append(re.sub(r"\s+", " ", data))
         if self._cell is not None:
             self._cell.append(data)
         if self._link is not None:

@@ -15,7 +15,7 @@ from datetime import datetime, time, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, urlencode
 
-from ..exc import ChronicleError, ConfigurationError
+from ..exc import ChronicleError, ConfigurationError, DatabaseUnavailable, HistoryNotFound
 
 if TYPE_CHECKING:
     from ..browse import HistoryBrowser
@@ -167,9 +167,12 @@ class HistoryPages:
             return self._error(request, 400, "Bad request", str(error))
         except NotFound as error:
             return self._error(request, 404, "Not found", str(error))
-        except ChronicleError as error:
-            # The reader's own errors: an unknown table or transaction, a bad key.
+        except HistoryNotFound as error:  # an unknown table, transaction or entity
             return self._error(request, 404, "Not found", str(error))
+        except DatabaseUnavailable as error:
+            return self._error(request, 503, "Database unavailable", str(error))
+        except ChronicleError as error:  # a value the reader cannot use, e.g. a bad key
+            return self._error(request, 400, "Bad request", str(error))
 
     def _html(self, status: int, body: str) -> Response:
         return Response(status, (
