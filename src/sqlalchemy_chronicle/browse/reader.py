@@ -112,11 +112,14 @@ def _differs(a: Any, b: Any) -> bool:
 
 
 def _changed(
-    vt: _VersionTable, values: dict[str, Any], previous: dict[str, Any] | None
+    vt: _VersionTable,
+    values: dict[str, Any],
+    previous: dict[str, Any] | None,
+    previous_deleted: bool = False,
 ) -> tuple[str, ...]:
     keys = {c.key for c in vt.key}
     names = [c.key for c in vt.values if c.key not in keys]
-    if previous is None:
+    if previous is None or previous_deleted:  # a first insert, or one after a delete
         return tuple(n for n in names if values[n] is not None)
     return tuple(n for n in names if _differs(values[n], previous[n]))
 
@@ -427,11 +430,14 @@ class HistoryBrowser:
             )
         changes: list[Change] = []
         previous: dict[str, Any] | None = None
+        previous_op = None
         n = len(vt.values)
         for row in rows:
             values = {c.key: row[i] for i, c in enumerate(vt.values)}
-            changes.append(self._change(vt, row[n], row[n + 1], values, previous))
-            previous = values
+            changes.append(
+                self._change(vt, row[n], row[n + 1], values, previous, previous_op == 2)
+            )
+            previous, previous_op = values, row[n + 1]
         return changes
 
     def diff(
@@ -646,6 +652,7 @@ class HistoryBrowser:
                 v.c[vt.op.key].label("op"),
                 *(p.c[c.key].label(f"p{i}") for i, c in enumerate(vt.values)),
                 p.c[vt.tx.key].label("ptx"),
+                p.c[vt.op.key].label("pop"),
             )
             .select_from(v.outerjoin(p, on))
             .where(where(v))
@@ -657,7 +664,9 @@ class HistoryBrowser:
                 None if row[2 * n + 2] is None
                 else {c.key: row[n + 2 + i] for i, c in enumerate(vt.values)}
             )
-            changes.append(self._change(vt, row[n], row[n + 1], values, previous))
+            changes.append(
+                self._change(vt, row[n], row[n + 1], values, previous, row[2 * n + 3] == 2)
+            )
         return changes
 
     def _change(
@@ -667,6 +676,7 @@ class HistoryBrowser:
         op: int,
         values: dict[str, Any],
         previous: dict[str, Any] | None,
+        previous_deleted: bool = False,
     ) -> Change:
         return Change(
             transaction_id=tx,
@@ -675,7 +685,7 @@ class HistoryBrowser:
             operation=_OPERATIONS.get(op, "update"),
             values=values,
             previous=previous,
-            changed=_changed(vt, values, previous),
+            changed=_changed(vt, values, previous, previous_deleted),
         )
 
 

@@ -61,7 +61,8 @@ class Change:
     ``key`` maps the key column(s) to their values, ``values`` every versioned column
     to its value in this version, ``previous`` the values of the version before (None
     for the first one). ``changed`` names the columns whose value differs from the
-    previous version (for a first version: those that are not null), key excluded.
+    previous version (for a first version, or one written after a delete: those that
+    are not null), key excluded.
     """
 
     transaction_id: int
