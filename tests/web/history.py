@@ -74,10 +74,10 @@ def write_history(base: Any, db: Any) -> History:
         session.commit()
 
     def change(user_id: int | None, remote_addr: str | None, fn: Any) -> None:
-        with versioning_context(user_id=user_id, remote_addr=remote_addr):
-            with db.session() as session:
-                fn(session)
-                session.commit()
+        with versioning_context(user_id=user_id, remote_addr=remote_addr), \
+                db.session() as session:
+            fn(session)
+            session.commit()
 
     change(1, "192.0.2.1", lambda s: s.add_all([
         Article(id=1, title="Hello", body=BODY_1),

@@ -6,7 +6,6 @@ import re
 from html.parser import HTMLParser
 from typing import Any
 
-
 _BLOCKS = {
     "p", "div", "h1", "h2", "li", "dt", "dd", "tr", "br", "section", "header", "footer",
     "nav", "form", "label", "option", "table", "thead", "tbody",

@@ -160,7 +160,7 @@ def test_timeline_pages_with_a_keyset_cursor(make_client, history):
 
 
 def test_transaction_page_shows_each_change(get, history):
-    t1, t2, t3, t4 = history.txs
+    t1, t2, t3, _t4 = history.txs
     reply = get(f"/history/tx/{t2}")
     assert reply.status == 200
     page = reply.page
@@ -198,7 +198,7 @@ def test_missing_transactions_and_pages_are_404(get, history):
 
 
 def test_entity_page_history_and_default_diff(get, history):
-    t1, t2, t3, t4 = history.txs
+    t1, t2, _t3, t4 = history.txs
     reply = get("/history/entity/article?key=1")
     assert reply.status == 200
     page = reply.page
@@ -216,7 +216,7 @@ def test_entity_page_history_and_default_diff(get, history):
 
 
 def test_entity_diff_of_two_versions_with_a_line_diff(get, history):
-    t1, t2, t3, t4 = history.txs
+    t1, _t2, t3, t4 = history.txs
     page = get(f"/history/entity/article?key=1&from={t1}&to={t4}").page
     diff = {r[0]: r[1:] for r in page.rows("sidebyside")[1:] if r and r[0]}
     assert diff["title changed"] == ["Hello", "Hello, world"]
@@ -239,7 +239,7 @@ def test_entity_diff_of_two_versions_with_a_line_diff(get, history):
 
 
 def test_deleted_entity_diff(get, history):
-    t1, t2, t3, t4 = history.txs
+    t1, _t2, t3, _t4 = history.txs
     page = get(f"/history/entity/article?key=2&to={t3}").page
     assert [r[3] for r in page.rows("history")[1:]] == ["delete", "insert"]
     diff = {r[0]: r[1:] for r in page.rows("sidebyside")[1:]}
@@ -248,7 +248,7 @@ def test_deleted_entity_diff(get, history):
 
 
 def test_hostile_values_are_escaped_everywhere(get, history):
-    t1, t2, t3, t4 = history.txs
+    t1, t2, t3, _t4 = history.txs
     urls = [
         "/history/", f"/history/tx/{t1}", f"/history/tx/{t2}", f"/history/tx/{t3}",
         "/history/entity/article?key=2", f"/history/entity/article?key=2&from={t1}&to={t1}",

@@ -1,6 +1,6 @@
 """``chronicle serve URL``: the history browser on a local web server.
 
-Runs :func:`~sqlalchemy_chronicle.web.history_wsgi_app` on the standard library's
+Runs the WSGI form of :mod:`sqlalchemy_chronicle.web` on the standard library's
 ``wsgiref`` server (one thread per request), bound to 127.0.0.1 unless told
 otherwise: the pages have no login of their own::
 
@@ -13,7 +13,6 @@ otherwise: the pages have no login of their own::
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from socketserver import ThreadingMixIn
 from typing import Any, TextIO
@@ -21,16 +20,19 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import sqlalchemy as sa
 
-from ..exc import ChronicleError, ConfigurationError
+from ..exc import ChronicleError
+from ..web import history_pages
+from ..web.wsgi import HistoryWSGIApp
+from .cli_history import _load_models
 
-__all__ = ["add_serve_command", "load_models", "run_serve"]
+__all__ = ["add_serve_command", "run_serve"]
 
 _LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
 def add_serve_command(commands: Any) -> argparse.ArgumentParser:
     """Add the ``serve`` subcommand to the ``chronicle`` parser's subparsers."""
-    serve = commands.add_parser(
+    serve: argparse.ArgumentParser = commands.add_parser(
         "serve",
         help="browse the history in a web browser (read-only)",
         description=(
@@ -52,34 +54,16 @@ def add_serve_command(commands: Any) -> argparse.ArgumentParser:
         help="read through the application's models (e.g. app.models:Base) instead of "
              "reflecting the tables",
     )
+    serve.add_argument(
+        "--schema", default=None, help="schema of the version tables (default: the default one)",
+    )
+    serve.add_argument(
+        "--transaction-table", default="transaction", metavar="NAME",
+        help="name of the transaction table (default: transaction)",
+    )
     serve.add_argument("--title", default="History", help="title shown on the pages")
-    serve.set_defaults(run=run_serve)
+    serve.set_defaults(handler=run_serve)
     return serve
-
-
-def load_models(spec: str) -> Any:
-    """The object named by ``package.module:attribute`` (imported from the current
-    directory too)."""
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise ConfigurationError(
-            f"--models {spec!r}: give it as package.module:Base (a module, a colon and "
-            f"the declarative base or MetaData in it)."
-        )
-    if "" not in sys.path:
-        sys.path.insert(0, "")
-    try:
-        target: Any = importlib.import_module(module_name)
-    except ImportError as error:
-        raise ConfigurationError(f"--models {spec!r}: cannot import {module_name}: {error}") from None
-    for part in attribute.split("."):
-        try:
-            target = getattr(target, part)
-        except AttributeError:
-            raise ConfigurationError(
-                f"--models {spec!r}: {module_name} has no attribute {attribute!r}."
-            ) from None
-    return target
 
 
 class _Server(ThreadingMixIn, WSGIServer):
@@ -87,15 +71,12 @@ class _Server(ThreadingMixIn, WSGIServer):
 
 
 class _Handler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         sys.stderr.write(f"{self.address_string()} - {format % args}\n")
 
 
 def run_serve(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Run ``chronicle serve`` with parsed ``args`` until interrupted; the exit status."""
-    from . import history_pages
-    from .wsgi import HistoryWSGIApp
-
     stream = out if out is not None else sys.stdout
     try:
         engine = sa.create_engine(args.url)
@@ -105,8 +86,11 @@ def run_serve(args: argparse.Namespace, out: TextIO | None = None) -> int:
         return 2
     shown = engine.url.render_as_string(hide_password=True)
     try:
-        models = load_models(args.models) if args.models else None
-        pages = history_pages(engine, models=models, title=args.title)
+        models = _load_models(args.models) if args.models else None
+        pages = history_pages(
+            engine, models=models, schema=args.schema,
+            transaction_table=args.transaction_table, title=args.title,
+        )
         # Read the layout now: a database that cannot be read fails here, not on the
         # first request.
         tables = pages.browser.versioned_tables()
@@ -129,7 +113,7 @@ def run_serve(args: argparse.Namespace, out: TextIO | None = None) -> int:
         engine.dispose()
         return 1
     host = args.host if ":" not in args.host else f"[{args.host}]"
-    print(f"Serving the history of {shown} ({len(tables)} versioned tables) at "
+    print(f"Serving the history of {shown} ({len(tables)} versioned table{'' if len(tables) == 1 else 's'}) at "
           f"http://{host}:{server.server_port}/ (read-only; Ctrl+C to stop)",
           file=stream, flush=True)
     if args.host not in _LOCAL_HOSTS:
