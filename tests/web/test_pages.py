@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from flask import request as flask_request
 from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.testclient import TestClient
@@ -303,3 +304,33 @@ def test_importing_the_package_does_not_import_jinja2():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_flask_blueprint_behind_the_apps_own_login(db, history):
+    from sqlalchemy_chronicle.web.blueprint import history_blueprint
+
+    app = Flask(__name__)
+    blueprint = history_blueprint(db.engine, title="Audit")
+
+    @blueprint.before_request
+    def staff_only() -> Any:
+        if flask_request.headers.get("X-Staff") != "yes":
+            return "login required", 401
+        return None
+
+    app.register_blueprint(blueprint, url_prefix="/admin/history")
+    client = app.test_client()
+    assert client.get("/admin/history/").status_code == 401
+    reply = client.get("/admin/history/", headers={"X-Staff": "yes"})
+    assert reply.status_code == 200
+    page = Page(reply.get_data(as_text=True))
+    t1 = history.txs[0]
+    assert page.link(f"#{t1}") == f"/admin/history/tx/{t1}"
+    assert "<title>Timeline · Audit</title>" in page.html
+    tx = client.get(f"/admin/history/tx/{t1}", headers={"X-Staff": "yes"})
+    assert tx.status_code == 200 and f"Transaction #{t1}" in tx.get_data(as_text=True)
+    entity = Page(client.get("/admin/history/entity/article?key=1",
+                             headers={"X-Staff": "yes"}).get_data(as_text=True))
+    assert entity.link("Timeline") == "/admin/history/"
+    post = client.post("/admin/history/", headers={"X-Staff": "yes"})
+    assert post.status_code == 405 and post.headers["Allow"] == "GET, HEAD"
