@@ -113,7 +113,8 @@ def run_serve(args: argparse.Namespace, out: TextIO | None = None) -> int:
         engine.dispose()
         return 1
     host = args.host if ":" not in args.host else f"[{args.host}]"
-    print(f"Serving the history of {shown} ({len(tables)} versioned table{'' if len(tables) == 1 else 's'}) at "
+    counted = f"{len(tables)} versioned table{'' if len(tables) == 1 else 's'}"
+    print(f"Serving the history of {shown} ({counted}) at "
           f"http://{host}:{server.server_port}/ (read-only; Ctrl+C to stop)",
           file=stream, flush=True)
     if args.host not in _LOCAL_HOSTS:
