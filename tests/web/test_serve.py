@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from .history import write_history
-from .test_browser import _chronicle
+from .html import Page
+from .test_browser import ROOT, _chronicle
 
 
 def serve(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -68,3 +69,40 @@ def test_serves_read_only_pages_over_http(base: Any, db: Any):
     finally:
         proc.terminate()
         proc.communicate(timeout=10)
+
+
+def test_the_readme_commands_show_the_demo_diff(tmp_path: Path):
+    """The two commands of the README's browser section, run as printed (with a free
+    port), serve the entity diff its screenshot shows."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## See the history in a browser", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    commands = [line.split("#", 1)[0].split() for line in block.splitlines() if line.strip()]
+    assert commands == [
+        ["chronicle", "demo", "--db", "sqlite:///demo.db"],
+        ["chronicle", "serve", "sqlite:///demo.db"],
+    ]
+    image = section.split("](", 1)[1].split(")", 1)[0]
+    assert image == "docs/web-diff.png" and (ROOT / image).stat().st_size < 150_000
+
+    demo = subprocess.run([_chronicle(), *commands[0][1:]], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert demo.returncode == 0, demo.stderr
+    proc = subprocess.Popen([_chronicle(), *commands[1][1:], "--port", "0"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline()  # type: ignore[union-attr]
+        assert "http://127.0.0.1:" in first, proc.stderr.read()  # type: ignore[union-attr]
+        url = first.split(" at ", 1)[1].split()[0]
+        with urllib.request.urlopen(url + "entity/article?key=1&from=1&to=3") as reply:
+            page = Page(reply.read().decode())
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+    diff = {row[0]: row[1:] for row in page.rows("sidebyside")[1:]}
+    assert diff == {
+        "id": ["1", "1"],
+        "title changed": ["Hello", "Hello, world"],
+        "body changed": ["First draft.", "Second draft."],
+        "status changed": ["draft", "published"],
+    }
