@@ -334,3 +334,16 @@ def test_flask_blueprint_behind_the_apps_own_login(db, history):
     assert entity.link("Timeline") == "/admin/history/"
     post = client.post("/admin/history/", headers={"X-Staff": "yes"})
     assert post.status_code == 405 and post.headers["Allow"] == "GET, HEAD"
+
+
+def test_public_names_import_and_are_documented():
+    import inspect
+
+    import sqlalchemy_chronicle.web as web
+    from sqlalchemy_chronicle.web import blueprint
+
+    assert (web.__doc__ or "").strip()
+    for module in (web, blueprint):
+        for name in module.__all__:
+            obj = getattr(module, name)
+            assert (inspect.getdoc(obj) or "").strip(), f"{name} has no docstring"

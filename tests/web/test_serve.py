@@ -106,3 +106,50 @@ def test_the_readme_commands_show_the_demo_diff(tmp_path: Path):
         "body changed": ["First draft.", "Second draft."],
         "status changed": ["draft", "published"],
     }
+
+
+MODELS = '''
+import sqlalchemy as sa
+from sqlalchemy import orm
+from sqlalchemy_chronicle import make_versioned
+
+make_versioned(user_cls=None)
+
+
+class Base(orm.DeclarativeBase):
+    pass
+
+
+class Article(Base):
+    __tablename__ = "article"
+    __versioned__ = {}
+    id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
+    headline: orm.Mapped[str] = orm.mapped_column("title", sa.String(200))
+    body: orm.Mapped[str] = orm.mapped_column(sa.Text)
+    status: orm.Mapped[str] = orm.mapped_column(sa.String(20))
+'''
+
+
+def test_serve_through_the_applications_models(tmp_path: Path):
+    """``--models module:Base`` reads through the models: their attribute names show."""
+    (tmp_path / "blog_models.py").write_text(MODELS, encoding="utf-8")
+    demo = subprocess.run([_chronicle(), "demo", "--db", "sqlite:///demo.db"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert demo.returncode == 0, demo.stderr
+    proc = subprocess.Popen(
+        [_chronicle(), "serve", "sqlite:///demo.db", "--port", "0",
+         "--models", "blog_models:Base"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        first = proc.stdout.readline()  # type: ignore[union-attr]
+        assert "http://127.0.0.1:" in first, proc.stderr.read()  # type: ignore[union-attr]
+        url = first.split(" at ", 1)[1].split()[0]
+        with urllib.request.urlopen(url + "entity/article?key=1&from=1&to=2") as reply:
+            page = Page(reply.read().decode())
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+    diff = {row[0]: row[1:] for row in page.rows("sidebyside")[1:]}
+    assert diff["headline changed"] == ["Hello", "Hello, world"]
+    assert "title changed" not in diff
