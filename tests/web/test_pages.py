@@ -298,7 +298,8 @@ def test_head_and_stylesheet(get, history):
 
 def test_importing_the_package_does_not_import_jinja2():
     code = (
-        "import sys, sqlalchemy_chronicle, sqlalchemy_chronicle.web; "
+        "import sys, sqlalchemy_chronicle, sqlalchemy_chronicle.web, "
+        "sqlalchemy_chronicle.integrations.cli; "
         "print('jinja2' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -347,3 +348,21 @@ def test_public_names_import_and_are_documented():
         for name in module.__all__:
             obj = getattr(module, name)
             assert (inspect.getdoc(obj) or "").strip(), f"{name} has no docstring"
+
+
+def test_without_jinja2_the_app_says_what_to_install():
+    code = (
+        "import sys; sys.modules['jinja2'] = None\n"  # as if it were not installed
+        "import sqlalchemy as sa\n"
+        "from sqlalchemy_chronicle.web import history_app\n"
+        "try:\n"
+        "    history_app(sa.create_engine('sqlite://'))\n"
+        "except Exception as error:\n"
+        "    print(type(error).__name__, error)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == (
+        "ConfigurationError The web history browser renders its pages with Jinja2, which "
+        "is not installed: pip install 'sqlalchemy-chronicle[web]'."
+    )

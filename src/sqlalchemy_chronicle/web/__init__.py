@@ -40,8 +40,10 @@ Importing this package does not import Jinja2; the first rendered page does.
 
 from __future__ import annotations
 
+import importlib.util
 from typing import TYPE_CHECKING, Any
 
+from ..exc import ConfigurationError
 from ._pages import HistoryPages, Response
 from .asgi import HistoryASGIApp
 from .wsgi import HistoryWSGIApp
@@ -82,9 +84,16 @@ def history_pages(
     :param title: shown in the header of every page.
     :param page_size: transactions per page of the timeline.
 
-    The database is first read on the first request, not here.
+    The database is first read on the first request, not here. Raises
+    :class:`~sqlalchemy_chronicle.ConfigurationError` if Jinja2 is not installed.
     """
     from ..browse import HistoryBrowser
+
+    if importlib.util.find_spec("jinja2") is None:
+        raise ConfigurationError(
+            "The web history browser renders its pages with Jinja2, which is not "
+            "installed: pip install 'sqlalchemy-chronicle[web]'."
+        )
 
     if isinstance(bind, HistoryBrowser):
         return HistoryPages(bind, title=title, page_size=page_size)
