@@ -277,12 +277,15 @@ def test_hostile_values_are_escaped_everywhere(get, history):
     assert 'value="&#34;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"' in echoed.html
 
 
-@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
-def test_only_get_and_head_are_served(get, history, method):
-    reply = get("/history/", method=method)
-    assert reply.status == 405
-    assert reply.headers["allow"] == "GET, HEAD"
-    assert "read-only" in reply.page.text
+def test_only_get_and_head_are_served(get, history):
+    for method in ("POST", "PUT", "PATCH", "DELETE", "OPTIONS"):
+        for url in ("/history/", f"/history/tx/{history.txs[0]}", "/history/nowhere"):
+            reply = get(url, method=method)
+            assert reply.status == 405, (method, url)
+            assert reply.headers["allow"] == "GET, HEAD"
+            assert "This history browser is read-only" in reply.page.text
+    # Nothing was written: the timeline still shows the same four transactions.
+    assert len(get("/history/").page.rows("timeline")) == 1 + 4
 
 
 def test_head_and_stylesheet(get, history):
