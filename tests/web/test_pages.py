@@ -244,7 +244,8 @@ def test_deleted_entity_diff(get, history):
     page = get(f"/history/entity/article?key=2&to={t3}").page
     assert [r[3] for r in page.rows("history")[1:]] == ["delete", "insert"]
     diff = {r[0]: r[1:] for r in page.rows("sidebyside")[1:]}
-    assert diff["title changed"] == [SCRIPT, "NULL"]
+    assert diff["title changed"] == [SCRIPT, "deleted"]
+    assert page.rows("history")[1][4] == "(row deleted)"
     assert page.rows("sidebyside")[0][1:] == [f"Transaction #{t1}", f"Transaction #{t3} deleted"]
 
 
