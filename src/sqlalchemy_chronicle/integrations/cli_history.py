@@ -273,6 +273,8 @@ def _run(args: argparse.Namespace, body: Callable[[HistoryBrowser, _Output], Non
 
 def _log(args: argparse.Namespace) -> int:
     def body(browser: HistoryBrowser, out: _Output) -> None:
+        if args.entity_id is not None and args.table is None:
+            raise ConfigurationError("--id needs --table: the table the row belongs to.")
         page = browser.transactions(
             table=args.table,
             entity_id=args.entity_id,
@@ -342,6 +344,9 @@ def _print_change(out: _Output, change: Change) -> None:
     if change.operation == "delete" and not change.changed:
         out.line("  (row deleted)")
         return
+    if change.operation == "insert" and not change.changed:  # e.g. an association row
+        out.line("  (row inserted)")
+        return
     if not change.changed:
         out.line("  (no versioned column changed)")
         return
@@ -370,9 +375,16 @@ def _diff(args: argparse.Namespace) -> int:
         if not fields:
             out.line("  No differences.")
             return
+        # A side where the row does not exist (not yet, or deleted) shows "-", not NULL.
+        old_exists = diff.from_operation not in (None, "delete")
+        new_exists = diff.to_operation not in (None, "delete")
         rows = []
         for f in fields:
-            row = [f.name, out.cut(_text(f.old)), out.cut(_text(f.new))]
+            row = [
+                f.name,
+                out.cut(_text(f.old)) if old_exists else "-",
+                out.cut(_text(f.new)) if new_exists else "-",
+            ]
             if args.all:
                 row.insert(0, "*" if f.changed else "")
             rows.append(row)
