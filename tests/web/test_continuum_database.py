@@ -48,11 +48,13 @@ def test_pages_of_a_database_continuum_wrote(tmp_path: Path):
                     if line.split(" ")[0] in ("insert", "update", "delete")]
         assert headings[0] == "update article 1"
         association = next(h for h in headings if h.startswith("delete article_tag"))
+        assert association == "delete article_tag article_id=1, tag_id=2"
         href = tx.link(association.removeprefix("delete "))
         assert href.startswith("/entity/article_tag?key=") and href.count("key=") == 2
         entity = client.get(href)
         assert entity.status_code == 200
         page = Page(entity.get_data(as_text=True))
+        assert "article_tag article_id=1, tag_id=2" in page.text.splitlines()
         assert [r[3] for r in page.rows("history")[1:]][0] == "delete"
     finally:
         engine.dispose()

@@ -261,8 +261,10 @@ class HistoryPages:
         diff = browser.diff(table, key, from_tx=from_tx, to_tx=to_tx)
         summaries = self._summaries(table, keys, key, tx_ids)
         key_params = [("key", k) for k in keys]
+        key_names = browser.key_columns(table)
         return self.renderer.render(
             "entity.html", request=request, table=table, keys=keys, key_params=key_params,
+            key_label=dict(zip(key_names, keys, strict=False)),
             history=list(reversed(history)), summaries=summaries,
             diff=diff, from_tx=from_tx, to_tx=to_tx,
         )

@@ -52,9 +52,12 @@ def show_time(value: dt.datetime | None) -> str:
 
 
 def show_key(key: Any) -> str:
-    """An entity key for the page: its values, comma separated."""
-    values = list(key.values()) if isinstance(key, dict) else [key]
-    return ", ".join(show_value(v) for v in values)
+    """An entity key for the page: its value, or ``name=value, ...`` for a composite key."""
+    if not isinstance(key, dict):
+        return show_value(key)
+    if len(key) == 1:
+        return show_value(next(iter(key.values())))
+    return ", ".join(f"{name}={show_value(value)}" for name, value in key.items())
 
 
 class Renderer:
