@@ -55,6 +55,6 @@ def test_pages_of_a_database_continuum_wrote(tmp_path: Path):
         assert entity.status_code == 200
         page = Page(entity.get_data(as_text=True))
         assert "article_tag article_id=1, tag_id=2" in page.text.splitlines()
-        assert [r[3] for r in page.rows("history")[1:]][0] == "delete"
+        assert [r[3] for r in page.rows("history")[1:]] == ["delete", "insert"]
     finally:
         engine.dispose()
