@@ -130,6 +130,7 @@ def test_timeline_filters(get, history):
     page = get("/history/?table=article&id=2").page
     assert 'value="2"' in page.html and "<option value=\"article\" selected>" in page.html
     assert page.link("Clear") == "/history/"
+    assert page.link("history of article 2") == "/history/entity/article?key=2"
 
 
 def test_timeline_bad_filters_are_explained(get, history):

@@ -66,6 +66,17 @@ def test_serves_read_only_pages_over_http(base: Any, db: Any):
             with error.value:
                 assert error.value.code == 405
                 assert error.value.headers["Allow"] == "GET, HEAD"
+        # A request addressed to another name (a DNS-rebinding page) is refused.
+        port = url.rstrip("/").rsplit(":", 1)[1]
+        rebound = urllib.request.Request(url, headers={"Host": f"evil.example:{port}"})
+        with pytest.raises(urllib.error.HTTPError) as error:
+            urllib.request.urlopen(rebound)
+        with error.value:
+            assert error.value.code == 421
+            assert b"not to 'evil.example:" in error.value.read()
+        local = urllib.request.Request(url, headers={"Host": f"localhost:{port}"})
+        with urllib.request.urlopen(local) as reply:
+            assert reply.status == 200
     finally:
         proc.terminate()
         proc.communicate(timeout=10)

@@ -8,6 +8,9 @@ otherwise: the pages have no login of their own::
     $ chronicle serve postgresql+psycopg://app@db/app --port 8080 --models app.models:Base
 
 ``--port 0`` picks a free port; the address served is printed on the first line.
+Bound to this machine, it answers only requests addressed to it by a local name
+(``Host: 127.0.0.1``, ``localhost``), so that no web page can read the history
+through DNS rebinding.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 from socketserver import ThreadingMixIn
+from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -66,6 +70,30 @@ def add_serve_command(commands: Any) -> argparse.ArgumentParser:
     return serve
 
 
+class _LocalHostsOnly:
+    """Refuses requests whose ``Host`` is not this machine's own name.
+
+    A page of another site cannot then read the history through DNS rebinding (its
+    name resolving to 127.0.0.1): such requests carry that site's name as ``Host``.
+    """
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]
+                 ) -> Iterable[bytes]:
+        host = str(environ.get("HTTP_HOST", ""))
+        name = host[1:].split("]", 1)[0] if host.startswith("[") else host.rsplit(":", 1)[0]
+        if name.lower() in _LOCAL_HOSTS:
+            return self.app(environ, start_response)
+        body = (f"chronicle serve answers only requests to {', '.join(sorted(_LOCAL_HOSTS))}"
+                f", not to {host!r}.\n").encode()
+        start_response("421 Misdirected Request", [
+            ("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))),
+        ])
+        return [body]
+
+
 class _Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True
 
@@ -103,8 +131,11 @@ def run_serve(args: argparse.Namespace, out: TextIO | None = None) -> int:
         engine.dispose()
         return 1
     try:
+        app: Any = HistoryWSGIApp(pages)
+        if args.host in _LOCAL_HOSTS:
+            app = _LocalHostsOnly(app)
         server = make_server(
-            args.host, args.port, HistoryWSGIApp(pages),
+            args.host, args.port, app,
             server_class=_Server, handler_class=_Handler,
         )
     except OSError as error:
