@@ -371,3 +371,15 @@ def test_without_jinja2_the_app_says_what_to_install():
         "ConfigurationError The web history browser renders its pages with Jinja2, which "
         "is not installed: pip install 'sqlalchemy-chronicle[web]'."
     )
+
+
+def test_a_huge_transaction_page_lists_the_first_changes(make_client, history, db,
+                                                         monkeypatch):
+    from sqlalchemy_chronicle.web import _pages
+
+    monkeypatch.setattr(_pages, "MAX_CHANGES_SHOWN", 2)
+    page = make_client()(f"/history/tx/{history.txs[0]}").page
+    assert [line for line in page.text.splitlines() if line.startswith("insert")] == [
+        "insert article 1", "insert article 2",
+    ]
+    assert "… and 1 more change, not shown." in page.text

@@ -38,6 +38,9 @@ SECURITY_HEADERS = (
 
 HTML = "text/html; charset=utf-8"
 
+#: A transaction page lists at most this many changes (a bulk import can hold millions).
+MAX_CHANGES_SHOWN = 500
+
 
 @dataclass(frozen=True)
 class Response:
@@ -226,10 +229,10 @@ class HistoryPages:
         if tx_id is None:
             raise NotFound("There is no transaction without an id.")
         detail = self.browser.transaction(tx_id)
-        summary = getattr(detail, "summary", detail)
         changes = list(detail.changes)
         return self.renderer.render(
-            "transaction.html", request=request, tx=summary, changes=changes,
+            "transaction.html", request=request, tx=detail.summary,
+            changes=changes[:MAX_CHANGES_SHOWN], hidden=max(0, len(changes) - MAX_CHANGES_SHOWN),
         )
 
     def entity_page(self, request: Request, table: str) -> str:
