@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from socketserver import ThreadingMixIn
 from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
 from typing import Any, TextIO
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
