@@ -1,6 +1,7 @@
-"""docs/cli.md runs as printed: each ``$ chronicle ...`` line of its ``console`` blocks
-runs (the installed command, in a shell, ``TZ=UTC``, stderr with stdout) on the demo
-database the first block makes, and prints the lines that follow it, times aside."""
+"""docs/cli.md and README.md run as printed: each ``$ chronicle ...`` line of their
+``console`` blocks runs (the installed command, in a shell, ``TZ=UTC``, stderr with
+stdout) on the demo database the first line makes, and prints the lines that follow
+it, times aside."""
 
 from __future__ import annotations
 
@@ -22,10 +23,10 @@ _TIMES = [
 ]
 
 
-def sessions() -> list[tuple[str, list[str]]]:
-    """``(command, expected output lines)`` of each ``$`` line of the page, in order."""
+def sessions(page: Path = PAGE) -> list[tuple[str, list[str]]]:
+    """``(command, expected output lines)`` of each ``$`` line of ``page``, in order."""
     found: list[tuple[str, list[str]]] = []
-    for block in _CONSOLE.findall(PAGE.read_text(encoding="utf-8")):
+    for block in _CONSOLE.findall(page.read_text(encoding="utf-8")):
         for line in block.splitlines():
             if line.startswith("$ "):
                 found.append((line[2:], []))
@@ -52,10 +53,13 @@ def test_page_covers_every_command() -> None:
 
 
 @pytest.mark.once
-def test_console_examples_run_as_printed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("page", [PAGE, ROOT / "README.md"], ids=["cli.md", "README.md"])
+def test_console_examples_run_as_printed(page: Path, tmp_path: Path) -> None:
     env = {**os.environ, "TZ": "UTC", "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
            "PYTHONWARNINGS": "error", "NO_COLOR": "1"}
-    for command, expected in sessions():
+    found = sessions(page)
+    assert found and found[0][0] == "chronicle demo --db sqlite:///demo.db > /dev/null"
+    for command, expected in found:
         assert command.startswith("chronicle "), command
         result = subprocess.run(
             ["bash", "-c", command + " 2>&1"], capture_output=True, text=True,
