@@ -13,6 +13,8 @@ rounds (median, min-max):
   already reflected the tables (what the web browser pays per page);
 * ``browser --table`` / ``--id``: the same filtered by table, and by one entity
   whose versions are spread over the whole history;
+* ``browser --before``: a page from the middle of the history (keyset pagination:
+  as fast as the first page), without and with ``--table``;
 * ``command``: the whole ``chronicle log URL --limit 50 --json`` command, interpreter
   start, imports and reflection included, against ``chronicle --help`` (the same
   interpreter start and imports, no database) as its own baseline.
@@ -148,6 +150,18 @@ def main(argv: list[str] | None = None) -> int:
         found = browser.transactions(table="article", limit=PAGE)
         check([t.id for t in found.items], [t.change_count for t in found.items], newest)
 
+    middle = newest // 2  # a page deep in the history: keyset, not OFFSET
+
+    def deep_page() -> None:
+        found = browser.transactions(limit=PAGE, before=middle)
+        check([t.id for t in found.items], [t.change_count for t in found.items], newest,
+              before=middle)
+
+    def deep_by_table() -> None:
+        found = browser.transactions(table="article", limit=PAGE, before=middle)
+        check([t.id for t in found.items], [t.change_count for t in found.items], newest,
+              before=middle)
+
     def by_entity() -> None:
         found = browser.transactions(table="article", entity_id=entity, limit=PAGE)
         if len(found.items) != PER_TX:  # each entity has ten versions
@@ -168,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
 
     measures: dict[str, Callable[[], None]] = {
         "sql": sql, "browser": page, "browser --table": by_table,
+        "browser --before": deep_page, "browser --table --before": deep_by_table,
         "browser --table --id": by_entity, "command": command, "chronicle --help": startup,
     }
     for fn in measures.values():  # warm-up (caches, statement compilation)
