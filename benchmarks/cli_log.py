@@ -15,6 +15,8 @@ rounds (median, min-max):
   whose versions are spread over the whole history;
 * ``browser --before``: a page from the middle of the history (keyset pagination:
   as fast as the first page), without and with ``--table``;
+* ``browser, cold``: a new engine, its first connection, the reflection of the tables
+  and the page: the command's database work;
 * ``command``: the whole ``chronicle log URL --limit 50 --json`` command, interpreter
   start, imports and reflection included, against ``chronicle --help`` (the same
   interpreter start and imports, no database) as its own baseline.
@@ -169,6 +171,14 @@ def main(argv: list[str] | None = None) -> int:
 
     url = engine.url.render_as_string(hide_password=False)
 
+    def cold() -> None:
+        fresh = sa.create_engine(url)
+        try:
+            found = HistoryBrowser(fresh).transactions(limit=PAGE)
+        finally:
+            fresh.dispose()
+        check([t.id for t in found.items], [t.change_count for t in found.items], newest)
+
     def command() -> None:
         out = subprocess.run(
             [str(CHRONICLE), "log", url, "--limit", str(PAGE), "--json"],
@@ -183,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     measures: dict[str, Callable[[], None]] = {
         "sql": sql, "browser": page, "browser --table": by_table,
         "browser --before": deep_page, "browser --table --before": deep_by_table,
-        "browser --table --id": by_entity, "command": command, "chronicle --help": startup,
+        "browser --table --id": by_entity, "browser, cold": cold,
+        "command": command, "chronicle --help": startup,
     }
     for fn in measures.values():  # warm-up (caches, statement compilation)
         fn()
@@ -210,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             ratio = f"{statistics.median(values) / startup_median:5.2f}x --help"
         else:
             ratio = f"{statistics.median(values) / base:5.2f}x sql"
-        print(f"  {name:<22}{fmt(values)}  {ratio}")
+        print(f"  {name:<26}{fmt(values)}  {ratio}")
     if not args.keep:
         with engine.begin() as conn:
             conn.exec_driver_sql(
