@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import sqlalchemy as sa
+from sqlalchemy import orm
 
 from ..exc import (
     ConfigurationError,
@@ -215,7 +216,7 @@ class HistoryBrowser:
                     f"from_models() takes a declarative base or a MetaData, not "
                     f"{base_or_metadata!r}."
                 )
-        sa.orm.configure_mappers()
+        orm.configure_mappers()
         specs = cast("dict[sa.Table, VersionTableSpec]", metadata.info.get(INFO_KEY, {}))
         tables = [
             _VersionTable(
