@@ -281,7 +281,6 @@ class HistoryBrowser:
                             break
                     if self._user_table is not None:
                         break
-                    self._user_table = None
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sa.Connection]:
