@@ -241,3 +241,16 @@ def test_unreachable_database(tmp_path: Any) -> None:
     with pytest.raises(DatabaseUnavailable, match=r"someone:\*\*\*@127\.0\.0\.1:1/nothing"):
         HistoryBrowser(bad)
     assert isinstance(DatabaseUnavailable("x"), ConnectionError)
+
+
+@pytest.mark.parametrize("strategy", ["subquery"])
+def test_subquery_strategy_tables(history: History) -> None:
+    """Version tables without ``end_transaction_id`` read the same."""
+    with history.engine.connect() as conn:
+        columns = {c["name"] for c in sa.inspect(conn).get_columns("article_version")}
+    assert "end_transaction_id" not in columns
+    browser = HistoryBrowser(history.engine)
+    t1, t2, _t3, t4 = history.tx
+    assert ids(browser.transactions(table="article", entity_id=1)) == [t4, t2, t1]
+    assert [c.changed for c in browser.transaction(t4).changes] == [("body",), ("name",)]
+    assert browser.diff("article", 1, from_tx=t1).changed == ("name", "body")

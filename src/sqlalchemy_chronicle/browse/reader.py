@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import sqlalchemy as sa
+from sqlalchemy import orm
 
 from ..exc import (
     ConfigurationError,
@@ -215,7 +216,7 @@ class HistoryBrowser:
                     f"from_models() takes a declarative base or a MetaData, not "
                     f"{base_or_metadata!r}."
                 )
-        sa.orm.configure_mappers()
+        orm.configure_mappers()
         specs = cast("dict[sa.Table, VersionTableSpec]", metadata.info.get(INFO_KEY, {}))
         tables = [
             _VersionTable(
@@ -280,7 +281,6 @@ class HistoryBrowser:
                             break
                     if self._user_table is not None:
                         break
-                    self._user_table = None
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sa.Connection]:
@@ -349,13 +349,20 @@ class HistoryBrowser:
             raise ConfigurationError("entity_id needs the table it belongs to (table=...).")
         T = self._transaction
         conds = self._tx_conditions(user, since, until)
-        if before is not None:
-            conds.append(T.c.id < before)
         if table is not None:
             vt = self._version_table(table)
-            source: sa.FromClause = vt.table.join(T, T.c.id == vt.tx)
-            if self._user_table is not None and user is not None:
-                source = source.outerjoin(self._user_table, self._user_join())
+            source: sa.FromClause = vt.table
+            if conds:  # filters on the transaction table
+                source = source.join(T, T.c.id == vt.tx)
+                if self._user_table is not None and user is not None:
+                    source = source.outerjoin(self._user_table, self._user_join())
+                if before is not None:
+                    conds.append(T.c.id < before)
+            # The cursor goes on each index the query walks (here the version table's
+            # transaction index, and the transaction table's key if joined): else the
+            # database walks that index from the newest row down to the cursor.
+            if before is not None:
+                conds.append(vt.tx < before)
             stmt = sa.select(vt.tx).select_from(source).where(*conds)
             if entity_id is not None:
                 stmt = stmt.where(*self._key_conditions(vt, entity_id))
@@ -365,6 +372,8 @@ class HistoryBrowser:
         else:
             if not self._tables:
                 return Page(items=[], next_before=None)
+            if before is not None:
+                conds.append(T.c.id < before)
             source = T
             if self._user_table is not None and user is not None:
                 source = T.outerjoin(self._user_table, self._user_join())

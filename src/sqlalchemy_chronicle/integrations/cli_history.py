@@ -220,15 +220,16 @@ def parse_when(
 # -- running -------------------------------------------------------------------------
 
 
-def _browser(args: argparse.Namespace) -> HistoryBrowser:
+def _engine(url: str) -> sa.Engine:
     try:
-        engine = sa.create_engine(args.url)
+        return sa.create_engine(url)
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as error:
-        raise ConfigurationError(f"{args.url!r} is not a usable database URL: {error}") from error
+        raise ConfigurationError(f"{url!r} is not a usable database URL: {error}") from error
     except ImportError as error:
-        raise ConfigurationError(
-            f"The driver for {args.url!r} is not installed: {error}"
-        ) from error
+        raise ConfigurationError(f"The driver for {url!r} is not installed: {error}") from error
+
+
+def _browser(args: argparse.Namespace, engine: sa.Engine) -> HistoryBrowser:
     if args.models:
         return HistoryBrowser.from_models(_load_models(args.models), engine,
                                           transaction_table=args.transaction_table)
@@ -262,11 +263,17 @@ def _load_models(spec: str) -> Any:
 def _run(args: argparse.Namespace, body: Callable[[HistoryBrowser, _Output], None]) -> int:
     out = _Output(args)
     try:
-        browser = _browser(args)
-        body(browser, out)
+        engine = _engine(args.url)
     except ChronicleError as error:
         print(f"chronicle {args.command}: error: {error}", file=sys.stderr)
         return 1
+    try:
+        body(_browser(args, engine), out)
+    except ChronicleError as error:
+        print(f"chronicle {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()  # close the pooled connection before the interpreter exits
     out.flush()
     return 0
 
