@@ -41,6 +41,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from ..manager import VersioningManager
 from .cli_history import add_history_commands
+from .cli_serve import add_serve_command
 
 __all__ = ["build_parser", "main", "run_demo"]
 
@@ -62,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_demo_command(commands)
     add_history_commands(commands)
+    add_serve_command(commands)
     return parser
 
 
