@@ -6,8 +6,8 @@ timeline to a transaction, to an entity, to a diff of two of its versions, throu
 the links and forms a user would use, checking the text on each page and saving a
 screenshot of each (the paths are printed; ``CHRONICLE_ARTIFACTS`` moves them).
 
-Needs Debian's ``chromium`` at /usr/bin/chromium and the ``playwright`` package (its
-own browsers are never downloaded or used). Without them the tests skip, unless
+Needs Debian's ``chromium`` at /usr/bin/chromium (or ``CHRONICLE_CHROMIUM``) and the
+``playwright`` package (its own browsers are never downloaded or used). Without them the tests skip, unless
 ``CHRONICLE_REQUIRE_BROWSER=1`` (CI), which makes that a failure.
 """
 
@@ -26,7 +26,8 @@ import pytest
 
 from .history import BOB, SCRIPT, History, write_history
 
-CHROMIUM = Path("/usr/bin/chromium")
+#: Debian's Chromium; ``CHRONICLE_CHROMIUM`` names another executable.
+CHROMIUM = Path(os.environ.get("CHRONICLE_CHROMIUM", "/usr/bin/chromium"))
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [
@@ -55,6 +56,12 @@ def _chronicle() -> str:
     script = Path(sys.executable).with_name("chronicle")
     assert script.exists(), f"the chronicle command is not installed next to {sys.executable}"
     return str(script)
+
+
+@pytest.fixture
+def browser_ready() -> None:
+    """Skips (or fails, in CI) before any set-up when the browser is missing."""
+    _require_browser()
 
 
 @pytest.fixture
@@ -102,8 +109,9 @@ def artifacts(db: Any) -> Path:
     return where
 
 
-def test_timeline_to_transaction_to_entity_to_diff(server, history, artifacts, db, capsys):
-    _require_browser()
+def test_timeline_to_transaction_to_entity_to_diff(
+    browser_ready, server, history, artifacts, db, capsys
+):
     from playwright.sync_api import expect, sync_playwright
 
     t1, t2, t3, t4 = history.txs
