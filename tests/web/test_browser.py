@@ -7,8 +7,8 @@ the links and forms a user would use, checking the text on each page and saving 
 screenshot of each (the paths are printed; ``CHRONICLE_ARTIFACTS`` moves them).
 
 Needs Debian's ``chromium`` at /usr/bin/chromium (or ``CHRONICLE_CHROMIUM``) and the
-``playwright`` package (its own browsers are never downloaded or used). Without them the tests skip, unless
-``CHRONICLE_REQUIRE_BROWSER=1`` (CI), which makes that a failure.
+``playwright`` package (its own browsers are never downloaded or used). Without them the
+tests skip, unless ``CHRONICLE_REQUIRE_BROWSER=1`` (CI), which makes that a failure.
 """
 
 from __future__ import annotations
