@@ -383,3 +383,20 @@ def test_a_huge_transaction_page_lists_the_first_changes(make_client, history, d
         "insert article 1", "insert article 2",
     ]
     assert "… and 1 more change, not shown." in page.text
+
+
+def test_an_unreachable_database_is_a_503_page_not_a_crash():
+    import sqlalchemy as sa
+
+    engine = sa.create_engine("postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
+    client = Client(history_wsgi_app(engine))  # creating the app does not connect
+    try:
+        for _ in range(2):  # and a later request tries again
+            reply = client.get("/")
+            assert reply.status_code == 503
+            page = Page(reply.get_data(as_text=True))
+            assert "503 · Database unavailable" in page.text
+            assert "Cannot connect to the database postgresql+psycopg://postgres@127.0.0.1:1" \
+                in page.text
+    finally:
+        engine.dispose()
