@@ -31,6 +31,7 @@ from sqlalchemy import orm
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..manager import VersioningManager
+from .cli_verify import add_verify_command
 
 __all__ = ["build_parser", "main", "run_demo"]
 
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="drop the demo's tables first if they exist in the database",
     )
+    add_verify_command(commands)
     return parser
 
 
@@ -75,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``chronicle`` command with ``argv`` (default: ``sys.argv[1:]``)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "handler", None) is not None:  # commands in modules of their own
+        return int(args.handler(args))
     if args.command != "demo":
         parser.print_help(sys.stderr)
         return 2

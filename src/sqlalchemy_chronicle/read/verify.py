@@ -64,6 +64,7 @@ from ..capture.ledger import (
     raw_columns,
     row_hash,
     transaction_digest,
+    write_ledger_entry,
 )
 from ..capture.transaction_ids import insert_transaction_row
 from ..capture.writer import utc_now
@@ -239,11 +240,14 @@ def _reflect_targets(
     tx_name: str,
     end_name: str,
     op_name: str,
+    only: frozenset[str] | None,
 ) -> tuple[list[_Target], sa.MetaData]:
     metadata = sa.MetaData()
     inspector = sa.inspect(connection)
     names = set(inspector.get_table_names(schema=schema))
     wanted = sorted(n for n in names if n.endswith(suffix) and n[: -len(suffix)] in names)
+    if only is not None:
+        wanted = [n for n in wanted if n in only or n[: -len(suffix)] in only]
     targets = []
     for name in wanted:
         columns = {c["name"] for c in inspector.get_columns(name, schema=schema)}
@@ -295,6 +299,10 @@ class _Collector:
         self.report.violations.append(violation)
         if violation.fixable:
             self.fixable.append((violation, extra))
+
+
+def _key_text(key: Mapping[str, Any]) -> str:
+    return ",".join(f"{k}={v!r}" for k, v in key.items())
 
 
 def _key_dict(target: _Target, values: Sequence[Any]) -> dict[str, Any]:
@@ -367,6 +375,7 @@ def _check_chains(
     name = target.version.name
     for row in connection.execute(stmt):
         key = _key_dict(target, row[:n])
+        at = f"{name} {_key_text(key)}"
         tx, op, next_tx, prev_op = row.tx, row.op, row.next_tx, row.prev_op
         if prev_op == int(Operation.DELETE) and op != int(Operation.INSERT):
             out.add(
@@ -375,7 +384,7 @@ def _check_chains(
                     name,
                     key,
                     tx,
-                    f"{name} {key}: version of transaction {tx} is a "
+                    f"{at}: version of transaction {tx} is a "
                     f"{Operation(op).name} after a DELETE, without a re-insert",
                 )
             )
@@ -389,7 +398,7 @@ def _check_chains(
                     name,
                     key,
                     tx,
-                    f"{name} {key}: version of transaction {tx} is open but transaction "
+                    f"{at}: version of transaction {tx} is open but transaction "
                     f"{next_tx} wrote a later version",
                 ),
                 next_tx=next_tx,
@@ -401,7 +410,7 @@ def _check_chains(
                     name,
                     key,
                     tx,
-                    f"{name} {key}: the last version (transaction {tx}) is closed by "
+                    f"{at}: the last version (transaction {tx}) is closed by "
                     f"transaction {end}, which wrote no version of it",
                 )
             )
@@ -412,7 +421,7 @@ def _check_chains(
                     name,
                     key,
                     tx,
-                    f"{name} {key}: version of transaction {tx} ends at transaction {end} "
+                    f"{at}: version of transaction {tx} ends at transaction {end} "
                     f"but the next version is of transaction {next_tx}",
                 )
             )
@@ -466,6 +475,7 @@ def _check_live(connection: Connection, target: _Target, lo: Any, hi: Any, out: 
     stale: list[tuple[dict[str, Any], int]] = []
     for row in connection.execute(stmt):
         key = _key_dict(target, row[:n])
+        at = f"{name} {_key_text(key)}"
         if row.tx is None:
             out.add(
                 Violation(
@@ -473,7 +483,7 @@ def _check_live(connection: Connection, target: _Target, lo: Any, hi: Any, out: 
                     name,
                     key,
                     None,
-                    f"{name} {key}: the live row has no "
+                    f"{at}: the live row has no "
                     f"{'open' if target.end is not None else ''} version".replace("  ", " "),
                 )
             )
@@ -484,13 +494,14 @@ def _check_live(connection: Connection, target: _Target, lo: Any, hi: Any, out: 
                     name,
                     key,
                     row.tx,
-                    f"{name} {key}: the live row exists but its last version (transaction "
+                    f"{at}: the live row exists but its last version (transaction "
                     f"{row.tx}) is a DELETE",
                 )
             )
         else:
             stale.append((key, row.tx))
     for key, tx in stale:
+        at = f"{name} {_key_text(key)}"
         columns = _differing_columns(connection, target, key, tx)
         out.add(
             Violation(
@@ -498,7 +509,7 @@ def _check_live(connection: Connection, target: _Target, lo: Any, hi: Any, out: 
                 name,
                 key,
                 tx,
-                f"{name} {key}: the last version (transaction {tx}) differs from the live "
+                f"{at}: the last version (transaction {tx}) differs from the live "
                 f"row in {', '.join(columns) or 'a column'}",
             )
         )
@@ -513,14 +524,14 @@ def _check_live(connection: Connection, target: _Target, lo: Any, hi: Any, out: 
     )
     for row in connection.execute(gone):
         key = _key_dict(target, row[:n])
+        at = f"{name} {_key_text(key)}"
         out.add(
             Violation(
                 "deleted_row_open",
                 name,
                 key,
                 row.tx,
-                f"{name} {key}: no live row, but the last version (transaction {row.tx}) "
-                f"is not a DELETE",
+                f"{at}: no live row, but the last version (transaction {row.tx}) is not a DELETE",
             )
         )
 
@@ -578,14 +589,14 @@ def _check_transactions(
     name = target.version.name
     for row in connection.execute(stmt):
         key = _key_dict(target, row[: len(vkey)])
+        at = f"{name} {_key_text(key)}"
         out.add(
             Violation(
                 "missing_transaction",
                 name,
                 key,
                 row.tx,
-                f"{name} {key}: the version of transaction {row.tx} has no row in "
-                f"{transaction.name!r}",
+                f"{at}: the version of transaction {row.tx} has no row in {transaction.name!r}",
             )
         )
 
@@ -722,8 +733,11 @@ def _check_ledger(
         )
     report.ledger_head = last
     if altered:
-        # Unledgered transactions come first among equals: they have no sequence.
-        report.first_altered_transaction = min(altered, key=lambda t: (altered[t] or 0, t))
+        # In commit order; transactions missing from the ledger have no place in it and
+        # come after the altered entries, by id.
+        report.first_altered_transaction = min(
+            altered, key=lambda t: (altered[t] or float("inf"), t)
+        )
 
 
 # -- repairs -----------------------------------------------------------------------------
@@ -735,16 +749,15 @@ def _apply_fixes(
     transaction: sa.Table,
     fixable: list[tuple[Violation, dict[str, Any]]],
     report: VerifyReport,
+    ledger: sa.Table | None,
+    every_target: Sequence[_Target],
 ) -> None:
     fix_tx: int | None = None
 
     def new_tx() -> int:
         nonlocal fix_tx
         if fix_tx is None:
-            values: dict[str, Any] = {}
-            if "issued_at" in transaction.c:
-                values["issued_at"] = utc_now()
-            fix_tx = insert_transaction_row(connection, transaction, values)
+            fix_tx = _insert_transaction(connection, transaction)
         return fix_tx
 
     for violation, extra in fixable:
@@ -808,6 +821,32 @@ def _apply_fixes(
                 + (", closing the previous one" if target.end is not None else ""),
             )
         )
+    if fix_tx is not None and ledger is not None:
+        # The repair is history too: its versions join the chain like any commit's.
+        tables = [
+            (t.version, t.tx.name, t.end.name if t.end is not None else None) for t in every_target
+        ]
+        write_ledger_entry(connection, ledger, transaction, fix_tx, tables)
+
+
+def _insert_transaction(connection: Connection, transaction: sa.Table) -> int:
+    """Write the transaction row of a repair; its id."""
+    values: dict[str, Any] = {}
+    if "issued_at" in transaction.c:
+        values["issued_at"] = utc_now()
+    column = transaction.c.id
+    sequence = f"{transaction.name}_id_seq"
+    if (
+        not isinstance(column.default, sa.Sequence)
+        and connection.dialect.supports_sequences
+        and sa.inspect(connection).has_sequence(sequence, schema=transaction.schema)
+    ):
+        # A reflected table: its ids come from the sequence each INSERT names.
+        next_id = sa.Sequence(sequence, schema=transaction.schema).next_value()
+        values["id"] = int(connection.execute(sa.select(next_id)).scalar_one())
+        connection.execute(sa.insert(transaction), values)
+        return int(values["id"])
+    return insert_transaction_row(connection, transaction, values)
 
 
 # -- the entry point ---------------------------------------------------------------------
@@ -913,7 +952,13 @@ def _verify(connection: Connection, opts: _Options) -> VerifyReport:
         ledger = _find_table(metadata, ledger_name, opts.schema)
     else:
         targets, metadata = _reflect_targets(
-            connection, opts.schema, opts.version_suffix, opts.tx_name, opts.end_name, opts.op_name
+            connection,
+            opts.schema,
+            opts.version_suffix,
+            opts.tx_name,
+            opts.end_name,
+            opts.op_name,
+            opts.tables,
         )
         names = set(sa.inspect(connection).get_table_names(schema=opts.schema))
         if opts.transaction_table not in names:
@@ -966,7 +1011,7 @@ def _verify(connection: Connection, opts: _Options) -> VerifyReport:
         )
     if opts.fix and out.fixable:
         by_name = {t.version.name: t for t in targets}
-        _apply_fixes(connection, by_name, transaction, out.fixable, report)
+        _apply_fixes(connection, by_name, transaction, out.fixable, report, ledger, every_target)
     return report
 
 
