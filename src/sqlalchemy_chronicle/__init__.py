@@ -52,6 +52,7 @@ from .manager import (
     versioning_manager,
 )
 from .read.transaction import TransactionBase
+from .read.verify import VerifyReport, Violation, verify
 from .read.version import VersionClassBase
 from .utils import (
     changeset,
@@ -91,10 +92,12 @@ __all__ = [
     "TransactionFactory",
     "UnitOfWork",
     "UnitOfWorkView",
+    "VerifyReport",
     "VersionClassBase",
     "VersioningError",
     "VersioningManager",
     "VersioningStateError",
+    "Violation",
     "__version__",
     "changeset",
     "count_versions",
@@ -111,6 +114,7 @@ __all__ = [
     "transaction_class",
     "tx_column_name",
     "vacuum",
+    "verify",
     "version_class",
     "version_table",
     "versioned_objects",

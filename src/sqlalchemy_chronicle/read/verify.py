@@ -428,17 +428,19 @@ def _check_chains(
 
 
 def _last_versions(target: _Target, lo: Any, hi: Any) -> Any:
-    """A subquery of each entity's last version (its open ones, with validity)."""
+    """A subquery of each entity's last version (its latest open one, with validity:
+    several open ones are reported by the chain check)."""
     vkey = target.vkey
     cols = [*vkey, target.tx, target.op, *(v for _, v in target.compared if v not in vkey)]
+    where = [_in_range(vkey[0], lo, hi)]
     if target.end is not None:
-        return sa.select(*cols).where(target.end.is_(None), _in_range(vkey[0], lo, hi)).subquery()
+        where.append(target.end.is_(None))
     rank = (
         sa.func.row_number()
         .over(partition_by=vkey, order_by=target.tx.desc())
         .label("chronicle_rank")
     )
-    ranked = sa.select(*cols, rank).where(_in_range(vkey[0], lo, hi)).subquery()
+    ranked = sa.select(*cols, rank).where(*where).subquery()
     return (
         sa.select(*[ranked.c[c.name] for c in cols]).where(ranked.c.chronicle_rank == 1).subquery()
     )
@@ -785,12 +787,8 @@ def _apply_fixes(
             continue
         parent = target.parent
         assert parent is not None
-        live = connection.execute(
-            sa.select(*[p for p, _ in target.compared]).where(
-                *[p == key[v.name] for p, v in target.key if p is not None]
-            )
-        ).first()
-        if live is None:
+        where_live = [p == key[v.name] for p, v in target.key if p is not None]
+        if connection.execute(sa.select(sa.literal(1)).where(*where_live)).first() is None:
             continue
         tx_id = new_tx()
         last_op = connection.scalar(
@@ -807,10 +805,12 @@ def _apply_fixes(
                 .where(*where_key, target.end.is_(None))
                 .values({target.end.key: tx_id})
             )
-        row = {v.key: value for (_, v), value in zip(target.compared, live, strict=True)}
-        row[target.tx.key] = tx_id
-        row[target.op.key] = int(op)
-        connection.execute(sa.insert(target.version), row)
+        # Copied in SQL, so every value (a JSON null, a time zone) is stored as it is.
+        copy = sa.select(
+            *[p for p, _ in target.compared], sa.literal(tx_id), sa.literal(int(op))
+        ).where(*where_live)
+        names = [v.name for _, v in target.compared] + [target.tx.name, target.op.name]
+        connection.execute(sa.insert(target.version).from_select(names, copy))
         report.fixes.append(
             Fix(
                 violation.table,
