@@ -355,3 +355,36 @@ def test_concurrent_commits_give_one_verifiable_chain(db, models, base):
 def test_the_plugin_validates_its_option():
     with pytest.raises(ConfigurationError, match="table_name"):
         TamperEvidencePlugin(table_name="")
+
+
+# -- native versioning (PostgreSQL triggers) ---------------------------------------------
+
+
+@pytest.mark.dbs("postgresql")
+@pytest.mark.versioning(options={"native_versioning": True})
+def test_a_history_written_by_triggers_verifies_clean(db, models, base):
+    _history(db, models)
+    article = base.metadata.tables["article"]
+    with db.engine.begin() as conn:  # a plain connection: the triggers version it too
+        conn.execute(article.insert().values(id=7, name="raw", views=0))
+        conn.execute(article.update().where(article.c.id == 1).values(name="raw edit"))
+    with db.engine.begin() as conn:
+        conn.execute(article.delete().where(article.c.id == 7))
+    report = verify(db.engine, models=base)
+    assert report.ok, report.violations
+    assert report.tables["article_version"] == 9
+
+
+@pytest.mark.dbs("postgresql")
+@pytest.mark.versioning(options={"native_versioning": True}, plugins=[TamperEvidencePlugin()])
+def test_a_ledgered_history_written_by_triggers_verifies_clean(db, models, base):
+    txs = _history(db, models)
+    report = verify(db.engine, models=base)
+    assert report.ok, report.violations
+    assert report.ledger_head is not None and report.ledger_head[0] == 5
+    version = base.metadata.tables["article_version"]
+    with db.engine.begin() as conn:
+        conn.execute(
+            version.update().where(version.c.transaction_id == txs["delete"]).values(name="x")
+        )
+    assert verify(db.engine).first_altered_transaction == txs["delete"]

@@ -93,8 +93,8 @@ class TamperEvidencePlugin(Plugin):
             return
         uow = manager.unit_of_work(session)
         tx_id = uow.transaction_id
-        if tx_id is None or uow.connection is not connection:
-            return
+        if tx_id is None or uow.connection not in (None, connection):
+            return  # nothing versioned, or versioned on another connection of the session
         tables = [
             (spec.version, spec.tx.name, spec.end_tx.name if spec.end_tx is not None else None)
             for spec in _written_specs(manager, uow)
