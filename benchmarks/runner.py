@@ -66,6 +66,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--bulk", type=int, help="rows of the one-transaction insert")
     parser.add_argument("--backfill", type=int, help="existing rows of the backfill workload")
     parser.add_argument("--objects", type=int, help="objects of the read and revert workloads")
+    parser.add_argument("--verify", type=int, help="version rows of the verify workload")
     parser.add_argument("--chronicle-options", type=json.loads, default=None,
                         help="JSON object passed to sqlalchemy-chronicle's "
                              "make_versioned(options=...), "
@@ -88,7 +89,12 @@ BASE = "base"
 OPTION_VARIANTS: dict[str, dict[str, Any]] = {
     "minimal": {"indexes": "minimal"},
     "native": {"native_versioning": True},
+    # TamperEvidencePlugin (benchmarks/models.py turns the key into the plugin).
+    "ledger": {"tamper_evidence": True},
 }
+
+#: Option variants measured only when --variants names them.
+OPT_IN_VARIANTS = ("ledger",)
 
 #: The variant whose versions PostgreSQL triggers write: measured on PostgreSQL only,
 #: for the workloads that write (``Workload.native``).
@@ -199,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{w.name:18} {w.title}{note}")
         return 0
     sizes = Sizes.quick() if opts.quick else Sizes()
-    for key in ("rows", "bulk", "objects", "backfill"):
+    for key in ("rows", "bulk", "objects", "backfill", "verify"):
         if getattr(opts, key) is not None:
             setattr(sizes, key, getattr(opts, key))
     repeat = opts.repeat or (3 if opts.quick else 5)
@@ -217,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     if opts.variants:
         variants = [v.strip() for v in opts.variants.split(",")]
     else:
-        variants = ["plain", "chronicle", *OPTION_VARIANTS]
+        variants = ["plain", "chronicle"]
+        variants += [v for v in OPTION_VARIANTS if v not in OPT_IN_VARIANTS]
         variants += ["continuum"] if has_continuum else []
     if opts.against:
         if not os.path.isdir(os.path.join(opts.against, "sqlalchemy_chronicle")):
@@ -304,7 +311,8 @@ def render(
     out = [
         f"Sizes: N={sizes.rows} rows (commits of 100), one transaction of {sizes.bulk} rows, "
         f"{sizes.objects} objects x 10 versions for the reads and revert, {sizes.objects} "
-        f"articles x 5 tags for the tag workloads, {sizes.backfill} rows backfilled; "
+        f"articles x 5 tags for the tag workloads, {sizes.backfill} rows backfilled, "
+        f"{sizes.verify} version rows verified; "
         f"{repeat} rounds, "
         f"each measurement in a fresh process.",
         "",

@@ -26,7 +26,7 @@ from benchmarks.workloads import WORKLOADS, CheckFailed, Context, Sizes
 
 # Every table any variant creates; dropped before each measurement.
 TABLES = ("article_tag_version", "article_tag", "tag_version", "tag", "article_version",
-          "article", "transaction")
+          "article", "transaction_ledger", "transaction")
 
 
 def max_rss_kib() -> int:

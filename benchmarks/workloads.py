@@ -11,6 +11,7 @@ the reads, one hand-written SQL query doing the same work on the same tables.
 
 from __future__ import annotations
 
+import datetime
 import itertools
 import math
 from collections import defaultdict
@@ -73,10 +74,13 @@ class Sizes:
     objects: int = 500  # objects of the read and revert workloads
     backfill: int = 1_000_000  # existing rows given their first version by backfill()
     statement: int = 10_000  # rows of the bulk update() statement
+    verify: int = 1_000_000  # version rows checked by verify()
 
     @classmethod
     def quick(cls) -> Sizes:
-        return cls(rows=400, bulk=5000, objects=100, backfill=20_000, statement=2000)
+        return cls(
+            rows=400, bulk=5000, objects=100, backfill=20_000, statement=2000, verify=20_000
+        )
 
 
 @dataclass
@@ -827,6 +831,69 @@ class NativeBulkUpdate(Workload):
                 ensure(transaction_count(conn) == 2, "not two transaction rows")
 
 
+VERIFY_VERSIONS = 4  # versions per entity in the verify workload
+
+
+class Verify(Workload):
+    """``verify()`` of a large, sound history, against one plain read of its versions."""
+
+    name = "verify"
+    title = "verify() of a version table of N rows (entities x 4 versions), one pass of SQL"
+    variants = ("plain", "chronicle")
+    memory_target = 1.5
+
+    def models_for(self, variant: str) -> str:
+        return "chronicle"  # the same tables for both
+
+    def setup(self, ctx: Context) -> None:
+        # Built in SQL (nothing versioned on the way): each entity gets an INSERT and
+        # three UPDATE versions, chained, the last equal to the live row.
+        entities = max(1, ctx.sizes.verify // VERIFY_VERSIONS)
+        insert_core_rows(ctx, entities, step=20_000)
+        with ctx.engine.begin() as conn:
+            transaction = ctx.models.Transaction.__table__
+            conn.execute(transaction.insert(), [
+                {"id": k, "issued_at": datetime.datetime(2026, 1, 1)}
+                for k in range(1, VERIFY_VERSIONS + 1)
+            ])
+            for k in range(1, VERIFY_VERSIONS + 1):
+                end = "NULL" if k == VERIFY_VERSIONS else str(k + 1)
+                conn.exec_driver_sql(
+                    "INSERT INTO article_version (id, name, author, content, views,"
+                    " transaction_id, end_transaction_id, operation_type)"
+                    f" SELECT id, name, author, content, views, {k}, {end}, {min(k - 1, 1)}"
+                    " FROM article"
+                )
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql("ANALYZE")
+        ctx.data["versions"] = entities * VERIFY_VERSIONS
+
+    def run(self, ctx: Context) -> None:
+        if ctx.models.variant == "plain":
+            # The floor: read every version row once, in key order, streamed.
+            with ctx.engine.connect() as conn:
+                result = conn.execution_options(stream_results=True, yield_per=20_000).execute(
+                    sa.text(
+                        "SELECT id, transaction_id, end_transaction_id, operation_type,"
+                        " name FROM article_version ORDER BY id, transaction_id"
+                    )
+                )
+                ctx.data["read"] = sum(1 for _ in result)
+        else:
+            from sqlalchemy_chronicle import verify
+
+            ctx.data["report"] = verify(ctx.engine, models=ctx.models.metadata)
+
+    def check(self, ctx: Context) -> None:
+        n = ctx.data["versions"]
+        if ctx.models.variant == "plain":
+            ensure(ctx.data["read"] == n, f"read {ctx.data['read']} rows, expected {n}")
+            return
+        report = ctx.data["report"]
+        ensure(report.ok, f"violations in a sound history: {report.violations[:3]}")
+        ensure(report.tables == {"article_version": n}, f"tables {report.tables}")
+
+
 WORKLOADS: dict[str, Workload] = {
     w.name: w
     for w in (
@@ -834,5 +901,6 @@ WORKLOADS: dict[str, Workload] = {
         AsOf(), AsOfPerObject(), Revert(), TagsInsert(), TagsTemporal(), Backfill(),
         BulkUpdateStatement(),
         NativeBulkUpdate(),
+        Verify(),
     )
 }
