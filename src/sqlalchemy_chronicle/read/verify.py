@@ -427,23 +427,25 @@ def _check_chains(
             )
 
 
-def _last_versions(target: _Target, lo: Any, hi: Any) -> Any:
-    """A subquery of each entity's last version (its latest open one, with validity:
-    several open ones are reported by the chain check)."""
-    vkey = target.vkey
-    cols = [*vkey, target.tx, target.op, *(v for _, v in target.compared if v not in vkey)]
-    where = [_in_range(vkey[0], lo, hi)]
+def _last_version(target: _Target) -> tuple[Any, Any]:
+    """An alias of the version table, and the condition that makes its row the last
+    version of its entity (the latest open one, with validity: several open ones are
+    the chain check's report). A correlated NOT EXISTS on the primary key: every
+    database answers it with an index probe per row."""
+    last = target.version.alias("chronicle_last")
+    later = target.version.alias("chronicle_later")
+
+    def at(alias: Any, column: sa.Column[Any]) -> Any:
+        return alias.corresponding_column(column)
+
+    newer = [at(later, v) == at(last, v) for v in target.vkey]
+    newer.append(at(later, target.tx) > at(last, target.tx))
+    condition = []
     if target.end is not None:
-        where.append(target.end.is_(None))
-    rank = (
-        sa.func.row_number()
-        .over(partition_by=vkey, order_by=target.tx.desc())
-        .label("chronicle_rank")
-    )
-    ranked = sa.select(*cols, rank).where(*where).subquery()
-    return (
-        sa.select(*[ranked.c[c.name] for c in cols]).where(ranked.c.chronicle_rank == 1).subquery()
-    )
+        condition.append(at(last, target.end).is_(None))
+        newer.append(at(later, target.end).is_(None))
+    condition.append(~sa.exists().where(*newer))
+    return last, sa.and_(*condition)
 
 
 def _check_live(connection: Connection, target: _Target, lo: Any, hi: Any, out: _Collector) -> None:
@@ -451,16 +453,20 @@ def _check_live(connection: Connection, target: _Target, lo: Any, hi: Any, out: 
     if parent is None or any(p is None for p, _ in target.key):
         return
     name = target.version.name
-    last = _last_versions(target, lo, hi)
+    last, is_last = _last_version(target)
+
+    def lc(column: sa.Column[Any]) -> Any:
+        return last.corresponding_column(column)
+
     pkey = [p for p, _ in target.key if p is not None]
-    join_on = sa.and_(*[p == last.c[v.name] for p, v in target.key if p is not None])
+    join_on = sa.and_(*[p == lc(v) for p, v in target.key if p is not None], is_last)
     # Live rows: their last version, if any.
-    tx_col = last.c[target.tx.name]
-    op_col = last.c[target.op.name]
+    tx_col = lc(target.tx)
+    op_col = lc(target.op)
     differs = sa.or_(
         sa.false(),
         *[
-            sa.not_(_comparable(p).is_not_distinct_from(_comparable(last.c[v.name])))
+            sa.not_(_comparable(p).is_not_distinct_from(_comparable(lc(v))))
             for p, v in target.compared
         ],
     )
@@ -517,12 +523,14 @@ def _check_live(connection: Connection, target: _Target, lo: Any, hi: Any, out: 
         )
     # Entities whose live row is gone: the last version must be a DELETE.
     gone = (
-        sa.select(*[last.c[v.name] for v in target.vkey], tx_col.label("tx"))
+        sa.select(*[lc(v) for v in target.vkey], tx_col.label("tx"))
         .where(
+            _in_range(lc(target.vkey[0]), lo, hi),
+            is_last,
             op_col != int(Operation.DELETE),
-            ~sa.exists().where(*[p == last.c[v.name] for p, v in target.key if p is not None]),
+            ~sa.exists().where(*[p == lc(v) for p, v in target.key if p is not None]),
         )
-        .order_by(*[last.c[v.name] for v in target.vkey])
+        .order_by(*[lc(v) for v in target.vkey])
     )
     for row in connection.execute(gone):
         key = _key_dict(target, row[:n])
