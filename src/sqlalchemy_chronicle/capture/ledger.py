@@ -14,12 +14,12 @@ appends one row to the ledger table (``transaction_ledger`` by default):
 
 Entries are chained in commit order, not transaction-id order: ids are taken at the
 first flush, so a transaction with a smaller id may commit later. The ledger's head
-row (``transaction_id`` 0, ``sequence`` 0, created on first use) holds the last
-entry's ``chain``; each commit locks it (``SELECT ... FOR UPDATE``), so two transactions
-committing at once are chained one after the other, never to the same predecessor.
-SQLite serialises writers anyway. Under PostgreSQL's REPEATABLE READ or SERIALIZABLE
-a concurrent commit makes the later one fail with a serialization error, to be
-retried as usual at those levels.
+row (``transaction_id`` 0, created on first use) holds the last entry's ``chain``
+and, negated (entries' sequences are unique), its ``sequence``; each commit locks it
+(``SELECT ... FOR UPDATE``), so two transactions committing at once are chained one
+after the other, never to the same predecessor. SQLite serialises writers anyway.
+Under PostgreSQL's REPEATABLE READ or SERIALIZABLE a concurrent commit makes the
+later one fail with a serialization error, to be retried as usual at those levels.
 
 ``end_transaction_id`` is left out of the hashes: the next version of an entity sets
 it after the fact. Its consistency is what ``chronicle verify`` checks as chains.
@@ -170,34 +170,32 @@ def write_ledger_entry(
         hashes.extend(row_hash(table.name, row._mapping) for row in rows)
     digest = transaction_digest(tx_row._mapping if tx_row is not None else None, hashes)
 
-    previous = _lock_head(connection, ledger)
-    # The last entry, read with a lock so that MariaDB's REPEATABLE READ reads the
-    # latest committed one, not its snapshot; the head lock makes this uncontended.
-    last = connection.execute(
-        sa.select(ledger.c.sequence).order_by(ledger.c.sequence.desc()).limit(1).with_for_update()
-    ).scalar()
-    sequence = int(last or 0) + 1
+    last, previous = _lock_head(connection, ledger)
+    sequence = last + 1
     chain = chain_hash(previous, digest, transaction_id, sequence)
     connection.execute(
         sa.insert(ledger),
         {"transaction_id": transaction_id, "sequence": sequence, "digest": digest, "chain": chain},
     )
     connection.execute(
-        sa.update(ledger).where(ledger.c.transaction_id == HEAD_TRANSACTION_ID).values(chain=chain)
+        sa.update(ledger)
+        .where(ledger.c.transaction_id == HEAD_TRANSACTION_ID)
+        .values(sequence=-sequence, chain=chain)
     )
     return sequence, chain
 
 
-def _lock_head(connection: Connection, ledger: sa.Table) -> str:
-    """Lock the head row (creating it on first use) and return its chain: the last
-    entry's."""
+def _lock_head(connection: Connection, ledger: sa.Table) -> tuple[int, str]:
+    """Lock the head row (creating it on first use); the last entry's sequence and
+    chain. A locking read: MariaDB's REPEATABLE READ then reads the latest committed
+    head, not its snapshot's."""
     select_head = (
-        sa.select(ledger.c.chain)
+        sa.select(ledger.c.sequence, ledger.c.chain)
         .where(ledger.c.transaction_id == HEAD_TRANSACTION_ID)
         .with_for_update()
     )
-    chain = connection.execute(select_head).scalar()
-    if chain is None:
+    head = connection.execute(select_head).first()
+    if head is None:
         values = {
             "transaction_id": HEAD_TRANSACTION_ID,
             "sequence": 0,
@@ -205,8 +203,8 @@ def _lock_head(connection: Connection, ledger: sa.Table) -> str:
             "chain": GENESIS_CHAIN,
         }
         connection.execute(_insert_ignoring_duplicate(connection, ledger), values)
-        chain = connection.execute(select_head).scalar_one()
-    return str(chain)
+        head = connection.execute(select_head).one()
+    return -int(head[0]), str(head[1])
 
 
 def _insert_ignoring_duplicate(connection: Connection, ledger: sa.Table) -> Any:

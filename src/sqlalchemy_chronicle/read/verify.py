@@ -729,8 +729,10 @@ def _check_ledger(
                 )
             )
         previous, expected_seq, last = str(row.chain), seq + 1, (seq, str(row.chain))
-    head = connection.scalar(sa.select(lc.chain).where(lc.transaction_id == HEAD_TRANSACTION_ID))
-    if last is not None and head != last[1]:
+    head = connection.execute(
+        sa.select(lc.sequence, lc.chain).where(lc.transaction_id == HEAD_TRANSACTION_ID)
+    ).first()
+    if last is not None and (head is None or (-int(head[0]), str(head[1])) != last):
         out.add(
             Violation(
                 "ledger_chain",

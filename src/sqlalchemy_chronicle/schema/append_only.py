@@ -72,7 +72,8 @@ BEGIN
     END IF;
     IF TG_OP = 'UPDATE' AND TG_ARGV[1] <> '' THEN
         changed := to_jsonb(NEW);
-        IF (to_jsonb(OLD) - TG_ARGV[1]) = (changed - TG_ARGV[1])
+        IF (to_jsonb(OLD) - string_to_array(TG_ARGV[1], ','))
+                = (changed - string_to_array(TG_ARGV[1], ','))
             AND (TG_ARGV[2] = '0' OR to_jsonb(OLD) -> TG_ARGV[1] = 'null'::jsonb)
             AND (TG_ARGV[3] = '' OR to_jsonb(OLD) ->> TG_ARGV[3] = '0')
         THEN
@@ -90,7 +91,7 @@ END
 def _tables(
     models: Any, transaction_table: str, ledger_table: str | None
 ) -> list[tuple[sa.Table, tuple[str, str, str]]]:
-    """(table, (mutable column, only from NULL, head-only key column)) for each table."""
+    """(table, (mutable columns, only from NULL, head-only key column)) for each table."""
     metadata = models if isinstance(models, sa.MetaData) else getattr(models, "metadata", None)
     if not isinstance(metadata, sa.MetaData):
         raise ConfigurationError(
@@ -110,7 +111,7 @@ def _tables(
     schema = next(iter(specs.values())).version.schema
     for name, rule in (
         (transaction_table, ("", "0", "")),
-        (ledger_table or f"{transaction_table}_ledger", ("chain", "0", "transaction_id")),
+        (ledger_table or f"{transaction_table}_ledger", ("sequence,chain", "0", "transaction_id")),
     ):
         table = metadata.tables.get(f"{schema}.{name}" if schema else name)
         if table is None:
