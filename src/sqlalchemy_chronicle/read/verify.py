@@ -459,7 +459,12 @@ def _check_live(connection: Connection, target: _Target, lo: Any, hi: Any, out: 
         return last.corresponding_column(column)
 
     pkey = [p for p, _ in target.key if p is not None]
-    join_on = sa.and_(*[p == lc(v) for p, v in target.key if p is not None], is_last)
+    # The range on both sides, so that the database reads only the chunk's versions.
+    join_on = sa.and_(
+        *[p == lc(v) for p, v in target.key if p is not None],
+        _in_range(lc(target.vkey[0]), lo, hi),
+        is_last,
+    )
     # Live rows: their last version, if any.
     tx_col = lc(target.tx)
     op_col = lc(target.op)
