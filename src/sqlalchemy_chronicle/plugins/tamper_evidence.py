@@ -91,7 +91,12 @@ class TamperEvidencePlugin(Plugin):
         manager = self._manager
         if session is None or manager is None or self.ledger is None:
             return
-        uow = manager.unit_of_work(session)
+        # The open unit of work, found without creating one: keyed by the connection it
+        # writes on, or by its session when triggers did the writing.
+        units = manager.units_of_work
+        uow = units.get(connection) or units.get(session)
+        if uow is None:
+            return
         tx_id = uow.transaction_id
         if tx_id is None or uow.connection not in (None, connection):
             return  # nothing versioned, or versioned on another connection of the session
