@@ -84,40 +84,48 @@ def build_ledger_table(transaction_table: sa.Table, name: str | None = None) -> 
     )
 
 
-def canonical(value: Any) -> Any:
-    """``value`` as JSON data with a tag per type, equal for equal stored values."""
-    if value is None or isinstance(value, str):
-        return value
+def canonical(value: Any) -> str:
+    """``value`` as text tagged with its kind, equal for equal stored values."""
+    if value is None:
+        return "n"
+    if isinstance(value, str):
+        return "s" + value
     if isinstance(value, bool):
-        return int(value)
+        return "i" + str(int(value))
     if isinstance(value, int):
-        return value
+        return "i" + str(value)
     if isinstance(value, float):
-        return ["f", repr(value)]
+        return "f" + repr(value)
     if isinstance(value, decimal.Decimal):
-        return ["d", str(value)]
+        return "d" + str(value)
     if isinstance(value, bytes | bytearray | memoryview):
-        return ["b", bytes(value).hex()]
+        return "b" + bytes(value).hex()
     if isinstance(value, datetime.datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(datetime.timezone.utc)
-        return ["t", value.isoformat()]
+        moment: datetime.datetime = value
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(datetime.timezone.utc)
+        return "t" + moment.isoformat()
     if isinstance(value, datetime.date | datetime.time | datetime.timedelta):
-        return ["t", str(value)]
+        return "t" + str(value)
     if isinstance(value, uuid.UUID):
-        return ["u", str(value)]
+        return "u" + str(value)
     if isinstance(value, enum.Enum):
-        return ["e", value.name]
+        return "e" + str(value.name)
     if isinstance(value, dict | list | tuple):
-        return ["j", json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))]
-    return ["r", str(value)]
+        return "j" + json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
+    return "r" + str(value)
 
 
 def row_hash(table_name: str, row: Mapping[Any, Any]) -> str:
-    """SHA-256 (hex) of one row of table ``table_name``, its columns by name."""
-    data = [table_name, sorted([k, canonical(v)] for k, v in row.items())]
-    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    """SHA-256 (hex) of one row of table ``table_name``, its columns by name.
+
+    Each name and value is written with its length in front, so no value can pass for
+    a separator."""
+    parts = [f"{len(table_name)}:{table_name}"]
+    for key in sorted(row):
+        text = canonical(row[key])
+        parts.append(f"{len(key)}:{key}{len(text)}:{text}")
+    return hashlib.sha256("".join(parts).encode("utf-8")).hexdigest()
 
 
 def transaction_digest(transaction_row: Mapping[Any, Any] | None, row_hashes: Iterable[str]) -> str:
