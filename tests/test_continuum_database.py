@@ -43,6 +43,10 @@ from sqlalchemy_chronicle.schema.tables import TX_ID_TYPE
 
 APP = Path(__file__).with_name("continuum_app.py")
 
+# Subprocesses running the real Continuum: what they check does not depend on the
+# SQLAlchemy line, so CI runs them on one.
+pytestmark = pytest.mark.once
+
 
 def _continuum_installed() -> bool:
     # find_spec of a top-level name does not import it.

@@ -12,6 +12,10 @@ generic ``except`` clauses keep working::
      +-- VersioningStateError (+ RuntimeError)
      +-- NoChangesAttribute (+ AttributeError)
      +-- ReverterException (+ ValueError)
+     +-- HistoryNotFound (+ LookupError)
+     |    +-- TableNotVersioned
+     |    +-- TransactionNotFound
+     +-- DatabaseUnavailable (+ ConnectionError)
 
 ``VersioningError`` is kept as an alias of :class:`ChronicleError` for code written
 against SQLAlchemy-Continuum.
@@ -25,10 +29,14 @@ __all__ = [
     "ChronicleError",
     "ClassNotVersioned",
     "ConfigurationError",
+    "DatabaseUnavailable",
+    "HistoryNotFound",
     "ImproperlyConfigured",
     "NoChangesAttribute",
     "NotSupportedError",
     "ReverterException",
+    "TableNotVersioned",
+    "TransactionNotFound",
     "VersioningError",
     "VersioningStateError",
 ]
@@ -82,4 +90,30 @@ class ReverterException(ChronicleError, ValueError):
     """``version.revert(relations=...)`` was asked for a relationship that does not exist.
 
     Raised before anything is changed. Kept under SQLAlchemy-Continuum's name.
+    """
+
+
+class HistoryNotFound(ChronicleError, LookupError):
+    """The history asked for is not in the database, e.g. an entity with no version.
+
+    Raised by the history reader (:mod:`sqlalchemy_chronicle.browse`) and the
+    ``chronicle log``/``show``/``diff`` commands; the message names what was looked for.
+    """
+
+
+class TableNotVersioned(HistoryNotFound):
+    """The table named has no version table (``<table>_version``) in the database.
+
+    The message lists the versioned tables that were found.
+    """
+
+
+class TransactionNotFound(HistoryNotFound):
+    """No row of the transaction table has the id asked for."""
+
+
+class DatabaseUnavailable(ChronicleError, ConnectionError):
+    """The database cannot be reached (wrong URL, server down, missing driver).
+
+    The message names the URL, password hidden, and the driver's own error.
     """

@@ -117,6 +117,7 @@ def test_as_of_compares_aware_datetimes_in_utc(db, article_models, manager, far_
     assert name_at(datetime.datetime(2026, 1, 1, 10, 59)) == []
 
 
+@pytest.mark.once
 def test_the_history_tests_pass_far_from_utc(db_name):
     """The as_of, transaction and time-zone tests, in a process whose local time zone
     (and PostgreSQL session time zone) is ten hours behind UTC, on this test's

@@ -8,7 +8,8 @@ earlier version of this library, or by a migration that Alembic rendered (it doe
 render sequences), has ``AUTO_INCREMENT`` and no sequence: there the INSERT passes
 ``id=None`` instead, which MariaDB fills from ``AUTO_INCREMENT`` (and SQLAlchemy reads
 back as ``lastrowid``). Which of the two a table is, is looked up once per engine and
-table.
+table, and remembered in the ``info`` of the table's own ``MetaData`` (which goes away with
+the configuration), not in a module-level dictionary.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from sqlalchemy.engine import Connection, Engine
 
 __all__ = ["insert_transaction_row", "transaction_row_params"]
 
-#: table -> engine -> whether the table's id column fills itself (AUTO_INCREMENT).
-_FILLS_ITSELF: weakref.WeakKeyDictionary[sa.Table, weakref.WeakKeyDictionary[Engine, bool]] = (
-    weakref.WeakKeyDictionary()
-)
+#: Key in ``MetaData.info`` of ``{engine: whether the id column fills itself
+#: (AUTO_INCREMENT)}``, per transaction table of that metadata.
+_INFO_KEY = "sqlalchemy_chronicle.transaction_id_fills_itself"
+
+_Known = dict[sa.Table, "weakref.WeakKeyDictionary[Engine, bool]"]
 
 
 def insert_transaction_row(
@@ -61,9 +63,8 @@ def transaction_row_params(
     column = table.c.get("id")
     if column is None or not _may_lack_sequence(connection.dialect, column):
         return values
-    by_engine = _FILLS_ITSELF.get(table)
-    if by_engine is None:
-        by_engine = _FILLS_ITSELF[table] = weakref.WeakKeyDictionary()
+    known: _Known = table.metadata.info.setdefault(_INFO_KEY, {})
+    by_engine = known.setdefault(table, weakref.WeakKeyDictionary())
     fills_itself = by_engine.get(connection.engine)
     if fills_itself is None:
         reflected = sa.inspect(connection).get_columns(table.name, schema=table.schema)

@@ -11,6 +11,15 @@ Subcommands:
         $ python -m sqlalchemy_chronicle demo
         $ chronicle demo --db sqlite:///demo.db
 
+``log``, ``show``, ``diff``
+    Read the history of any database whose tables follow sqlalchemy-chronicle's (and
+    SQLAlchemy-Continuum's) layout; see :mod:`sqlalchemy_chronicle.integrations.cli_history`
+    and ``docs/cli.md``::
+
+        $ chronicle log sqlite:///demo.db --table article --limit 20
+        $ chronicle show sqlite:///demo.db 2
+        $ chronicle diff sqlite:///demo.db article 1 --from 1
+
 The demo uses its own :class:`~sqlalchemy_chronicle.VersioningManager`, installed
 on its own ``sessionmaker`` and removed at the end, so it leaves the default
 ``versioning_manager`` untouched.
@@ -31,6 +40,8 @@ from sqlalchemy import orm
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..manager import VersioningManager
+from .cli_history import add_history_commands
+from .cli_serve import add_serve_command
 from .cli_verify import add_verify_command
 
 __all__ = ["build_parser", "main", "run_demo"]
@@ -40,12 +51,25 @@ _HEADERS = ("TX", "TIME", "ENTITY", "OPERATION", "CHANGES")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``chronicle`` command."""
+    """The argument parser of the ``chronicle`` command.
+
+    Each subcommand is added by one ``add_*`` function given the subparsers object;
+    its parser sets ``handler``, a function of the parsed arguments returning the exit
+    status, with ``set_defaults(handler=...)``. A new subcommand is one more line here.
+    """
     parser = argparse.ArgumentParser(
         prog="chronicle",
         description="sqlalchemy-chronicle: versioning and audit history for SQLAlchemy.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_demo_command(commands)
+    add_history_commands(commands)
+    add_serve_command(commands)
+    add_verify_command(commands)
+    return parser
+
+
+def _add_demo_command(commands: Any) -> None:
     demo = commands.add_parser(
         "demo",
         help="version a small model, print its history and revert a change",
@@ -69,25 +93,26 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="drop the demo's tables first if they exist in the database",
     )
-    add_verify_command(commands)
-    return parser
+    demo.set_defaults(handler=_demo_command)
+
+
+def _demo_command(args: argparse.Namespace) -> int:
+    if args.db is None:
+        with tempfile.TemporaryDirectory(prefix="chronicle-demo-") as tmp:
+            return run_demo(f"sqlite:///{tmp}/demo.db", reset=args.reset, label=None)
+    return run_demo(args.db, reset=args.reset)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``chronicle`` command with ``argv`` (default: ``sys.argv[1:]``)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "handler", None) is not None:  # commands in modules of their own
-        return int(args.handler(args))
-    if args.command != "demo":
+    handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
+    if handler is None:
         parser.print_help(sys.stderr)
         return 2
     try:
-        if args.db is None:
-            with tempfile.TemporaryDirectory(prefix="chronicle-demo-") as tmp:
-                status = run_demo(f"sqlite:///{tmp}/demo.db", reset=args.reset, label=None)
-        else:
-            status = run_demo(args.db, reset=args.reset)
+        status = handler(args)
         sys.stdout.flush()
         return status
     except BrokenPipeError:
