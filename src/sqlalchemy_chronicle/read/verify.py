@@ -497,7 +497,7 @@ def _check_live(connection: Connection, target: _Target, lo: Any, hi: Any, out: 
                     key,
                     None,
                     f"{at}: the live row has no "
-                    f"{'open' if target.end is not None else ''} version".replace("  ", " "),
+                    + ("open version" if target.end is not None else "version"),
                 )
             )
         elif row.op == int(Operation.DELETE):
