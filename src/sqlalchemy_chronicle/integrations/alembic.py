@@ -23,9 +23,17 @@ The helpers for a migration's ``upgrade()`` (``backfill``, ``update_end_tx_colum
 ``update_property_mod_flags``) live in :mod:`sqlalchemy_chronicle.schema` and are
 re-exported here. Alembic stays optional: nothing in the core imports this module.
 
-Operations for natively versioned tables (create, drop and sync the version
-triggers) belong here too; they are registered by :func:`_register_operations`
-with ``Operations.register_operation`` once native versioning lands.
+Importing this module also registers three operations for tables versioned with
+``native_versioning=True`` (PostgreSQL triggers): ``op.create_version_trigger``,
+``op.drop_version_trigger`` and ``op.sync_version_trigger``, each with its reverse
+for downgrades and its rendering in autogenerate. A comparator writes them: a create
+for a table that is newly versioned by triggers (after its tables are created), and a
+sync after any change to such a table, its version table or the transaction table
+(in a downgrade, after the changes are undone)::
+
+    op.add_column("article", sa.Column("summary", sa.String(100)))
+    op.add_column("article_version", sa.Column("summary", sa.String(100)))
+    op.sync_version_trigger("article", entity_name="Article")
 
 .. versionadded:: 0.1
 """
