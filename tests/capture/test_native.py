@@ -597,7 +597,12 @@ def test_create_all_installs_and_drop_all_removes_pinned_functions(engine):
                 sa.text("SELECT proname, proconfig FROM pg_proc WHERE proname = ANY(:names)"),
                 {"names": functions},
             ).all()
-        assert configs and all(c == ["search_path=pg_catalog, pg_temp"] for _, c in configs)
+        assert configs and all(c[0] == "search_path=pg_catalog, pg_temp" for _, c in configs)
+        # The audit functions plan each statement knowing its sizes (no quadratic
+        # generic plan for an executemany() of many rows).
+        assert {n: c[1:] for n, c in configs if n.endswith("_audit")} == {
+            n: ["plan_cache_mode=force_custom_plan"] for n in functions if n.endswith("_audit")
+        }
         with engine.connect() as conn:
             triggers = conn.scalars(
                 sa.text(
