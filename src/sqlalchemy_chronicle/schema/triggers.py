@@ -744,9 +744,11 @@ def _create_audit_function(element: CreateAuditFunction, compiler: DDLCompiler, 
     # transaction id: a statement of one row looks its versions up by key. A cached
     # generic plan scanned every version of the transaction (or every open version) for
     # each statement, quadratic for an executemany() of many rows.
+    version = getattr(compiler.dialect, "server_version_info", None)
+    plans = " SET plan_cache_mode = force_custom_plan" if not version or version >= (12,) else ""
     return (
         f"CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql "
-        f"SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_custom_plan "
+        f"SET search_path = pg_catalog, pg_temp{plans} "
         f"AS {_dollar_quoted(chr(10).join(lines))}"
     )
 
