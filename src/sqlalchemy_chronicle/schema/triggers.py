@@ -150,8 +150,14 @@ def _require_postgresql(compiler: Any, what: str) -> NoReturn:
     )
 
 
-def _schema_of(table: sa.Table, compiler: Any) -> str | None:
-    return table.schema or compiler.dialect.default_schema_name
+def _schema_of(table: sa.Table, compiler: Any) -> str:
+    return table.schema or _default_schema(compiler)
+
+
+def _default_schema(compiler: Any) -> str:
+    """The schema of tables named without one: the connection's, or PostgreSQL's
+    ``public`` when the dialect never connected (Alembic's ``--sql`` mode)."""
+    return compiler.dialect.default_schema_name or "public"
 
 
 def _qualified_function(compiler: Any, table: sa.Table, name: str) -> str:
@@ -244,7 +250,7 @@ def _next_id(compiler: Any, table: sa.Table, sequence: sa.Sequence) -> Any:
     A sequence without a schema lives where SQLAlchemy creates it, in the default
     schema, even for a table in another schema (``MetaData(schema=...)``)."""
     preparer = compiler.preparer
-    schema = sequence.schema or compiler.dialect.default_schema_name
+    schema = sequence.schema or _default_schema(compiler)
     name = preparer.quote(sequence.name)
     if schema:
         name = f"{preparer.quote_schema(schema)}.{name}"
