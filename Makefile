@@ -6,6 +6,7 @@
 #   make check                                  # ruff, mypy, import-linter
 #   make conformance                            # SQLAlchemy-Continuum's own test suite
 #   make conformance CONFORMANCE_ARGS='--db sqlite -- -k revert'
+#   make conformance CONFORMANCE_ARGS='--db postgres-native'   # native versioning
 
 PYTHON ?= python3
 VENV ?= .venv

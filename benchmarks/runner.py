@@ -30,7 +30,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from benchmarks.workloads import WORKLOADS, Sizes, Workload
+from benchmarks.workloads import FLOOR, ROW_LEVEL, WORKLOADS, Sizes, Workload
 
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test_f"
 DATABASES = ("sqlite", "postgresql")
@@ -246,9 +246,11 @@ def main(argv: list[str] | None = None) -> int:
                 for variant in order[shift:] + order[:shift]:
                     url = (f"sqlite:///{os.path.join(tmpdir, uuid.uuid4().hex)}.db"
                            if db == "sqlite" else opts.pg_url)
+                    options = opts.chronicle_options
+                    if variant == BASE and native_only(w):
+                        options = {**(options or {}), **OPTION_VARIANTS[NATIVE]}
                     result = run_one({"variant": variant, "workload": w.name, "url": url,
-                                      "sizes": vars(sizes),
-                                      "chronicle_options": opts.chronicle_options},
+                                      "sizes": vars(sizes), "chronicle_options": options},
                                      opts.against)
                     cell = cells.setdefault((w.name, db, variant), Cell())
                     if result["ok"]:
@@ -274,9 +276,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def native_only(w: Workload) -> bool:
+    """A workload of the trigger backend alone: its ``base`` runs with triggers too."""
+    return w.native and "chronicle" not in w.variants
+
+
 def measures(w: Workload, variant: str, db: str | None = None) -> bool:
     """Whether workload ``w`` is measured for ``variant`` (on database ``db``)."""
-    if variant == NATIVE:
+    if variant == NATIVE or (variant == BASE and native_only(w)):
         return w.native and db in (None, "postgresql")
     if variant in CHRONICLE_VARIANTS:
         return "chronicle" in w.variants
@@ -303,10 +310,16 @@ def render(
 ) -> str:
     # Ratios to plain for the variants of sqlalchemy-chronicle with options of their
     # own, and chronicle's ratio to the other libraries (and to --against).
-    ours = [v for v in variants if v == "chronicle" or v in OPTION_VARIANTS]
-    other = [v for v in variants if v not in ("plain", *ours)] if "chronicle" in variants else []
+    ours = [v for v in variants if v in ("chronicle", ROW_LEVEL) or v in OPTION_VARIANTS]
+    # The numerator of the comparisons with other libraries and --against: chronicle, or
+    # the trigger backend when only it is measured.
+    main = "chronicle" if "chronicle" in variants else NATIVE if NATIVE in variants else None
+    other = [v for v in variants if v not in ("plain", FLOOR, *ours)] if main else []
+    # How far above the physical floor (hand-written Core writing the same rows).
+    floored = [v for v in ours if FLOOR in variants]
     head = ["workload", "db", *variants, *[f"{v} / plain" for v in ours]]
-    head += [f"chronicle / {v}" for v in other]
+    head += [f"{v} / floor" for v in floored]
+    head += [f"{main} / {v}" for v in other]
     head += ["target", "queries (" + " / ".join(variants) + ")"]
     out = [
         f"Sizes: N={sizes.rows} rows (commits of 100), one transaction of {sizes.bulk} rows, "
@@ -339,8 +352,12 @@ def render(
             base = got["plain"].seconds
             ratios = {v: paired_ratio(got[v].seconds, base) for v in ours}
             row += [fmt_ratio(r) for r in ratios.values()]
+            for v in floored:
+                ratio = (paired_ratio(got[v].seconds, got[FLOOR].seconds)
+                         if measures(w, FLOOR, db) else None)
+                row.append(fmt_ratio(ratio))
             for v in other:
-                row.append(fmt_ratio(paired_ratio(got["chronicle"].seconds, got[v].seconds)))
+                row.append(fmt_ratio(paired_ratio(got[str(main)].seconds, got[v].seconds)))
             queries = [str(int(statistics.median(got[v].queries))) if got[v].queries else "-"
                        for v in variants]
             target = ""
@@ -361,8 +378,9 @@ def render(
                 rss = {v: [float(x) for x in got[v].rss_kib] for v in variants}
                 mratios = {v: paired_ratio(rss[v], rss["plain"]) for v in ours}
                 mem += [fmt_ratio(r) for r in mratios.values()]
+                mem += ["" for _ in floored]
                 for v in other:
-                    mem.append(fmt_ratio(paired_ratio(rss["chronicle"], rss[v])))
+                    mem.append(fmt_ratio(paired_ratio(rss[str(main)], rss[v])))
                 mem += [verdicts(mratios, w.memory_target) if ours else "", ""]
                 out.append("| " + " | ".join(mem) + " |")
     if failures:
