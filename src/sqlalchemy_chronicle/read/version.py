@@ -236,6 +236,13 @@ class VersionClassBase:
                 f"not {type(at).__name__}"
             )
         window = validity_window(spec, point, lambda column: getattr(cls, column.key))
+        specs = cls.__chronicle_model__.specs
+        if len(specs) > 1:
+            # Joined inheritance: an entity whose class changed in a transaction (a Book
+            # deleted and an Item of the same key inserted) has an UPDATE in the base
+            # table and a DELETE in the subclass's; it is no longer of this class.
+            deleted = int(Operation.DELETE)
+            window = sa.and_(window, *[s.op != deleted for s in specs])
         return sa.select(cls).where(window)
 
     @classmethod
