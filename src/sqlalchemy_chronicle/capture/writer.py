@@ -509,9 +509,68 @@ class Writer:
 
     def close(self, spec: VersionTableSpec, keys: Sequence[PK] | set[PK]) -> int:
         """Close the open previous versions of ``keys``; how many it closed."""
-        statements = statements_for(spec, self.connection.dialect)
+        connection = self.connection
+        statements = statements_for(spec, connection.dialect)
         assert statements.close is not None
-        return statements.run(self.connection, statements.close, ordered(keys), self.tx_id())
+        keys = ordered(keys)
+        if connection.dialect.name in ("mysql", "mariadb"):
+            keys, closed = self._close_by_version_key(connection, spec, keys)
+            if not keys:
+                return closed
+            return closed + statements.run(connection, statements.close, keys, self.tx_id())
+        return statements.run(connection, statements.close, keys, self.tx_id())
+
+    def _close_by_version_key(
+        self, connection: Connection, spec: VersionTableSpec, keys: list[PK]
+    ) -> tuple[list[PK], int]:
+        """MySQL/MariaDB: close the open versions of ``keys`` by their whole primary key.
+
+        Under REPEATABLE READ an UPDATE that finds its rows by a prefix of the version
+        table's key (the entity's key, without ``transaction_id``) takes next-key locks:
+        they cover the gap where the next version of the neighbouring entity goes, so
+        two writers of different rows can deadlock on the version table. The open
+        versions are found first by a plain (snapshot, lock-free) read, then closed by
+        ``(key..., transaction_id)``, which locks those rows only.
+
+        Returns the keys this could not settle, for the prefix UPDATE (a current read):
+        keys with no open version in the snapshot (new entities, or a version committed
+        since the snapshot was taken), and, when a version found was closed meanwhile by
+        another transaction, all of them. And how many versions it closed.
+        """
+        assert spec.end_tx is not None
+        tx_id = self.tx_id()
+        vpk = list(spec.version_pk)
+        width = len(vpk)
+        found: list[PK] = []
+        for chunk in chunks(keys, width):
+            stmt = sa.select(*vpk, spec.tx).where(
+                key_in(vpk, chunk, connection.dialect),
+                spec.end_tx.is_(None),
+                spec.tx < tx_id,
+            )
+            found.extend(tuple(row) for row in connection.execute(stmt))
+        if not found:
+            return keys, 0
+        found.sort()
+        settled = {row[:width] for row in found}
+        closed = 0
+        columns = [*vpk, spec.tx]
+        for chunk in chunks(found, width + 1):
+            exact: sa.ColumnElement[bool]
+            if len(chunk) == 1:
+                # MariaDB scans the whole index for a one-row tuple IN.
+                exact = sa.and_(*[c == v for c, v in zip(columns, chunk[0], strict=True)])
+            else:
+                exact = key_in(columns, chunk, connection.dialect)
+            stmt = (
+                sa.update(spec.version)
+                .where(exact, spec.end_tx.is_(None))
+                .values({spec.end_tx: tx_id})
+            )
+            closed += max(connection.execute(stmt).rowcount, 0)
+        if closed < len(found):
+            return keys, closed  # a snapshot older than the versions: read them current
+        return [key for key in keys if key not in settled], closed
 
     def replace(self, spec: VersionTableSpec, keys: Sequence[PK]) -> None:
         """Delete the versions this transaction wrote for ``keys`` (to write them anew)."""
