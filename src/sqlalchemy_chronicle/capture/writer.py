@@ -543,12 +543,12 @@ class Writer:
         width = len(vpk)
         found: list[PK] = []
         for chunk in chunks(keys, width):
-            stmt = sa.select(*vpk, spec.tx).where(
+            probe = sa.select(*vpk, spec.tx).where(
                 key_in(vpk, chunk, connection.dialect),
                 spec.end_tx.is_(None),
                 spec.tx < tx_id,
             )
-            found.extend(tuple(row) for row in connection.execute(stmt))
+            found.extend(tuple(row) for row in connection.execute(probe))
         if not found:
             return keys, 0
         found.sort()
