@@ -405,7 +405,7 @@ class Writer:
         self.uow.written_specs[version] = spec
 
         if replace:
-            statements.run(connection, statements.replace, replace, self.tx_id())
+            self._replace(connection, statements, replace)
 
         if from_last_version:
             already_deleted = self._write_deletes(connection, plan, from_last_version)
@@ -556,15 +556,9 @@ class Writer:
         closed = 0
         columns = [*vpk, spec.tx]
         for chunk in chunks(found, width + 1):
-            exact: sa.ColumnElement[bool]
-            if len(chunk) == 1:
-                # MariaDB scans the whole index for a one-row tuple IN.
-                exact = sa.and_(*[c == v for c, v in zip(columns, chunk[0], strict=True)])
-            else:
-                exact = key_in(columns, chunk, connection.dialect)
             stmt = (
                 sa.update(spec.version)
-                .where(exact, spec.end_tx.is_(None))
+                .where(_exact(columns, chunk, connection), spec.end_tx.is_(None))
                 .values({spec.end_tx: tx_id})
             )
             closed += max(connection.execute(stmt).rowcount, 0)
@@ -575,8 +569,22 @@ class Writer:
     def replace(self, spec: VersionTableSpec, keys: Sequence[PK]) -> None:
         """Delete the versions this transaction wrote for ``keys`` (to write them anew)."""
         if keys:
-            statements = statements_for(spec, self.connection.dialect)
-            statements.run(self.connection, statements.replace, keys, self.tx_id())
+            connection = self.connection
+            self._replace(connection, statements_for(spec, connection.dialect), keys)
+
+    def _replace(
+        self, connection: Connection, statements: WriteStatements, keys: Sequence[PK]
+    ) -> None:
+        tx_id = self.tx_id()
+        if connection.dialect.name not in ("mysql", "mariadb"):
+            statements.run(connection, statements.replace, keys, tx_id)
+            return
+        # MySQL/MariaDB: by the whole key, or it may find the rows through the
+        # transaction_id index and gap-lock where newer transactions insert versions.
+        spec = statements.spec
+        columns = [*spec.version_pk, spec.tx]
+        for chunk in chunks([(*key, tx_id) for key in keys], len(columns)):
+            connection.execute(sa.delete(spec.version).where(_exact(columns, chunk, connection)))
 
     def mark_deleted(self, spec: VersionTableSpec, keys: Sequence[PK]) -> None:
         """Turn the versions this transaction wrote for ``keys`` into DELETEs."""
@@ -599,3 +607,13 @@ class Writer:
             tx_id = self.tx_id()
             values = [{**row, spec.tx.key: tx_id, spec.op.key: int(op)} for row in rows]
             self.connection.execute(sa.insert(spec.version), values)
+
+
+def _exact(
+    columns: Sequence[sa.ColumnElement[Any]], rows: Sequence[PK], connection: Connection
+) -> sa.ColumnElement[bool]:
+    """``columns`` (a whole primary key) among ``rows``, for MySQL/MariaDB, which look up
+    each row by the key (a one-row tuple ``IN`` would scan the whole index there)."""
+    if len(rows) == 1:
+        return sa.and_(*[c == v for c, v in zip(columns, rows[0], strict=True)])
+    return key_in(columns, rows, connection.dialect)
