@@ -328,7 +328,13 @@ class Writer:
             spec = uow.manager.association_spec(parent)
             if spec is not None and spec.version in uow.association_touched:
                 specs[spec.version] = spec
+        by_key = connection.dialect.name in ("mysql", "mariadb")
         for spec in specs.values():
+            if by_key:
+                self._restamp_by_key(connection, spec, spec.tx, old_id, new_id)
+                if spec.end_tx is not None:
+                    self._restamp_by_key(connection, spec, spec.end_tx, old_id, new_id)
+                continue
             connection.execute(
                 sa.update(spec.version).where(spec.tx == old_id).values({spec.tx: new_id})
             )
@@ -348,6 +354,29 @@ class Writer:
         uow.transaction_id = new_id
         uow.transaction_obj = None
         return new_id
+
+    @staticmethod
+    def _restamp_by_key(
+        connection: Connection,
+        spec: VersionTableSpec,
+        column: sa.Column[Any],
+        old_id: int,
+        new_id: int,
+    ) -> None:
+        """MySQL/MariaDB: set ``column`` from ``old_id`` to ``new_id`` in the rows that
+        have it, by their whole key. Only this transaction writes its own id, so a plain
+        (snapshot) read finds all of them; an UPDATE through the index of ``column``
+        would gap-lock where other transactions insert their versions."""
+        columns = [*spec.version_pk, spec.tx]
+        rows = [tuple(r) for r in connection.execute(
+            sa.select(*columns).where(column == old_id)
+        )]
+        for chunk in chunks(ordered(rows), len(columns)):
+            connection.execute(
+                _by_primary_key(sa.update(spec.version))
+                .where(_exact(columns, chunk, connection))
+                .values({column: new_id})
+            )
 
     def _counts(
         self,
@@ -551,13 +580,13 @@ class Writer:
             found.extend(tuple(row) for row in connection.execute(probe))
         if not found:
             return keys, 0
-        found.sort()
+        found = ordered(found)
         settled = {row[:width] for row in found}
         closed = 0
         columns = [*vpk, spec.tx]
         for chunk in chunks(found, width + 1):
             stmt = (
-                sa.update(spec.version)
+                _by_primary_key(sa.update(spec.version))
                 .where(_exact(columns, chunk, connection), spec.end_tx.is_(None))
                 .values({spec.end_tx: tx_id})
             )
@@ -617,3 +646,11 @@ def _exact(
     if len(rows) == 1:
         return sa.and_(*[c == v for c, v in zip(columns, rows[0], strict=True)])
     return key_in(columns, rows, connection.dialect)
+
+
+def _by_primary_key(stmt: sa.Update) -> sa.Update:
+    """``stmt`` told to find its rows through the primary key on MySQL/MariaDB: by the
+    ``transaction_id`` index its optimizer may prefer, an UPDATE takes next-key locks
+    (gaps included) there, where other transactions insert their versions."""
+    hint = "FORCE INDEX (PRIMARY)"
+    return stmt.with_hint(hint, dialect_name="mysql").with_hint(hint, dialect_name="mariadb")
