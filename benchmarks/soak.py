@@ -39,7 +39,10 @@ URLS = {
     ),
     "mysql": os.environ.get("CHRONICLE_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test"),
 }
-ASYNC_DRIVERS = {"postgresql+psycopg": "postgresql+psycopg_async", "mysql+pymysql": "mysql+aiomysql"}
+ASYNC_DRIVERS = {
+    "postgresql+psycopg": "postgresql+psycopg_async",
+    "mysql+pymysql": "mysql+aiomysql",
+}
 
 
 @dataclass
