@@ -105,9 +105,14 @@ class VersionClassBase:
             except KeyError as err:
                 keys = ", ".join(repr(c.key) for c in cols)
                 raise TypeError(f"{cls.__name__}: the primary key needs the keys {keys}") from err
-        if isinstance(pk, tuple | list):
-            return tuple(pk)
-        return (pk,)
+        values = tuple(pk) if isinstance(pk, tuple | list) else (pk,)
+        if len(values) != len(cols):
+            keys = ", ".join(c.key for c in cols)
+            raise ConfigurationError(
+                f"{cls.__name__}: the primary key is ({keys}), {len(cols)} value(s); "
+                f"{pk!r} was given."
+            )
+        return values
 
     @property
     def _cache_populated(self) -> bool:
@@ -257,6 +262,12 @@ class VersionClassBase:
         That is the newest version written at or before that transaction (a DELETE
         version if the entity had been deleted by then), or None.
         """
+        _check_session(session, cls, "version_at")
+        if not isinstance(transaction_id, int) or isinstance(transaction_id, bool):
+            raise ConfigurationError(
+                f"{cls.__name__}.version_at() takes a transaction id (int), not "
+                f"{type(transaction_id).__name__} {transaction_id!r}."
+            )
         tx = cls._tx_attr()
         stmt = (
             sa.select(cls)
@@ -281,6 +292,7 @@ class VersionClassBase:
         With ``link=True`` the versions' ``previous``/``next`` are filled in from the
         list, so walking it needs no further query (except at the ends of a page).
         """
+        _check_session(session, cls, "all_versions")
         tx = cls._tx_attr()
         stmt = (
             sa.select(cls)
@@ -339,3 +351,11 @@ class SubqueryFetcher(VersionFetcher):
 
 class ValidityFetcher(VersionFetcher):
     """The fetcher of classes versioned with the ``validity`` strategy."""
+
+
+def _check_session(session: Any, cls: type, function: str) -> None:
+    if not isinstance(session, orm.Session | orm.scoped_session):
+        raise ConfigurationError(
+            f"{cls.__name__}.{function}() takes a Session first, not "
+            f"{type(session).__name__} {session!r}."
+        )
