@@ -463,7 +463,7 @@ class Writer:
             rest = plan.new - plan.closed_keys if plan.closed_keys else plan.new
             closed = plan.closed
             if rest:
-                closed += self.close(spec, rest)
+                closed += self.close(spec, rest, plan.ops)
             # An updated or deleted entity must have had an open version; fewer closed
             # means rows older than versioning, or a newer transaction got there first.
             ops, insert = plan.ops, Operation.INSERT
@@ -536,14 +536,31 @@ class Writer:
 
     # -- single statements (association rows, re-stamping) ----------------------------
 
-    def close(self, spec: VersionTableSpec, keys: Sequence[PK] | set[PK]) -> int:
-        """Close the open previous versions of ``keys``; how many it closed."""
+    def close(
+        self,
+        spec: VersionTableSpec,
+        keys: Sequence[PK] | set[PK],
+        ops: Mapping[PK, Operation] | None = None,
+    ) -> int:
+        """Close the open previous versions of ``keys``; how many it closed.
+
+        ``ops``, the operation of each key's new version when known: an INSERT
+        rarely has a previous version (a row inserted again after a delete), so on
+        MySQL/MariaDB it skips the look-up by whole key.
+        """
         connection = self.connection
         statements = statements_for(spec, connection.dialect)
         assert statements.close is not None
         keys = ordered(keys)
         if connection.dialect.name in ("mysql", "mariadb"):
-            keys, closed = self._close_by_version_key(connection, spec, keys)
+            insert = Operation.INSERT
+            inserted = [k for k in keys if ops.get(k) is insert] if ops else []
+            if inserted:
+                keys = [k for k in keys if ops is None or ops.get(k) is not insert]
+            closed = 0
+            if keys:
+                keys, closed = self._close_by_version_key(connection, spec, keys)
+            keys = ordered([*keys, *inserted]) if inserted else keys
             if not keys:
                 return closed
             return closed + statements.run(connection, statements.close, keys, self.tx_id())
