@@ -43,7 +43,7 @@ def test_the_chain_check_reports_a_broken_chain(tmp_path):
     manager = VersioningManager()
     make_versioned(manager=manager, user_cls=None)
     try:
-        Article, metadata = models(manager)
+        _, metadata = models(manager)
         engine = sa.create_engine(f"sqlite:///{tmp_path}/soak.db")
         metadata.create_all(engine)
         version = metadata.tables["soak_article_version"]
