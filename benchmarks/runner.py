@@ -33,7 +33,8 @@ import sqlalchemy as sa
 from benchmarks.workloads import FLOOR, ROW_LEVEL, WORKLOADS, Sizes, Workload
 
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test_f"
-DATABASES = ("sqlite", "postgresql")
+DEFAULT_MYSQL_URL = "mysql+pymysql://root@127.0.0.1:3306/test_f"
+DATABASES = ("sqlite", "postgresql", "mysql")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -52,7 +53,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m benchmarks", description=(__doc__ or "").split("\n")[0]
     )
     parser.add_argument("--db", default="sqlite,postgresql",
-                        help="comma-separated databases: sqlite, postgresql (default: both)")
+                        help="comma-separated databases: sqlite, postgresql, mysql "
+                        "(default: sqlite,postgresql)")
     parser.add_argument("--repeat", type=int, default=None,
                         help="rounds per measurement (default 5, quick 3)")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
@@ -62,6 +64,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "(default: plain,chronicle,minimal[,continuum])")
     parser.add_argument("--pg-url", default=os.environ.get("CHRONICLE_BENCH_PG_URL",
                                                            DEFAULT_PG_URL))
+    parser.add_argument("--mysql-url", default=os.environ.get("CHRONICLE_BENCH_MYSQL_URL",
+                                                              DEFAULT_MYSQL_URL))
     parser.add_argument("--rows", type=int, help="N of the insert/update/delete workloads")
     parser.add_argument("--bulk", type=int, help="rows of the one-transaction insert")
     parser.add_argument("--backfill", type=int, help="existing rows of the backfill workload")
@@ -245,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
                 shift = round_no % len(order)
                 for variant in order[shift:] + order[:shift]:
                     url = (f"sqlite:///{os.path.join(tmpdir, uuid.uuid4().hex)}.db"
-                           if db == "sqlite" else opts.pg_url)
+                           if db == "sqlite"
+                           else opts.mysql_url if db == "mysql" else opts.pg_url)
                     options = opts.chronicle_options
                     if variant == BASE and native_only(w):
                         options = {**(options or {}), **OPTION_VARIANTS[NATIVE]}

@@ -136,7 +136,8 @@ def version_rows(conn: sa.Connection) -> list[Any]:
 
 
 def transaction_count(conn: sa.Connection) -> int:
-    return int(conn.execute(sa.text('SELECT count(*) FROM "transaction"')).scalar_one())
+    table = sa.table("transaction")
+    return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
 
 
 def check_history(

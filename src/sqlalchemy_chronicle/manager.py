@@ -238,10 +238,11 @@ class VersioningManager:
     def versioned_model(self, cls: type) -> VersionedModel:
         """The :class:`VersionedModel` of a parent or version class."""
         model = getattr(cls, "__chronicle_model__", None)
-        if model is None:
+        if model is None and isinstance(cls, type):
             model = self._models.get(cls)
         if model is None:
-            raise ClassNotVersioned(f"{cls.__name__} is not versioned by this manager.")
+            name = cls.__name__ if isinstance(cls, type) else f"{type(cls).__name__} {cls!r}"
+            raise ClassNotVersioned(f"{name} is not versioned by this manager.")
         return model
 
     def option(self, model: Any, name: str) -> Any:
@@ -272,6 +273,10 @@ class VersioningManager:
 
     def unit_of_work(self, session: orm.Session) -> UnitOfWork:
         """The capture state of ``session``'s current transaction (created if needed)."""
+        if not isinstance(session, orm.Session | orm.scoped_session):
+            raise ConfigurationError(
+                f"unit_of_work() takes a Session, not {type(session).__name__} {session!r}."
+            )
         return self._capture.unit_of_work(session)
 
     # -- installation ----------------------------------------------------------------
@@ -669,6 +674,7 @@ def make_versioned(
     :param user_cls: the user class, or its name, referenced by ``Transaction.user``;
         ``None`` when transactions record no user. The default ``'User'`` must exist.
     """
+    _check_manager(manager, "make_versioned")
     if plugins is not None:
         manager.plugins = plugins
     if options is not None:
@@ -683,5 +689,14 @@ def remove_versioning(
     manager: VersioningManager = versioning_manager,
 ) -> None:
     """Undo :func:`make_versioned`: remove the listeners and forget the built classes."""
+    _check_manager(manager, "remove_versioning")
     manager.uninstall()
     manager.reset()
+
+
+def _check_manager(manager: Any, function: str) -> None:
+    if not isinstance(manager, VersioningManager):
+        raise ConfigurationError(
+            f"{function}(manager=...) takes a VersioningManager, not "
+            f"{type(manager).__name__} {manager!r}."
+        )

@@ -105,9 +105,14 @@ class VersionClassBase:
             except KeyError as err:
                 keys = ", ".join(repr(c.key) for c in cols)
                 raise TypeError(f"{cls.__name__}: the primary key needs the keys {keys}") from err
-        if isinstance(pk, tuple | list):
-            return tuple(pk)
-        return (pk,)
+        values = tuple(pk) if isinstance(pk, tuple | list) else (pk,)
+        if len(values) != len(cols):
+            keys = ", ".join(c.key for c in cols)
+            raise ConfigurationError(
+                f"{cls.__name__}: the primary key is ({keys}), {len(cols)} value(s); "
+                f"{pk!r} was given."
+            )
+        return values
 
     @property
     def _cache_populated(self) -> bool:
@@ -236,6 +241,13 @@ class VersionClassBase:
                 f"not {type(at).__name__}"
             )
         window = validity_window(spec, point, lambda column: getattr(cls, column.key))
+        specs = cls.__chronicle_model__.specs
+        if len(specs) > 1:
+            # Joined inheritance: an entity whose class changed in a transaction (a Book
+            # deleted and an Item of the same key inserted) has an UPDATE in the base
+            # table and a DELETE in the subclass's; it is no longer of this class.
+            deleted = int(Operation.DELETE)
+            window = sa.and_(window, *[s.op != deleted for s in specs])
         return sa.select(cls).where(window)
 
     @classmethod
@@ -250,6 +262,12 @@ class VersionClassBase:
         That is the newest version written at or before that transaction (a DELETE
         version if the entity had been deleted by then), or None.
         """
+        _check_session(session, cls, "version_at")
+        if not isinstance(transaction_id, int) or isinstance(transaction_id, bool):
+            raise ConfigurationError(
+                f"{cls.__name__}.version_at() takes a transaction id (int), not "
+                f"{type(transaction_id).__name__} {transaction_id!r}."
+            )
         tx = cls._tx_attr()
         stmt = (
             sa.select(cls)
@@ -274,6 +292,7 @@ class VersionClassBase:
         With ``link=True`` the versions' ``previous``/``next`` are filled in from the
         list, so walking it needs no further query (except at the ends of a page).
         """
+        _check_session(session, cls, "all_versions")
         tx = cls._tx_attr()
         stmt = (
             sa.select(cls)
@@ -332,3 +351,11 @@ class SubqueryFetcher(VersionFetcher):
 
 class ValidityFetcher(VersionFetcher):
     """The fetcher of classes versioned with the ``validity`` strategy."""
+
+
+def _check_session(session: Any, cls: type, function: str) -> None:
+    if not isinstance(session, orm.Session | orm.scoped_session):
+        raise ConfigurationError(
+            f"{cls.__name__}.{function}() takes a Session first, not "
+            f"{type(session).__name__} {session!r}."
+        )
