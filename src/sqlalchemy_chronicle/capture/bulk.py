@@ -30,6 +30,14 @@ statement: statements on joined-inheritance classes, upserts and ``INSERT ...
 SELECT`` without the keys of their rows when the key is not a single integer column.
 Statements on tables that are not versioned cost one ``isinstance`` check.
 
+The legacy ``Session.bulk_save_objects()``, ``bulk_insert_mappings()`` and
+``bulk_update_mappings()`` go through neither ``Session.execute()`` nor the flush.
+Each call runs in a subtransaction of its own; while it is open, :class:`BulkSave`
+watches the INSERT and UPDATE statements the call runs on the session's connections:
+before each one it reads the rows it names (by the keys in its parameters, locked),
+and when the call ends it reads them again and writes their versions in one plan,
+as above. Rows inserted without their keys are found as for ``insert()``.
+
 Statements executed on a bare ``Connection`` outside any Session are not seen
 (ORM capture lives in the Session); the PostgreSQL trigger backend covers them.
 """
@@ -37,10 +45,12 @@ Statements executed on a bare ``Connection`` outside any Session are not seen
 from __future__ import annotations
 
 import contextlib
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy import event
 from sqlalchemy.orm import exc as orm_exc
 
 from .._compat import dml_values, is_upsert
@@ -59,7 +69,7 @@ if TYPE_CHECKING:
     from ..schema.tables import VersionTableSpec
     from .unit_of_work import CaptureConfig, UnitOfWork
 
-__all__ = ["version_statement"]
+__all__ = ["BulkSave", "version_statement"]
 
 Rows = dict[PK, tuple[Any, ...]]
 
@@ -310,3 +320,161 @@ def _write(
         return
     uow.changed_entities = {target.model.parent} if target.model is not None else set()
     Writer(uow, session, connection).write(plan, target.mapper)
+
+
+def _table_target(manager: CaptureConfig, table: Any, stmt: Any) -> _Target | None:
+    """The versioned table a Core statement of a bulk save writes (None when not
+    versioned or versioned by triggers)."""
+    model = manager.model_for_table(table)
+    if model is None or model.options.native_versioning:
+        return None
+    if len(model.key_sources) > 1:
+        raise NotSupportedError(
+            f"Cannot version the bulk save {_describe(stmt)}: {model.parent.__name__} "
+            f"is mapped to several tables (joined inheritance), whose versions must be "
+            f"written together. Add or change the objects through the Session (a flush "
+            f"versions them) instead."
+        )
+    return _Target(model.local_spec, sa.inspect(model.parent), model)
+
+
+def _where_params(stmt: Any, target: _Target) -> list[str] | None:
+    """The parameter names an UPDATE's ``WHERE pk = :param`` gives each key column."""
+    names: dict[Any, str] = {}
+    for element in sa.sql.visitors.iterate(stmt.whereclause):
+        if isinstance(element, sa.BinaryExpression) and element.operator is operator.eq:
+            left, right = element.left, element.right
+            if isinstance(right, sa.Column) and isinstance(left, sa.BindParameter):
+                left, right = right, left
+            if isinstance(left, sa.Column) and isinstance(right, sa.BindParameter):
+                names[left] = right.key
+    found = [names.get(column) for column in target.pk]
+    return None if None in found else [n for n in found if n is not None]
+
+
+class _Pending:
+    """What one bulk save did to one versioned table so far."""
+
+    def __init__(self, target: _Target, connection: Connection) -> None:
+        self.target = target
+        self.connection = connection
+        #: The rows as they were before the first statement that named them.
+        self.before: Rows = {}
+        #: Every key a statement named (or the database generated), in order.
+        self.keys: dict[PK, None] = {}
+        #: Rows inserted without their keys are those above this bound (see
+        #: :func:`_last_key`); None while every row came with its key.
+        self.above: Any = None
+
+
+class BulkSave:
+    """Versions one ``bulk_save_objects()``/``bulk_*_mappings()`` call.
+
+    :meth:`before_execute` and :meth:`after_execute` are listeners of the session's
+    connections while the call's subtransaction is open; :meth:`finish` writes the
+    versions when it ends.
+    """
+
+    def __init__(self, manager: CaptureConfig, uow: UnitOfWork, session: Any) -> None:
+        self.manager = manager
+        self.uow = uow
+        self.session = session
+        self.pending: dict[sa.Table, _Pending] = {}
+        #: The connections whose statements are watched.
+        self.connections: list[Connection] = []
+
+    def watch(self, connection: Connection) -> None:
+        """Listen to the statements run on ``connection`` (until :meth:`unwatch`)."""
+        if connection not in self.connections:
+            self.connections.append(connection)
+            event.listen(connection, "before_execute", self.before_execute)
+            event.listen(connection, "after_execute", self.after_execute)
+
+    def unwatch(self) -> None:
+        for connection in self.connections:
+            if not connection.closed:
+                event.remove(connection, "before_execute", self.before_execute)
+                event.remove(connection, "after_execute", self.after_execute)
+        self.connections.clear()
+
+    def before_execute(
+        self, connection: Connection, stmt: Any, multiparams: Any, params: Any, options: Any
+    ) -> None:
+        rows = list(multiparams or [params])
+        if not isinstance(stmt, (sa.Insert, sa.Update)) or not isinstance(stmt.table, sa.Table):
+            return
+        target = _table_target(self.manager, stmt.table, stmt)
+        if target is None:
+            return
+        pending = self.pending.get(target.spec.version)
+        if pending is None:
+            pending = self.pending[target.spec.version] = _Pending(target, connection)
+        keys: list[PK] = []
+        if isinstance(stmt, sa.Update):
+            names = _where_params(stmt, target)
+            if names is None or any(not all(n in row for n in names) for row in rows):
+                raise NotSupportedError(
+                    f"Cannot version the bulk save {_describe(stmt)}: its rows are not "
+                    f"named by their primary key ({', '.join(c.key for c in target.pk)})."
+                )
+            keys = [tuple(row[n] for n in names) for row in rows]
+        else:
+            for row in rows:
+                key = target.key_of(row)
+                if key is None:
+                    if pending.above is None:
+                        pending.above = self._above(connection, target, stmt)
+                else:
+                    keys.append(key)
+        new = [key for key in dict.fromkeys(keys) if key not in pending.keys]
+        if new:
+            pending.before.update(target.select_keys(connection, new, lock=True))
+            pending.keys.update(dict.fromkeys(new))
+
+    @staticmethod
+    def _above(connection: Connection, target: _Target, stmt: Any) -> Any:
+        key_column = _integer_key(target)
+        if key_column is None:
+            raise NotSupportedError(
+                f"Cannot version the bulk save {_describe(stmt)}: the rows it writes are "
+                f"not given with their primary key ({', '.join(c.key for c in target.pk)}), "
+                f"so they cannot be found again. Give every row its key, or add the rows "
+                f"through the Session."
+            )
+        found = _last_key(connection, target.spec.parent, key_column)
+        return key_column > found if found is not None else sa.true()
+
+    def after_execute(
+        self,
+        connection: Connection,
+        stmt: Any,
+        multiparams: Any,
+        params: Any,
+        options: Any,
+        result: Any,
+    ) -> None:
+        if not isinstance(stmt, sa.Insert) or not isinstance(stmt.table, sa.Table):
+            return
+        target = _table_target(self.manager, stmt.table, stmt)
+        if target is None:
+            return
+        pending = self.pending[target.spec.version]
+        if pending.above is None:
+            return
+        # Keys the database generated and returned (return_defaults=True) are known.
+        with contextlib.suppress(sa.exc.InvalidRequestError):
+            generated = [tuple(row) for row in result.inserted_primary_key_rows]
+            if generated and all(None not in key for key in generated):
+                pending.keys.update(dict.fromkeys(generated))
+
+    def finish(self) -> None:
+        """Write the versions of what the call changed."""
+        for pending in self.pending.values():
+            target, connection = pending.target, pending.connection
+            after = target.select_keys(connection, list(pending.keys), lock=False)
+            if pending.above is not None:
+                generated = target.select(connection, pending.above, lock=False)
+                generated = {k: v for k, v in generated.items() if k not in pending.keys}
+                if generated:
+                    after.update(_unversioned(connection, target.spec, generated))
+            _write(self.uow, self.session, connection, target, pending.before, after)
