@@ -21,6 +21,16 @@ by comparing the rows before and after the statement:
    (:mod:`.writer`), written set-based, as a flush's. Rows whose values did not
    change get no version.
 
+An ``UPDATE ... WHERE`` (the common bulk statement) takes a shorter path when the
+table keeps one open version per entity (the validity strategy) and its columns
+compare in SQL: only the keys of the rows its ``WHERE`` matches are read before it
+(locked); afterwards one ``UPDATE`` closes the open versions of those rows whose
+values differ from their live row, and one ``INSERT ... SELECT`` from the live table
+writes a version for each of them that has no open version left, returning the keys
+it wrote. No row's values travel through Python. (A row older than versioning, with
+no version at all, gets one even when the statement left it as it was.) Rows this
+transaction versioned already take the general path.
+
 Inserts without their keys (database-generated integer keys) find the new rows as
 those above the largest key read before the statement that have no version yet.
 
@@ -56,9 +66,9 @@ from sqlalchemy.orm import exc as orm_exc
 from .._compat import dml_values, is_upsert
 from ..config import Operation
 from ..exc import NotSupportedError
-from .plan import PK, Plan
-from .sql import key_in, ordered
-from .templates import chunks
+from .plan import PK, Plan, TablePlan
+from .sql import key_in, ordered, unindexed
+from .templates import OP, TX, chunks, statements_for
 from .writer import Writer
 
 if TYPE_CHECKING:
@@ -238,6 +248,15 @@ def version_statement(
             before: Rows = {}
         else:
             before = target.select_keys(connection, keys, lock=True)
+    elif _fast_update(target, state, connection):
+        locked = _select_keys(connection, target, stmt.whereclause)
+        if not any((target.spec.version, key) in uow.written for key in locked):
+            result = state.invoke_statement()
+            if locked:
+                _write_changed(uow, session, connection, target, locked)
+            return result
+        before = target.select_keys(connection, locked, lock=False)
+        keys = list(before)
     else:
         before = target.select(connection, stmt.whereclause, lock=True)
         keys = list(before)
@@ -252,6 +271,135 @@ def version_statement(
         after = target.select_keys(connection, keys or [], lock=False)
     _write(uow, session, connection, target, before, after)
     return result
+
+
+# -- UPDATE ... WHERE without the rows' values in Python --------------------------------
+
+#: Column types whose values SQL compares as Python does (``IS NOT DISTINCT FROM``).
+_COMPARABLE = (
+    sa.Integer, sa.Numeric, sa.String, sa.Boolean, sa.Date, sa.DateTime, sa.Time,
+    sa.Interval, sa.Uuid, sa.Enum, sa.Float,
+)
+
+
+def _fast_update(target: _Target, state: ORMExecuteState, connection: Connection) -> bool:
+    """Whether ``state``'s UPDATE can be versioned by :func:`_write_changed`."""
+    spec = target.spec
+    if not state.is_update or state.is_executemany or spec.end_tx is None:
+        return False
+    if len(target.pk) > 1 and connection.dialect.name == "sqlite":
+        return False  # keep the row-value IN of composite keys off SQLite's planner
+    cached: bool | None = spec.cache.get("bulk_update:comparable")
+    if cached is None:
+        cached = spec.cache["bulk_update:comparable"] = all(
+            isinstance(p.type, _COMPARABLE) and not isinstance(p.type, sa.PickleType)
+            for p, _ in spec.columns
+        )
+    return cached
+
+
+def _select_keys(connection: Connection, target: _Target, where: Any) -> list[PK]:
+    """The keys of the rows ``where`` matches, locked (not on SQLite), in key order."""
+    stmt = sa.select(*target.pk)
+    if where is not None:
+        stmt = stmt.where(where)
+    if connection.dialect.name != "sqlite":
+        stmt = stmt.with_for_update(of=target.spec.parent)
+    return ordered(tuple(row) for row in connection.execute(stmt))
+
+
+def _changed_statements(spec: VersionTableSpec, dialect: sa.Dialect) -> tuple[Any, Any, Any]:
+    """The close, add and (without ``INSERT ... RETURNING``) find statements of
+    :func:`_write_changed`, built once per table and key transport."""
+    statements = statements_for(spec, dialect)
+    cache_key = f"bulk_update:{dialect.name}:{statements.transport}"
+    built: tuple[Any, Any, Any] | None = spec.cache.get(cache_key)
+    if built is not None:
+        return built
+    assert spec.end_tx is not None
+    version = spec.version
+    tx = sa.bindparam(TX, type_=spec.tx.type)
+    same_key = [p == v for p, v in spec.pk]
+    same_values = sa.and_(*[p.is_not_distinct_from(v) for p, v in spec.columns])
+    differs = sa.exists().where(*same_key, sa.not_(same_values))
+    close = (
+        sa.update(version)
+        .where(
+            statements.keys_in(spec.version_pk),
+            unindexed(spec.end_tx).is_(None),
+            spec.tx < tx,
+            differs,
+        )
+        .values({spec.end_tx: tx})
+    )
+    still_open = version.alias("chronicle_open")
+    is_open = sa.exists().where(
+        *[still_open.c[v.key] == p for p, v in spec.pk],
+        unindexed(still_open.c[spec.end_tx.key]).is_(None),
+    )
+    op = sa.bindparam(OP, type_=spec.op.type)
+    target = [v for _, v in spec.columns] + [spec.tx, spec.op]
+    select = sa.select(*[p for p, _ in spec.columns], tx, op).where(
+        statements.keys_in([p for p, _ in spec.pk]), sa.not_(is_open)
+    )
+    add: Any = sa.insert(version).from_select(target, select)
+    find: Any = None
+    if dialect.insert_returning:
+        add = add.returning(*spec.version_pk)
+    else:
+        find = sa.select(*spec.version_pk).where(spec.tx == tx, statements.keys_in(spec.version_pk))
+    built = spec.cache[cache_key] = (close, add, find)
+    return built
+
+
+def _write_changed(
+    uow: UnitOfWork, session: Any, connection: Connection, target: _Target, keys: list[PK]
+) -> None:
+    """Version the rows of ``keys`` that an UPDATE changed, without reading their values.
+
+    Their open versions hold their values from before the statement (every earlier
+    write was versioned); those that differ from the live row now are closed, and
+    each row left without an open version gets a new one, copied from the live row.
+    """
+    spec = target.spec
+    statements = statements_for(spec, connection.dialect)
+    close, add, find = _changed_statements(spec, connection.dialect)
+    writer = Writer(uow, session, connection)
+    created = uow.transaction_id is None
+    plugins = uow.manager.plugins
+    if len(plugins):
+        writer.tx_id()
+        plugins.before_create_version_objects(uow, session)
+    tx_id = writer.tx_id()
+    width = len(spec.pk)
+    written: list[PK] = []
+    for chunk in chunks(keys, width):
+        params = {TX: tx_id, OP: int(Operation.UPDATE), **statements.key_params(chunk)}
+        connection.execute(close, params)
+        result = connection.execute(add, params)
+        if find is None:
+            written.extend(tuple(row) for row in result)
+        else:
+            written.extend(tuple(row) for row in connection.execute(find, params))
+    version = spec.version
+    if not written:
+        if created:  # nothing changed: no transaction row either
+            table = uow.manager.transaction_table
+            connection.execute(sa.delete(table).where(table.c.id == tx_id))
+            uow.transaction_id = None
+            uow.transaction_values = {}
+        return
+    for key in written:
+        uow.written[(version, key)] = Operation.UPDATE
+    uow.written_specs[version] = spec
+    uow.changed_entities = {target.model.parent} if target.model is not None else set()
+    if not created:
+        plan = TablePlan(spec, new=set(written))
+        if Writer._overtaken(connection, [plan], tx_id):
+            writer.restamp(tx_id)
+            writer.close(spec, written)
+    if len(plugins):
+        plugins.after_create_version_objects(uow, session)
 
 
 #: The last value of the sequence of a serial or identity column, or the value before
