@@ -300,12 +300,12 @@ def _fast_update(target: _Target, state: ORMExecuteState, connection: Connection
 
 def _select_keys(connection: Connection, target: _Target, where: Any) -> list[PK]:
     """The keys of the rows ``where`` matches, locked (not on SQLite), in key order."""
-    stmt = sa.select(*target.pk)
+    stmt = sa.select(*target.pk).order_by(*target.pk)
     if where is not None:
         stmt = stmt.where(where)
     if connection.dialect.name != "sqlite":
         stmt = stmt.with_for_update(of=target.spec.parent)
-    return ordered(tuple(row) for row in connection.execute(stmt))
+    return [tuple(row) for row in connection.execute(stmt).all()]
 
 
 def _changed_statements(spec: VersionTableSpec, dialect: sa.Dialect) -> tuple[Any, Any, Any]:
@@ -377,10 +377,9 @@ def _write_changed(
         params = {TX: tx_id, OP: int(Operation.UPDATE), **statements.key_params(chunk)}
         connection.execute(close, params)
         result = connection.execute(add, params)
-        if find is None:
-            written.extend(tuple(row) for row in result)
-        else:
-            written.extend(tuple(row) for row in connection.execute(find, params))
+        if find is not None:
+            result = connection.execute(find, params)
+        written.extend([tuple(row) for row in result.all()])
     version = spec.version
     if not written:
         if created:  # nothing changed: no transaction row either
