@@ -23,6 +23,8 @@ from ..schema.tables import as_utc_naive
 from .revert import Reverter
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
     from ..schema.models import VersionedModel
 
 __all__ = [
@@ -294,6 +296,50 @@ class VersionClassBase:
             if offset == 0 if desc else reached_end:
                 ordered[-1]._next_cache = None
         return versions
+
+    # -- async forms -------------------------------------------------------------------
+
+    @classmethod
+    async def version_at_async(
+        cls: type[V],
+        session: AsyncSession,
+        pk: Mapping[str, Any] | Sequence[Any] | Any,
+        transaction_id: int,
+    ) -> V | None:
+        """:meth:`version_at` on an ``AsyncSession``:
+        ``await ArticleVersion.version_at_async(session, 1, tx)``."""
+        return await session.run_sync(lambda sync: cls.version_at(sync, pk, transaction_id))
+
+    @classmethod
+    async def all_versions_async(
+        cls: type[V],
+        session: AsyncSession,
+        pk: Mapping[str, Any] | Sequence[Any] | Any,
+        limit: int | None = None,
+        offset: int = 0,
+        desc: bool = True,
+        link: bool = True,
+    ) -> list[V]:
+        """:meth:`all_versions` on an ``AsyncSession``. With ``link=True`` (the default)
+        ``previous``/``next`` of the versions returned need no query, so they can be
+        read in async code without awaiting anything."""
+        return await session.run_sync(
+            lambda sync: cls.all_versions(sync, pk, limit, offset, desc, link)
+        )
+
+    async def revert_async(self, relations: Sequence[str] | None = None) -> Any:
+        """:meth:`revert` for a version loaded through an ``AsyncSession`` (the queries
+        it needs run there); the caller then awaits ``session.commit()``."""
+        from sqlalchemy.ext.asyncio import async_object_session
+
+        session = async_object_session(self)
+        if session is None:
+            self._session()  # raises: not attached to a session
+            raise VersioningStateError(
+                f"{type(self).__name__} was not loaded through an AsyncSession; call "
+                f"revert() instead."
+            )
+        return await session.run_sync(lambda sync: self.revert(relations))
 
     def __repr__(self) -> str:
         pk = ", ".join(f"{c.key}={getattr(self, c.key)!r}" for c in self._spec().version_pk)
