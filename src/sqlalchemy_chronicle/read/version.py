@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
@@ -297,7 +297,30 @@ class VersionClassBase:
                 ordered[-1]._next_cache = None
         return versions
 
+    @classmethod
+    def versions_at(
+        cls: type[V],
+        session: orm.Session,
+        keys: Iterable[Mapping[str, Any] | Sequence[Any] | Any],
+        transaction_id: int,
+    ) -> dict[tuple[Any, ...], V]:
+        """:meth:`version_at` for many entities in one query (per 500 keys):
+        ``{primary key tuple: version}`` for each key that had a version by then."""
+        from .batch import versions_at
+
+        return versions_at(cls, session, keys, transaction_id)
+
     # -- async forms -------------------------------------------------------------------
+
+    @classmethod
+    async def versions_at_async(
+        cls: type[V],
+        session: AsyncSession,
+        keys: Iterable[Mapping[str, Any] | Sequence[Any] | Any],
+        transaction_id: int,
+    ) -> dict[tuple[Any, ...], V]:
+        """:meth:`versions_at` on an ``AsyncSession``."""
+        return await session.run_sync(lambda sync: cls.versions_at(sync, keys, transaction_id))
 
     @classmethod
     async def version_at_async(

@@ -209,7 +209,9 @@ def _is_history(prop: Any) -> bool:
     )
 
 
-def add_versions_relationship(model: VersionedModel, version_cls: type) -> None:
+def add_versions_relationship(
+    model: VersionedModel, version_cls: type, query_class: type | None = None
+) -> None:
     """Give the parent class its ``versions`` relationship, ordered by transaction: a
     dynamic query unless the ``versions_lazy`` option says otherwise."""
     mapper = model.mapper
@@ -235,6 +237,7 @@ def add_versions_relationship(model: VersionedModel, version_cls: type) -> None:
             order_by=spec.tx,
             lazy=model.options.versions_lazy,  # type: ignore[arg-type]
             viewonly=True,
+            query_class=query_class,
         ),
     )
 
