@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -130,3 +131,51 @@ def test_selectinload_of_versions_with_a_list_loader(db, article_models):
         histories = {a.id: _names(a.versions) for a in loaded}
     assert len(stmts) == 2
     assert histories == {key: [f"a{i}.0", f"a{i}.1"] for i, key in enumerate(ids)}
+
+
+def test_revert_many_in_one_statement_per_kind_of_change(db, article_models):
+    Article = article_models()
+    ids = _seed(db, Article, n=6, edits=2)
+    session = db.session()
+    session.delete(session.get(Article, ids[1]))  # deleted since: reverting re-inserts it
+    session.commit()
+    ArticleVersion = version_class(Article)
+    history = {key: ArticleVersion.all_versions(session, key, desc=False) for key in ids}
+    kept = session.get(Article, ids[2])  # in the session: expired by the revert
+    firsts = [history[key][0] for key in ids[:5]]
+    deleted = [history[ids[1]][-1]]  # its DELETE version: nothing live to delete
+    with db.count_statements() as stmts:
+        ArticleVersion.revert_many(session, firsts)
+    writes = [s for s in stmts if not s.lstrip().upper().startswith("SELECT")]
+    # one UPDATE of the 4 live rows and one INSERT of the deleted one, plus their
+    # versions, whatever the number of objects
+    assert sum(bool(re.match(r"\s*UPDATE article[ ,]", s)) for s in writes) == 1
+    assert sum(bool(re.match(r"\s*INSERT INTO article ", s)) for s in writes) == 1
+    assert kept.name == "a2.0"
+    session.commit()
+    live = {r["id"]: r["name"] for r in db.rows("article")}
+    assert live == {key: f"a{i}.{0 if i < 5 else 2}" for i, key in enumerate(ids)}
+    last = {r["id"]: (r["name"], r["operation_type"]) for r in db.rows("article_version")
+            if r["end_transaction_id"] is None}
+    assert last[ids[0]] == ("a0.0", Operation.UPDATE)
+    assert last[ids[1]] == ("a1.0", Operation.INSERT)  # brought back
+    assert last[ids[5]] == ("a5.2", Operation.UPDATE)  # not reverted
+    # reverting to a DELETE version deletes the live row again
+    ArticleVersion.revert_many(session, deleted)
+    session.commit()
+    assert ids[1] not in {r["id"] for r in db.rows("article")}
+    assert [r["operation_type"] for r in db.rows("article_version")
+            if r["id"] == ids[1] and r["end_transaction_id"] is None] == [Operation.DELETE]
+
+
+def test_revert_many_refuses_two_versions_of_one_entity(db, article_models):
+    from sqlalchemy_chronicle.exc import ReverterException
+
+    Article = article_models()
+    ids = _seed(db, Article, n=1, edits=1)
+    session = db.session()
+    ArticleVersion = version_class(Article)
+    both = ArticleVersion.all_versions(session, ids[0])
+    with pytest.raises(ReverterException, match="two versions of the entity"):
+        ArticleVersion.revert_many(session, both)
+    assert [r["name"] for r in db.rows("article")] == ["a0.1"]

@@ -20,7 +20,9 @@ It is used only where the answer is the one the query would give:
   have written new versions, and another transaction may have committed some.
 
 :func:`versions_at` looks up the version of many entities valid at one transaction
-in one query, the batch form of ``VersionClassBase.version_at()``.
+in one query, the batch form of ``VersionClassBase.version_at()``;
+:func:`revert_many` restores many entities to given versions with one statement per
+kind of change, the batch form of ``version.revert()``.
 """
 
 from __future__ import annotations
@@ -35,15 +37,23 @@ from sqlalchemy.orm.dynamic import AppenderQuery
 
 from ..capture.orm import HISTORY_GENERATION
 from ..capture.sql import key_in, ordered
-from ..config import Strategy
+from ..config import Operation, Strategy
+from ..exc import ReverterException
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import InstanceState, QueryContext
 
     from ..schema.models import VersionedModel
 
-__all__ = ["BATCH_SIZE", "HistoryBatch", "VersionsQuery", "forget_batch", "note_loaded",
-           "versions_at"]
+__all__ = [
+    "BATCH_SIZE",
+    "HistoryBatch",
+    "VersionsQuery",
+    "forget_batch",
+    "note_loaded",
+    "revert_many",
+    "versions_at",
+]
 
 #: Objects whose histories one query loads (SQLAlchemy's selectin loader uses 500).
 BATCH_SIZE = 500
@@ -229,3 +239,79 @@ def versions_at(
             if previous is None or getattr(previous, spec.tx.key) < getattr(version, spec.tx.key):
                 found[key] = version
     return found
+
+
+def revert_many(version_cls: Any, session: orm.Session, versions: Iterable[Any]) -> None:
+    """Restore the entities of ``versions`` (versions of ``version_cls``) to them.
+
+    One ``UPDATE ... FROM`` the version table restores the rows that exist, one bulk
+    INSERT brings back those deleted since, and one DELETE removes those whose
+    version is a DELETE. They run through ``session`` as bulk statements, so they
+    are versioned (in the session's transaction) like any other; the objects of
+    these entities in the session are expired. Relationships are not reverted (use
+    ``version.revert(relations=[...])`` for that); objects of entities deleted here are
+    expunged from the session. The caller commits.
+    """
+    spec = version_cls._spec()
+    model = version_cls.__chronicle_model__
+    parent = model.parent
+    chosen: dict[tuple[Any, ...], Any] = {}
+    for version in versions:
+        if not isinstance(version, version_cls):
+            raise ReverterException(
+                f"{version_cls.__name__}.revert_many() was given {version!r}, which is "
+                f"not a {version_cls.__name__}."
+            )
+        key = version._pk_values()
+        if key in chosen and chosen[key] is not version:
+            raise ReverterException(
+                f"{version_cls.__name__}.revert_many() was given two versions of the "
+                f"entity {key!r}; give one version per entity."
+            )
+        chosen[key] = version
+    if not chosen:
+        return
+    live_pk = [p for p, _ in spec.pk]
+    dialect = session.get_bind(mapper=sa.inspect(parent)).dialect
+    existing: set[tuple[Any, ...]] = set()
+    keys = ordered(chosen)
+    for start in range(0, len(keys), BATCH_SIZE):
+        chunk = keys[start : start + BATCH_SIZE]
+        stmt = sa.select(*live_pk).where(key_in(live_pk, chunk, dialect))
+        existing.update(tuple(row) for row in session.execute(stmt))
+    deleting = [k for k in keys if chosen[k].operation is Operation.DELETE and k in existing]
+    restoring = [k for k in keys if chosen[k].operation is not Operation.DELETE]
+    updating = [k for k in restoring if k in existing]
+    adding = [k for k in restoring if k not in existing]
+    for start in range(0, len(updating), BATCH_SIZE):
+        chunk = updating[start : start + BATCH_SIZE]
+        pairs = [(*key, chosen[key]._transaction_id) for key in chunk]
+        picked = sa.tuple_(*spec.version_pk, spec.tx).in_(pairs)
+        values = {p: v for p, v in spec.columns if p not in live_pk}
+        session.execute(
+            sa.update(parent)
+            .where(*[p == v for p, v in spec.pk], picked)
+            .values(values)
+            .execution_options(synchronize_session=False)
+        )
+    if adding:
+        mapper = sa.inspect(parent)
+        names = [(mapper.get_property_by_column(p).key, v.key) for p, v in spec.columns]
+        rows = [{name: getattr(chosen[key], v) for name, v in names} for key in adding]
+        session.execute(sa.insert(parent), rows)
+    for start in range(0, len(deleting), BATCH_SIZE):
+        chunk = deleting[start : start + BATCH_SIZE]
+        session.execute(
+            sa.delete(parent)
+            .where(key_in(live_pk, chunk, dialect))
+            .execution_options(synchronize_session=False)
+        )
+    gone = set(deleting)
+    for key in updating + deleting:
+        obj = session.identity_map.get(orm.util.identity_key(parent, key))
+        if obj is None:
+            continue
+        if key in gone:
+            session.expunge(obj)  # its row is deleted
+        else:
+            session.expire(obj)

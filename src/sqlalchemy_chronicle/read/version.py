@@ -310,6 +310,15 @@ class VersionClassBase:
 
         return versions_at(cls, session, keys, transaction_id)
 
+    @classmethod
+    def revert_many(cls, session: orm.Session, versions: Iterable[Any]) -> None:
+        """Revert many entities at once, each to the version of it in ``versions``: one
+        statement per kind of change (update, re-insert, delete) instead of one flush
+        of every object. Relationships are not reverted. The caller commits."""
+        from .batch import revert_many
+
+        revert_many(cls, session, versions)
+
     # -- async forms -------------------------------------------------------------------
 
     @classmethod
@@ -349,6 +358,11 @@ class VersionClassBase:
         return await session.run_sync(
             lambda sync: cls.all_versions(sync, pk, limit, offset, desc, link)
         )
+
+    @classmethod
+    async def revert_many_async(cls, session: AsyncSession, versions: Iterable[Any]) -> None:
+        """:meth:`revert_many` on an ``AsyncSession``."""
+        await session.run_sync(lambda sync: cls.revert_many(sync, versions))
 
     async def revert_async(self, relations: Sequence[str] | None = None) -> Any:
         """:meth:`revert` for a version loaded through an ``AsyncSession`` (the queries
