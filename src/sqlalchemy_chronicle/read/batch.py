@@ -27,6 +27,7 @@ kind of change, the batch form of ``version.revert()``.
 
 from __future__ import annotations
 
+import operator
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -96,15 +97,20 @@ class HistoryBatch:
 
     def key_of(self, state: InstanceState[Any]) -> tuple[Any, ...] | None:
         """The version-table key of a parent (None when its key is not loaded)."""
-        mapper = state.mapper
         values = state.dict
-        key = []
-        for parent_column, _ in self.model.local_spec.pk:
-            name = mapper.get_property_by_column(parent_column).key
-            if name not in values:
-                return None
-            key.append(values[name])
-        return tuple(key)
+        try:
+            return tuple([values[name] for name in self._key_names(state)])
+        except KeyError:
+            return None
+
+    def _key_names(self, state: InstanceState[Any]) -> list[str]:
+        names: list[str] | None = self.__dict__.get("_names")
+        if names is None:
+            mapper = state.mapper
+            names = self.__dict__["_names"] = [
+                mapper.get_property_by_column(p).key for p, _ in self.model.local_spec.pk
+            ]
+        return names
 
     def history_of(self, state: InstanceState[Any], session: orm.Session) -> list[Any] | None:
         """The versions of ``state``'s entity (loading every member's on first use)."""
@@ -140,8 +146,11 @@ class HistoryBatch:
                 .where(key_in(columns, chunk, dialect))
                 .order_by(*columns, tx)
             )
+            key_of = operator.attrgetter(*[v.key for v in spec.version_pk])
+            single = len(spec.version_pk) == 1
             for version in session.scalars(stmt):
-                histories[tuple(getattr(version, v.key) for v in spec.version_pk)].append(version)
+                key = key_of(version)
+                histories[(key,) if single else key].append(version)
         return histories
 
 
@@ -166,15 +175,47 @@ def forget_batch(target: Any, *args: Any) -> None:
         target.__dict__.pop(_BATCH, None)
 
 
+#: What a deferred :class:`VersionsQuery` answers without building its query.
+_DEFERRED_OK = frozenset(
+    {"__dict__", "__class__", "_chronicle_complete", "_batched", "all", "instance", "session"}
+)
+
+
 class VersionsQuery(AppenderQuery[Any]):
     """The query class of a dynamic ``versions`` relationship: iterating it, or its
-    ``.all()``, answers from the object's :class:`HistoryBatch` when it can."""
+    ``.all()``, answers from the object's :class:`HistoryBatch` when it can.
+
+    Building the query of one object's versions (its criteria cloned from the
+    relationship's join) costs more than answering from the batch; for an object in a
+    batch it is put off until something other than ``.all()``/iteration needs it.
+    """
 
     def __init__(self, attr: Any, state: InstanceState[Any]) -> None:
+        if _BATCH in state.dict:
+            self.__dict__.update(
+                instance=state.obj(), attr=attr, _chronicle_deferred=state,
+                _chronicle_origin=id(self),
+            )
+            return
+        self._chronicle_build(attr, state)
+
+    def _chronicle_build(self, attr: Any, state: InstanceState[Any]) -> None:
         super().__init__(attr, state)
         # Generative methods copy __dict__ into a new object: only the query the
         # attribute handed out has its own id here.
         self._chronicle_origin = id(self)
+
+    def _chronicle_complete(self) -> None:
+        state = self.__dict__.pop("_chronicle_deferred", None)
+        if state is not None:
+            self._chronicle_build(self.__dict__["attr"], state)
+
+    def __getattribute__(self, name: str) -> Any:
+        if name not in _DEFERRED_OK and "_chronicle_deferred" in object.__getattribute__(
+            self, "__dict__"
+        ):
+            object.__getattribute__(self, "_chronicle_complete")()
+        return object.__getattribute__(self, name)
 
     def _batched(self) -> list[Any] | None:
         if self.__dict__.get("_chronicle_origin") != id(self):
@@ -189,11 +230,17 @@ class VersionsQuery(AppenderQuery[Any]):
 
     def all(self) -> list[Any]:
         found = self._batched()
-        return found if found is not None else super().all()
+        if found is not None:
+            return found
+        self._chronicle_complete()
+        return super().all()
 
     def __iter__(self) -> Iterator[Any]:
         found = self._batched()
-        return iter(found) if found is not None else super().__iter__()
+        if found is not None:
+            return iter(found)
+        self._chronicle_complete()
+        return super().__iter__()
 
 
 def versions_at(
