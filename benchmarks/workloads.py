@@ -882,7 +882,8 @@ WORKLOADS: dict[str, Workload] = {
     w.name: w
     for w in (
         Insert(), Update(), NoOpUpdate(), Delete(), BulkInsert(), History(), HistoryPerObject(),
-        HistoryLoop(), AsOf(), AsOfPerObject(), Revert(), RevertMany(), TagsInsert(), TagsTemporal(), Backfill(),
+        HistoryLoop(), AsOf(), AsOfPerObject(), Revert(), RevertMany(), TagsInsert(),
+        TagsTemporal(), Backfill(),
         BulkUpdateStatement(),
         NativeBulkUpdate(),
     )
