@@ -23,7 +23,7 @@ from .capture.unit_of_work import UnitOfWork
 from .config import ClassOptions, OptionsDict, Strategy, resolve_options
 from .exc import ClassNotVersioned, ConfigurationError, ImproperlyConfigured
 from .hooks import PluginCollection
-from .read.batch import VersionsQuery, forget_batch, note_loaded
+from .read.batch import VersionsQuery, forget_batch, note_loaded, note_refreshed
 from .read.transaction import TransactionBase
 from .read.version import (
     SubqueryFetcher,
@@ -635,8 +635,9 @@ class VersioningManager:
         if dynamic and base_version is None:
             # The loop over objects reaching their histories batches (read/batch.py).
             event.listen(model.mapper, "load", partial(note_loaded, model), propagate=True)
-            for name in ("expire", "refresh"):
-                event.listen(model.mapper, name, forget_batch, propagate=True)
+            refreshed = partial(note_refreshed, model)
+            event.listen(model.mapper, "refresh", refreshed, propagate=True)
+            event.listen(model.mapper, "expire", forget_batch, propagate=True)
         if len(self.plugins):
             self.plugins.after_version_class_built(parent, version_cls)
 

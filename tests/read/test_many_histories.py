@@ -179,3 +179,17 @@ def test_revert_many_refuses_two_versions_of_one_entity(db, article_models):
     with pytest.raises(ReverterException, match="two versions of the entity"):
         ArticleVersion.revert_many(session, both)
     assert [r["name"] for r in db.rows("article")] == ["a0.1"]
+
+
+def test_objects_a_query_loads_again_join_its_batch(db, article_models):
+    Article = article_models()
+    _seed(db, Article, n=5, edits=1)
+    session = db.session()
+    held = session.scalars(sa.select(Article)).all()  # in the identity map...
+    session.commit()  # ...and expired
+    session.get(Article, held[0].id).name  # noqa: B018 - refreshed on its own first
+    again = session.scalars(sa.select(Article).order_by(Article.id)).all()
+    assert again == sorted(held, key=lambda a: a.id)  # the very objects held
+    with db.count_statements() as stmts:
+        assert [len(a.versions.all()) for a in again] == [2] * 5
+    assert len(stmts) == 1

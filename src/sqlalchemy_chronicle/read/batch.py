@@ -52,6 +52,7 @@ __all__ = [
     "VersionsQuery",
     "forget_batch",
     "note_loaded",
+    "note_refreshed",
     "revert_many",
     "versions_at",
 ]
@@ -167,6 +168,16 @@ def note_loaded(model: VersionedModel, target: Any, context: QueryContext) -> No
         batch = batches[model.local_spec.version] = HistoryBatch(model, session)
     batch.members.append(weakref.ref(state))
     state.dict[_BATCH] = batch
+
+
+def note_refreshed(
+    model: VersionedModel, target: Any, context: QueryContext, attrs: Any
+) -> None:
+    """``refresh`` listener: an object that a query loads again (it was expired, or
+    the query populates existing objects) joins that query's batch, as a new one
+    would."""
+    forget_batch(target)
+    note_loaded(model, target, context)
 
 
 def forget_batch(target: Any, *args: Any) -> None:
