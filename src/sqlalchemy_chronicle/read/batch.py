@@ -364,12 +364,10 @@ def revert_many(version_cls: Any, session: orm.Session, versions: Iterable[Any])
             .where(key_in(live_pk, chunk, dialect))
             .execution_options(synchronize_session=False)
         )
-    gone = set(deleting)
-    for key in updating + deleting:
-        obj = session.identity_map.get(orm.util.identity_key(parent, key))
-        if obj is None:
-            continue
-        if key in gone:
+    gone, changed = set(deleting), set(updating)
+    for obj in [o for o in session.identity_map.values() if isinstance(o, parent)]:
+        identity = sa.inspect(obj).identity
+        if identity in gone:
             session.expunge(obj)  # its row is deleted
-        else:
+        elif identity in changed:
             session.expire(obj)
