@@ -67,7 +67,7 @@ from .._compat import dml_values, is_upsert
 from ..config import Operation
 from ..exc import NotSupportedError
 from .plan import PK, Plan, TablePlan
-from .sql import key_in, ordered, unindexed
+from .sql import ARRAYS, key_in, ordered, unindexed
 from .templates import OP, TX, chunks, statements_for
 from .writer import Writer
 
@@ -373,7 +373,9 @@ def _write_changed(
     tx_id = writer.tx_id()
     width = len(spec.pk)
     written: list[PK] = []
-    for chunk in chunks(keys, width):
+    # Arrays (PostgreSQL) carry any number of keys in one parameter per key column.
+    parts = [keys] if statements.transport == ARRAYS else chunks(keys, width)
+    for chunk in parts:
         params = {TX: tx_id, OP: int(Operation.UPDATE), **statements.key_params(chunk)}
         connection.execute(close, params)
         result = connection.execute(add, params)

@@ -158,7 +158,7 @@ class HistoryBatch:
 def note_loaded(model: VersionedModel, target: Any, context: QueryContext) -> None:
     """``load`` listener of versioned parent ``model`` (bound with ``functools.partial``):
     the object joins the batch of the query loading it."""
-    session = context.session
+    session = context.session if context is not None else None
     if session is None or model.version_cls is None:
         return
     state: InstanceState[Any] = sa.inspect(target)
@@ -177,7 +177,8 @@ def note_refreshed(
     the query populates existing objects) joins that query's batch, as a new one
     would."""
     forget_batch(target)
-    note_loaded(model, target, context)
+    if context is not None:  # None: values set by a bulk UPDATE's synchronization
+        note_loaded(model, target, context)
 
 
 def forget_batch(target: Any, *args: Any) -> None:
