@@ -490,6 +490,8 @@ def _table_target(manager: CaptureConfig, table: Any, stmt: Any) -> _Target | No
 def _where_params(stmt: Any, target: _Target) -> list[str] | None:
     """The parameter names an UPDATE's ``WHERE pk = :param`` gives each key column."""
     names: dict[Any, str] = {}
+    if stmt.whereclause is None:
+        return None
     for element in sa.sql.visitors.iterate(stmt.whereclause):
         if isinstance(element, sa.BinaryExpression) and element.operator is operator.eq:
             left, right = element.left, element.right
