@@ -457,6 +457,39 @@ class HistoryPerObject(_WithHistory):
         self._histories_ok(ctx, ctx.data["result"], self.name)
 
 
+class HistoryLoop(_WithHistory):
+    name = "history_loop"
+    title = ("histories of 500 objects, the naive `for a in articles: a.versions.all()` "
+             "(plain: a one-to-many of the same rows, selectin-style)")
+    variants = ("plain", "chronicle")  # Continuum: one query per object (see history_api)
+    target = 1.3
+    constant_queries = True
+
+    def run(self, ctx: Context) -> None:
+        ids = ctx.data["ids"]
+        article, version = ctx.models.Article, ctx.models.ArticleVersion
+        with ctx.Session() as session:
+            objs = session.scalars(sa.select(article).where(article.id.in_(ids))).all()
+            result = []
+            if ctx.models.variant == "plain":
+                # What selectinload does for a one-to-many: one query for every
+                # parent's children, grouped by parent.
+                children: dict[int, list[Any]] = defaultdict(list)
+                stmt = (sa.select(version).where(version.id.in_([o.id for o in objs]))
+                        .order_by(version.id, version.transaction_id))
+                for child in session.scalars(stmt):
+                    children[child.id].append(child)
+                for obj in objs:
+                    result.extend(children[obj.id])
+            else:
+                for obj in objs:
+                    result.extend(obj.versions.all())
+            ctx.data["result"] = result
+
+    def check(self, ctx: Context) -> None:
+        self._histories_ok(ctx, ctx.data["result"], self.name)
+
+
 class _AsOf(_WithHistory):
     def target_tx(self, ctx: Context) -> int:
         return int(ctx.data["transactions"][4])  # the 5th version: values(i, 4)
@@ -542,6 +575,24 @@ class Revert(_WithHistory):
         index = ctx.data["index"]
         ensure(all(row == tuple(values(index[key], 0).values()) for key, row in live.items()),
                "live rows are not back at their first version")
+
+
+class RevertMany(Revert):
+    name = "revert_many"
+    title = "revert 500 objects to their first version with revert_many() (plain: assign)"
+    variants = ("plain", "chronicle")  # Continuum has no batch revert
+    target = 2.0
+
+    def run(self, ctx: Context) -> None:
+        if ctx.models.variant == "plain":
+            super().run(ctx)
+            return
+        ids = ctx.data["ids"]
+        version = ctx.models.ArticleVersion
+        with ctx.Session() as session:
+            stmt = sa.select(version).where(version.id.in_(ids), version.operation_type == INSERT)
+            version.revert_many(session, session.scalars(stmt).all())
+            session.commit()
 
 
 class _NotYet(Workload):
@@ -1002,7 +1053,8 @@ WORKLOADS: dict[str, Workload] = {
     w.name: w
     for w in (
         Insert(), Update(), NoOpUpdate(), Delete(), BulkInsert(), History(), HistoryPerObject(),
-        AsOf(), AsOfPerObject(), Revert(), TagsInsert(), TagsTemporal(), Backfill(),
+        HistoryLoop(), AsOf(), AsOfPerObject(), Revert(), RevertMany(), TagsInsert(),
+        TagsTemporal(), Backfill(),
         BulkUpdateStatement(),
         NativeBulkUpdate(),
         Verify(),

@@ -11,6 +11,7 @@ default instance.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,6 +23,7 @@ from .capture.unit_of_work import UnitOfWork
 from .config import ClassOptions, OptionsDict, Strategy, resolve_options
 from .exc import ClassNotVersioned, ConfigurationError, ImproperlyConfigured
 from .hooks import PluginCollection
+from .read.batch import VersionsQuery, forget_batch, note_loaded, note_refreshed
 from .read.transaction import TransactionBase
 from .read.version import (
     SubqueryFetcher,
@@ -633,7 +635,14 @@ class VersioningManager:
         model.version_cls = version_cls
         self.version_class_map[parent] = version_cls
         self.parent_class_map[version_cls] = parent
-        add_versions_relationship(model, version_cls)
+        dynamic = options.versions_lazy == "dynamic"
+        add_versions_relationship(model, version_cls, VersionsQuery if dynamic else None)
+        if dynamic and base_version is None:
+            # The loop over objects reaching their histories batches (read/batch.py).
+            event.listen(model.mapper, "load", partial(note_loaded, model), propagate=True)
+            refreshed = partial(note_refreshed, model)
+            event.listen(model.mapper, "refresh", refreshed, propagate=True)
+            event.listen(model.mapper, "expire", forget_batch, propagate=True)
         if len(self.plugins):
             self.plugins.after_version_class_built(parent, version_cls)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
@@ -23,6 +23,8 @@ from ..schema.tables import as_utc_naive
 from .revert import Reverter
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
     from ..schema.models import VersionedModel
 
 __all__ = [
@@ -313,6 +315,87 @@ class VersionClassBase:
             if offset == 0 if desc else reached_end:
                 ordered[-1]._next_cache = None
         return versions
+
+    @classmethod
+    def versions_at(
+        cls: type[V],
+        session: orm.Session,
+        keys: Iterable[Mapping[str, Any] | Sequence[Any] | Any],
+        transaction_id: int,
+    ) -> dict[tuple[Any, ...], V]:
+        """:meth:`version_at` for many entities in one query (per 500 keys):
+        ``{primary key tuple: version}`` for each key that had a version by then."""
+        from .batch import versions_at
+
+        return versions_at(cls, session, keys, transaction_id)
+
+    @classmethod
+    def revert_many(cls, session: orm.Session, versions: Iterable[Any]) -> None:
+        """Revert many entities at once, each to the version of it in ``versions``: one
+        statement per kind of change (update, re-insert, delete) instead of one flush
+        of every object. Relationships are not reverted. The caller commits."""
+        from .batch import revert_many
+
+        revert_many(cls, session, versions)
+
+    # -- async forms -------------------------------------------------------------------
+
+    @classmethod
+    async def versions_at_async(
+        cls: type[V],
+        session: AsyncSession,
+        keys: Iterable[Mapping[str, Any] | Sequence[Any] | Any],
+        transaction_id: int,
+    ) -> dict[tuple[Any, ...], V]:
+        """:meth:`versions_at` on an ``AsyncSession``."""
+        return await session.run_sync(lambda sync: cls.versions_at(sync, keys, transaction_id))
+
+    @classmethod
+    async def version_at_async(
+        cls: type[V],
+        session: AsyncSession,
+        pk: Mapping[str, Any] | Sequence[Any] | Any,
+        transaction_id: int,
+    ) -> V | None:
+        """:meth:`version_at` on an ``AsyncSession``:
+        ``await ArticleVersion.version_at_async(session, 1, tx)``."""
+        return await session.run_sync(lambda sync: cls.version_at(sync, pk, transaction_id))
+
+    @classmethod
+    async def all_versions_async(
+        cls: type[V],
+        session: AsyncSession,
+        pk: Mapping[str, Any] | Sequence[Any] | Any,
+        limit: int | None = None,
+        offset: int = 0,
+        desc: bool = True,
+        link: bool = True,
+    ) -> list[V]:
+        """:meth:`all_versions` on an ``AsyncSession``. With ``link=True`` (the default)
+        ``previous``/``next`` of the versions returned need no query, so they can be
+        read in async code without awaiting anything."""
+        return await session.run_sync(
+            lambda sync: cls.all_versions(sync, pk, limit, offset, desc, link)
+        )
+
+    @classmethod
+    async def revert_many_async(cls, session: AsyncSession, versions: Iterable[Any]) -> None:
+        """:meth:`revert_many` on an ``AsyncSession``."""
+        await session.run_sync(lambda sync: cls.revert_many(sync, versions))
+
+    async def revert_async(self, relations: Sequence[str] | None = None) -> Any:
+        """:meth:`revert` for a version loaded through an ``AsyncSession`` (the queries
+        it needs run there); the caller then awaits ``session.commit()``."""
+        from sqlalchemy.ext.asyncio import async_object_session
+
+        session = async_object_session(self)
+        if session is None:
+            self._session()  # raises: not attached to a session
+            raise VersioningStateError(
+                f"{type(self).__name__} was not loaded through an AsyncSession; call "
+                f"revert() instead."
+            )
+        return await session.run_sync(lambda sync: self.revert(relations))
 
     def __repr__(self) -> str:
         pk = ", ".join(f"{c.key}={getattr(self, c.key)!r}" for c in self._spec().version_pk)
