@@ -6,6 +6,8 @@
 #   make check                                  # ruff, mypy, import-linter
 #   make conformance                            # SQLAlchemy-Continuum's own test suite
 #   make conformance CONFORMANCE_ARGS='--db sqlite -- -k revert'
+#   make conformance CONFORMANCE_ARGS='--db postgres-native'   # native versioning
+#   make soak                                   # long replay proof + writers (not in CI)
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -20,7 +22,7 @@ STAMP := $(VENV)/.installed
 QUOTED_REQS := $(foreach req,$(EXTRA_REQS),'$(req)')
 
 .DEFAULT_GOAL := test
-.PHONY: install demo test check conformance bench clean FORCE
+.PHONY: install demo test check conformance bench soak clean FORCE
 
 install: $(STAMP)
 
@@ -66,6 +68,16 @@ bench: $(STAMP)
 	else \
 		echo "bench: no benchmarks/ directory yet, nothing to run"; \
 	fi
+
+# Not in CI: the replay proof with many examples, then writers on PostgreSQL and MariaDB
+# (CHRONICLE_PG_URL / CHRONICLE_MYSQL_URL). SOAK_ARGS go to benchmarks/soak.py.
+SOAK_EXAMPLES ?= 2000
+SOAK_ARGS ?= --threads 8 --tasks 8 --seconds 300
+soak: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]' $(QUOTED_REQS)
+	CHRONICLE_HYPOTHESIS_PROFILE=soak CHRONICLE_HYPOTHESIS_EXAMPLES=$(SOAK_EXAMPLES) \
+		$(BIN)/python -m pytest -q -p no:cacheprovider tests/capture/test_replay_proof.py
+	$(BIN)/python -m benchmarks.soak $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-* build dist .mypy_cache .ruff_cache .pytest_cache .import_linter_cache \

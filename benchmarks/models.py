@@ -56,7 +56,13 @@ def build_models(
     library = importlib.import_module(name) if name is not None else None
     if library is not None:
         if variant == "chronicle" and chronicle_options:
-            library.make_versioned(user_cls=None, options=chronicle_options)
+            options = dict(chronicle_options)
+            plugins = []
+            if options.pop("tamper_evidence", False):  # the 'ledger' variant: a plugin
+                from sqlalchemy_chronicle.plugins import TamperEvidencePlugin
+
+                plugins.append(TamperEvidencePlugin())
+            library.make_versioned(user_cls=None, options=options, plugins=plugins)
         else:
             library.make_versioned(user_cls=None)
 

@@ -30,10 +30,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from benchmarks.workloads import WORKLOADS, Sizes, Workload
+from benchmarks.workloads import FLOOR, ROW_LEVEL, WORKLOADS, Sizes, Workload
 
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test_f"
-DATABASES = ("sqlite", "postgresql")
+DEFAULT_MYSQL_URL = "mysql+pymysql://root@127.0.0.1:3306/test_f"
+DATABASES = ("sqlite", "postgresql", "mysql")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -52,7 +53,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m benchmarks", description=(__doc__ or "").split("\n")[0]
     )
     parser.add_argument("--db", default="sqlite,postgresql",
-                        help="comma-separated databases: sqlite, postgresql (default: both)")
+                        help="comma-separated databases: sqlite, postgresql, mysql "
+                        "(default: sqlite,postgresql)")
     parser.add_argument("--repeat", type=int, default=None,
                         help="rounds per measurement (default 5, quick 3)")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
@@ -62,10 +64,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "(default: plain,chronicle,minimal[,continuum])")
     parser.add_argument("--pg-url", default=os.environ.get("CHRONICLE_BENCH_PG_URL",
                                                            DEFAULT_PG_URL))
+    parser.add_argument("--mysql-url", default=os.environ.get("CHRONICLE_BENCH_MYSQL_URL",
+                                                              DEFAULT_MYSQL_URL))
     parser.add_argument("--rows", type=int, help="N of the insert/update/delete workloads")
     parser.add_argument("--bulk", type=int, help="rows of the one-transaction insert")
     parser.add_argument("--backfill", type=int, help="existing rows of the backfill workload")
     parser.add_argument("--objects", type=int, help="objects of the read and revert workloads")
+    parser.add_argument("--verify", type=int, help="version rows of the verify workload")
     parser.add_argument("--chronicle-options", type=json.loads, default=None,
                         help="JSON object passed to sqlalchemy-chronicle's "
                              "make_versioned(options=...), "
@@ -88,7 +93,12 @@ BASE = "base"
 OPTION_VARIANTS: dict[str, dict[str, Any]] = {
     "minimal": {"indexes": "minimal"},
     "native": {"native_versioning": True},
+    # TamperEvidencePlugin (benchmarks/models.py turns the key into the plugin).
+    "ledger": {"tamper_evidence": True},
 }
+
+#: Option variants measured only when --variants names them.
+OPT_IN_VARIANTS = ("ledger",)
 
 #: The variant whose versions PostgreSQL triggers write: measured on PostgreSQL only,
 #: for the workloads that write (``Workload.native``).
@@ -199,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{w.name:18} {w.title}{note}")
         return 0
     sizes = Sizes.quick() if opts.quick else Sizes()
-    for key in ("rows", "bulk", "objects", "backfill"):
+    for key in ("rows", "bulk", "objects", "backfill", "verify"):
         if getattr(opts, key) is not None:
             setattr(sizes, key, getattr(opts, key))
     repeat = opts.repeat or (3 if opts.quick else 5)
@@ -217,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     if opts.variants:
         variants = [v.strip() for v in opts.variants.split(",")]
     else:
-        variants = ["plain", "chronicle", *OPTION_VARIANTS]
+        variants = ["plain", "chronicle"]
+        variants += [v for v in OPTION_VARIANTS if v not in OPT_IN_VARIANTS]
         variants += ["continuum"] if has_continuum else []
     if opts.against:
         if not os.path.isdir(os.path.join(opts.against, "sqlalchemy_chronicle")):
@@ -238,10 +249,13 @@ def main(argv: list[str] | None = None) -> int:
                 shift = round_no % len(order)
                 for variant in order[shift:] + order[:shift]:
                     url = (f"sqlite:///{os.path.join(tmpdir, uuid.uuid4().hex)}.db"
-                           if db == "sqlite" else opts.pg_url)
+                           if db == "sqlite"
+                           else opts.mysql_url if db == "mysql" else opts.pg_url)
+                    options = opts.chronicle_options
+                    if variant == BASE and native_only(w):
+                        options = {**(options or {}), **OPTION_VARIANTS[NATIVE]}
                     result = run_one({"variant": variant, "workload": w.name, "url": url,
-                                      "sizes": vars(sizes),
-                                      "chronicle_options": opts.chronicle_options},
+                                      "sizes": vars(sizes), "chronicle_options": options},
                                      opts.against)
                     cell = cells.setdefault((w.name, db, variant), Cell())
                     if result["ok"]:
@@ -267,9 +281,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def native_only(w: Workload) -> bool:
+    """A workload of the trigger backend alone: its ``base`` runs with triggers too."""
+    return w.native and "chronicle" not in w.variants
+
+
 def measures(w: Workload, variant: str, db: str | None = None) -> bool:
     """Whether workload ``w`` is measured for ``variant`` (on database ``db``)."""
-    if variant == NATIVE:
+    if variant == NATIVE or (variant == BASE and native_only(w)):
         return w.native and db in (None, "postgresql")
     if variant in CHRONICLE_VARIANTS:
         return "chronicle" in w.variants
@@ -296,15 +315,22 @@ def render(
 ) -> str:
     # Ratios to plain for the variants of sqlalchemy-chronicle with options of their
     # own, and chronicle's ratio to the other libraries (and to --against).
-    ours = [v for v in variants if v == "chronicle" or v in OPTION_VARIANTS]
-    other = [v for v in variants if v not in ("plain", *ours)] if "chronicle" in variants else []
+    ours = [v for v in variants if v in ("chronicle", ROW_LEVEL) or v in OPTION_VARIANTS]
+    # The numerator of the comparisons with other libraries and --against: chronicle, or
+    # the trigger backend when only it is measured.
+    main = "chronicle" if "chronicle" in variants else NATIVE if NATIVE in variants else None
+    other = [v for v in variants if v not in ("plain", FLOOR, *ours)] if main else []
+    # How far above the physical floor (hand-written Core writing the same rows).
+    floored = [v for v in ours if FLOOR in variants]
     head = ["workload", "db", *variants, *[f"{v} / plain" for v in ours]]
-    head += [f"chronicle / {v}" for v in other]
+    head += [f"{v} / floor" for v in floored]
+    head += [f"{main} / {v}" for v in other]
     head += ["target", "queries (" + " / ".join(variants) + ")"]
     out = [
         f"Sizes: N={sizes.rows} rows (commits of 100), one transaction of {sizes.bulk} rows, "
         f"{sizes.objects} objects x 10 versions for the reads and revert, {sizes.objects} "
-        f"articles x 5 tags for the tag workloads, {sizes.backfill} rows backfilled; "
+        f"articles x 5 tags for the tag workloads, {sizes.backfill} rows backfilled, "
+        f"{sizes.verify} version rows verified; "
         f"{repeat} rounds, "
         f"each measurement in a fresh process.",
         "",
@@ -331,8 +357,12 @@ def render(
             base = got["plain"].seconds
             ratios = {v: paired_ratio(got[v].seconds, base) for v in ours}
             row += [fmt_ratio(r) for r in ratios.values()]
+            for v in floored:
+                ratio = (paired_ratio(got[v].seconds, got[FLOOR].seconds)
+                         if measures(w, FLOOR, db) else None)
+                row.append(fmt_ratio(ratio))
             for v in other:
-                row.append(fmt_ratio(paired_ratio(got["chronicle"].seconds, got[v].seconds)))
+                row.append(fmt_ratio(paired_ratio(got[str(main)].seconds, got[v].seconds)))
             queries = [str(int(statistics.median(got[v].queries))) if got[v].queries else "-"
                        for v in variants]
             target = ""
@@ -353,8 +383,9 @@ def render(
                 rss = {v: [float(x) for x in got[v].rss_kib] for v in variants}
                 mratios = {v: paired_ratio(rss[v], rss["plain"]) for v in ours}
                 mem += [fmt_ratio(r) for r in mratios.values()]
+                mem += ["" for _ in floored]
                 for v in other:
-                    mem.append(fmt_ratio(paired_ratio(rss["chronicle"], rss[v])))
+                    mem.append(fmt_ratio(paired_ratio(rss[str(main)], rss[v])))
                 mem += [verdicts(mratios, w.memory_target) if ours else "", ""]
                 out.append("| " + " | ".join(mem) + " |")
     if failures:

@@ -26,7 +26,7 @@ from benchmarks.workloads import WORKLOADS, CheckFailed, Context, Sizes
 
 # Every table any variant creates; dropped before each measurement.
 TABLES = ("article_tag_version", "article_tag", "tag_version", "tag", "article_version",
-          "article", "transaction")
+          "article", "transaction_ledger", "transaction")
 
 
 def max_rss_kib() -> int:
@@ -40,6 +40,13 @@ def reset_database(engine: sa.Engine, metadata: sa.MetaData) -> None:
                 "DROP TABLE IF EXISTS " + ", ".join(f'"{t}"' for t in TABLES) + " CASCADE"
             )
             conn.exec_driver_sql("DROP SEQUENCE IF EXISTS transaction_id_seq")
+        elif conn.dialect.name in ("mysql", "mariadb"):
+            conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 0")
+            conn.exec_driver_sql(
+                "DROP TABLE IF EXISTS " + ", ".join(f"`{t}`" for t in TABLES)
+            )
+            conn.exec_driver_sql("DROP SEQUENCE IF EXISTS transaction_id_seq")
+            conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 1")
     metadata.create_all(engine)
 
 

@@ -11,6 +11,7 @@ the reads, one hand-written SQL query doing the same work on the same tables.
 
 from __future__ import annotations
 
+import datetime
 import itertools
 import math
 from collections import defaultdict
@@ -73,10 +74,13 @@ class Sizes:
     objects: int = 500  # objects of the read and revert workloads
     backfill: int = 1_000_000  # existing rows given their first version by backfill()
     statement: int = 10_000  # rows of the bulk update() statement
+    verify: int = 1_000_000  # version rows checked by verify()
 
     @classmethod
     def quick(cls) -> Sizes:
-        return cls(rows=400, bulk=5000, objects=100, backfill=20_000, statement=2000)
+        return cls(
+            rows=400, bulk=5000, objects=100, backfill=20_000, statement=2000, verify=20_000
+        )
 
 
 @dataclass
@@ -132,7 +136,8 @@ def version_rows(conn: sa.Connection) -> list[Any]:
 
 
 def transaction_count(conn: sa.Connection) -> int:
-    return int(conn.execute(sa.text('SELECT count(*) FROM "transaction"')).scalar_one())
+    table = sa.table("transaction")
+    return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
 
 
 def check_history(
@@ -185,15 +190,27 @@ def live_and_unchecked(ctx: Context) -> tuple[dict[int, tuple[Any, ...]], list[A
 # -- workloads -------------------------------------------------------------------------
 
 def insert_core_rows(ctx: Context, n: int, step: int = 10_000) -> None:
-    """Insert ``n`` articles with Core statements in one transaction (ANALYZE after)."""
+    """Insert ``n`` articles with Core statements in one transaction (ANALYZE after).
+
+    On PostgreSQL one ``INSERT ... SELECT`` from ``generate_series`` writes the rows of
+    :func:`values`: with triggers (the ``native`` variant) an ``executemany()`` would
+    fire them once per row, and a multi-row ``VALUES`` takes SQLAlchemy seconds to
+    compile."""
     table = ctx.models.Article.__table__
     with ctx.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text(
+                "INSERT INTO article (id, name, author, content, views) SELECT g + 1, "
+                "'Article ' || g || ' v0', 'Author ' || g % 97, 'Body of article ' || g || "
+                "', version 0. ' || repeat('Lorem ipsum dolor sit amet. ', 6), g * 10 "
+                "FROM generate_series(0, :n - 1) AS g"
+            ), {"n": n})
+            conn.exec_driver_sql("ANALYZE")
+            return
         for start in range(0, n, step):
             conn.execute(table.insert(), [
                 {"id": i + 1, **values(i)} for i in range(start, min(n, start + step))
             ])
-        if conn.dialect.name == "postgresql":
-            conn.exec_driver_sql("ANALYZE")
 
 
 class Workload:
@@ -440,6 +457,39 @@ class HistoryPerObject(_WithHistory):
         self._histories_ok(ctx, ctx.data["result"], self.name)
 
 
+class HistoryLoop(_WithHistory):
+    name = "history_loop"
+    title = ("histories of 500 objects, the naive `for a in articles: a.versions.all()` "
+             "(plain: a one-to-many of the same rows, selectin-style)")
+    variants = ("plain", "chronicle")  # Continuum: one query per object (see history_api)
+    target = 1.3
+    constant_queries = True
+
+    def run(self, ctx: Context) -> None:
+        ids = ctx.data["ids"]
+        article, version = ctx.models.Article, ctx.models.ArticleVersion
+        with ctx.Session() as session:
+            objs = session.scalars(sa.select(article).where(article.id.in_(ids))).all()
+            result = []
+            if ctx.models.variant == "plain":
+                # What selectinload does for a one-to-many: one query for every
+                # parent's children, grouped by parent.
+                children: dict[int, list[Any]] = defaultdict(list)
+                stmt = (sa.select(version).where(version.id.in_([o.id for o in objs]))
+                        .order_by(version.id, version.transaction_id))
+                for child in session.scalars(stmt):
+                    children[child.id].append(child)
+                for obj in objs:
+                    result.extend(children[obj.id])
+            else:
+                for obj in objs:
+                    result.extend(obj.versions.all())
+            ctx.data["result"] = result
+
+    def check(self, ctx: Context) -> None:
+        self._histories_ok(ctx, ctx.data["result"], self.name)
+
+
 class _AsOf(_WithHistory):
     def target_tx(self, ctx: Context) -> int:
         return int(ctx.data["transactions"][4])  # the 5th version: values(i, 4)
@@ -525,6 +575,24 @@ class Revert(_WithHistory):
         index = ctx.data["index"]
         ensure(all(row == tuple(values(index[key], 0).values()) for key, row in live.items()),
                "live rows are not back at their first version")
+
+
+class RevertMany(Revert):
+    name = "revert_many"
+    title = "revert 500 objects to their first version with revert_many() (plain: assign)"
+    variants = ("plain", "chronicle")  # Continuum has no batch revert
+    target = 2.0
+
+    def run(self, ctx: Context) -> None:
+        if ctx.models.variant == "plain":
+            super().run(ctx)
+            return
+        ids = ctx.data["ids"]
+        version = ctx.models.ArticleVersion
+        with ctx.Session() as session:
+            stmt = sa.select(version).where(version.id.in_(ids), version.operation_type == INSERT)
+            version.revert_many(session, session.scalars(stmt).all())
+            session.commit()
 
 
 class _NotYet(Workload):
@@ -791,24 +859,94 @@ class BulkUpdateStatement(Workload):
                "live rows were not all updated")
 
 
+#: The variant running hand-written Core statements that write exactly the rows
+#: sqlalchemy-chronicle writes, on the same tables and indexes: the physical floor.
+FLOOR = "floor"
+#: The variant whose versions a hand-written row-level trigger writes (for
+#: ``native_bulk_update``): what statement-level triggers are measured against.
+ROW_LEVEL = "row_level"
+
+#: A row-level trigger doing what the statement-level ones do for an UPDATE (a
+#: transaction row on first use, fold into this transaction's version, or close the
+#: previous version and insert one; no version for an update that changes nothing).
+ROW_LEVEL_DDL = """
+CREATE OR REPLACE FUNCTION article_row_audit() RETURNS trigger LANGUAGE plpgsql AS $body$
+DECLARE tx bigint;
+BEGIN
+  IF (OLD.name, OLD.author, OLD.content, OLD.views)
+     IS NOT DISTINCT FROM (NEW.name, NEW.author, NEW.content, NEW.views) THEN
+    RETURN NULL;
+  END IF;
+  tx := NULLIF(current_setting('bench.tx', true), '')::bigint;
+  IF tx IS NULL THEN
+    INSERT INTO "transaction" (id, issued_at)
+    VALUES (nextval('transaction_id_seq'), now() AT TIME ZONE 'UTC') RETURNING id INTO tx;
+    PERFORM set_config('bench.tx', tx::text, true);
+  END IF;
+  UPDATE article_version SET name = NEW.name, author = NEW.author, content = NEW.content,
+    views = NEW.views WHERE id = NEW.id AND transaction_id = tx;
+  IF NOT FOUND THEN
+    UPDATE article_version SET end_transaction_id = tx
+    WHERE id = NEW.id AND end_transaction_id IS NULL AND transaction_id < tx;
+    INSERT INTO article_version (id, name, author, content, views, transaction_id,
+      operation_type) VALUES (NEW.id, NEW.name, NEW.author, NEW.content, NEW.views, tx, 1);
+  END IF;
+  RETURN NULL;
+END $body$;
+CREATE TRIGGER article_row_audit AFTER UPDATE ON article
+FOR EACH ROW EXECUTE FUNCTION article_row_audit();
+"""
+
+
+def floor_versions(conn: sa.Connection, operation: int, close: bool) -> int:
+    """Hand-written: one transaction row, then (``close``) close every open version and
+    insert one version of every live article. Returns the transaction id."""
+    tx = int(conn.execute(sa.text(
+        'INSERT INTO "transaction" (id, issued_at) VALUES '
+        "(nextval('transaction_id_seq'), now() AT TIME ZONE 'UTC') RETURNING id"
+    )).scalar_one())
+    if close:
+        conn.execute(sa.text(
+            "UPDATE article_version SET end_transaction_id = :tx "
+            "WHERE end_transaction_id IS NULL AND transaction_id < :tx"
+        ), {"tx": tx})
+    conn.execute(sa.text(
+        "INSERT INTO article_version (id, name, author, content, views, transaction_id, "
+        "operation_type) SELECT id, name, author, content, views, :tx, :op FROM article"
+    ), {"tx": tx, "op": operation})
+    return tx
+
+
 class NativeBulkUpdate(Workload):
     """One SQL ``UPDATE`` of every row: what the statement-level triggers cost."""
 
     name = "native_bulk_update"
-    title = "one UPDATE statement of N bulk rows (PostgreSQL triggers vs none)"
-    variants = ("plain",)
+    title = (
+        "one UPDATE statement of N bulk rows (PostgreSQL triggers: statement-level, "
+        "row-level; hand-written floor; none)"
+    )
+    variants = ("plain", FLOOR, ROW_LEVEL)
     native = True
     target = 2.5
 
     def models_for(self, variant: str) -> str:
-        return "chronicle" if variant == "plain" else variant  # the same tables
+        # The same tables; the floor and row-level variants write the versions by hand.
+        return "chronicle" if variant in ("plain", FLOOR, ROW_LEVEL) else variant
 
     def setup(self, ctx: Context) -> None:
         insert_core_rows(ctx, ctx.sizes.bulk)  # one transaction: versioned by the triggers
+        if ctx.models.variant in (FLOOR, ROW_LEVEL):
+            with ctx.engine.begin() as conn:  # the same INSERT versions, by hand
+                floor_versions(conn, INSERT, close=False)
+                if ctx.models.variant == ROW_LEVEL:
+                    conn.exec_driver_sql(ROW_LEVEL_DDL)
+                conn.exec_driver_sql("ANALYZE")
 
     def run(self, ctx: Context) -> None:
         with ctx.engine.begin() as conn:
             conn.exec_driver_sql("UPDATE article SET views = views + 1, name = name || '!'")
+            if ctx.models.variant == FLOOR:
+                floor_versions(conn, UPDATE, close=True)
 
     def check(self, ctx: Context) -> None:
         n = ctx.sizes.bulk
@@ -825,14 +963,100 @@ class NativeBulkUpdate(Workload):
                 ensure([tuple(v) for v in versions] == [(INSERT, n, n), (UPDATE, n, 0)],
                        f"versions {versions}")
                 ensure(transaction_count(conn) == 2, "not two transaction rows")
+                last = conn.scalar(sa.text(
+                    "SELECT count(*) FROM article a JOIN article_version v ON v.id = a.id "
+                    "AND v.end_transaction_id IS NULL AND v.name = a.name AND v.views = a.views"
+                ))
+                ensure(last == n, "the open versions do not hold the live values")
+
+
+VERIFY_VERSIONS = 4  # versions per entity in the verify workload
+
+
+class Verify(Workload):
+    """``verify()`` of a large, sound history, against one plain read of its versions."""
+
+    name = "verify"
+    title = "verify() of a version table of N rows (entities x 4 versions), one pass of SQL"
+    variants = ("plain", "chronicle")
+    memory_target = 1.5
+
+    def models_for(self, variant: str) -> str:
+        return "chronicle"  # the same tables for both
+
+    def setup(self, ctx: Context) -> None:
+        # Built in SQL (nothing versioned on the way): each entity gets an INSERT and
+        # three UPDATE versions, chained, the last equal to the live row.
+        # The live rows are generated by the database too, so that the setup leaves
+        # the process's peak memory where it was and the run's growth is verify's own.
+        entities = max(1, ctx.sizes.verify // VERIFY_VERSIONS)
+        columns = (
+            "SELECT i, 'Article ' || i, 'Author ' || (i - (i / 97) * 97),"
+            " 'Body of article ' || i || '. Lorem ipsum dolor sit amet.', i * 10"
+        )
+        with ctx.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql(
+                    "INSERT INTO article (id, name, author, content, views) "
+                    f"{columns} FROM generate_series(1, {entities}) AS i"
+                )
+            else:
+                conn.exec_driver_sql(
+                    "INSERT INTO article (id, name, author, content, views) "
+                    f"WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq"
+                    f" WHERE i < {entities}) {columns} FROM seq"
+                )
+            transaction = ctx.models.Transaction.__table__
+            conn.execute(transaction.insert(), [
+                {"id": k, "issued_at": datetime.datetime(2026, 1, 1)}
+                for k in range(1, VERIFY_VERSIONS + 1)
+            ])
+            for k in range(1, VERIFY_VERSIONS + 1):
+                end = "NULL" if k == VERIFY_VERSIONS else str(k + 1)
+                conn.exec_driver_sql(
+                    "INSERT INTO article_version (id, name, author, content, views,"
+                    " transaction_id, end_transaction_id, operation_type)"
+                    f" SELECT id, name, author, content, views, {k}, {end}, {min(k - 1, 1)}"
+                    " FROM article"
+                )
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql("ANALYZE")
+        ctx.data["versions"] = entities * VERIFY_VERSIONS
+
+    def run(self, ctx: Context) -> None:
+        if ctx.models.variant == "plain":
+            # The floor: read every version row once, in key order, streamed.
+            with ctx.engine.connect() as conn:
+                result = conn.execution_options(stream_results=True, yield_per=20_000).execute(
+                    sa.text(
+                        "SELECT id, transaction_id, end_transaction_id, operation_type,"
+                        " name FROM article_version ORDER BY id, transaction_id"
+                    )
+                )
+                ctx.data["read"] = sum(1 for _ in result)
+        else:
+            from sqlalchemy_chronicle import verify
+
+            ctx.data["report"] = verify(ctx.engine, models=ctx.models.metadata)
+
+    def check(self, ctx: Context) -> None:
+        n = ctx.data["versions"]
+        if ctx.models.variant == "plain":
+            ensure(ctx.data["read"] == n, f"read {ctx.data['read']} rows, expected {n}")
+            return
+        report = ctx.data["report"]
+        ensure(report.ok, f"violations in a sound history: {report.violations[:3]}")
+        ensure(report.tables == {"article_version": n}, f"tables {report.tables}")
 
 
 WORKLOADS: dict[str, Workload] = {
     w.name: w
     for w in (
         Insert(), Update(), NoOpUpdate(), Delete(), BulkInsert(), History(), HistoryPerObject(),
-        AsOf(), AsOfPerObject(), Revert(), TagsInsert(), TagsTemporal(), Backfill(),
+        HistoryLoop(), AsOf(), AsOfPerObject(), Revert(), RevertMany(), TagsInsert(),
+        TagsTemporal(), Backfill(),
         BulkUpdateStatement(),
         NativeBulkUpdate(),
+        Verify(),
     )
 }

@@ -1,7 +1,8 @@
 """Run SQLAlchemy-Continuum 2.0.0's own test suite against sqlalchemy-chronicle.
 
     python conformance/run.py                 # sqlite, postgres and mysql
-    python conformance/run.py --db sqlite     # one database (sqlite, postgres, mysql)
+    python conformance/run.py --db postgres-native   # native versioning (PostgreSQL triggers)
+    python conformance/run.py --db sqlite     # one database (or several, comma-separated)
     python conformance/run.py -- -k revert    # arguments after -- go to pytest
 
 What it does, each run:
@@ -16,14 +17,19 @@ What it does, each run:
 4. for each database, recreates the ``main`` database their suite expects (and on MariaDB
    the ``'root'@'%'`` account their ``GRANT ... TO root`` needs, locked: it cannot log in),
    runs pytest with ``DB`` and ``DATABASE_URL`` set as their ``tests/__init__.py`` reads
-   them, and records every test's outcome;
+   them, and records every test's outcome. ``postgres-native`` is their suite's own switch
+   for native versioning (``DB=postgres-native``: every model gets
+   ``native_versioning=True``, PostgreSQL triggers write the versions); it runs on the
+   PostgreSQL server in a database of its own, ``main_native``;
 5. prints passed/failed/errors/skipped per database and compares the tests that failed or
    errored with ``conformance/expected-failures.txt``. A failure not listed there, or a
    listed test that did not fail, fails the run (exit status 1).
 
-Server URLs (the database name is replaced by ``main``): ``CHRONICLE_CONFORMANCE_PG_URL``
-and ``CHRONICLE_CONFORMANCE_MYSQL_URL``, by default ``postgresql+psycopg://postgres@
-127.0.0.1:5432/main`` and ``mysql+pymysql://root@127.0.0.1:3306/main``. pytest's output of
+Server URLs: ``CHRONICLE_CONFORMANCE_PG_URL`` and ``CHRONICLE_CONFORMANCE_MYSQL_URL``, by
+default ``postgresql+psycopg://postgres@127.0.0.1:5432/main`` and
+``mysql+pymysql://root@127.0.0.1:3306/main``. The runner drops and recreates the database,
+so it only uses the URL's database when its name starts with ``main`` (``main_f``: a
+developer's own); any other name is replaced by ``main``. pytest's output of
 each database is kept in ``conformance/.work/<db>.log``.
 """
 
@@ -52,15 +58,22 @@ PACKAGE = "SQLAlchemy-Continuum"
 VERSION = "2.0.0"
 OLD_IMPORT, NEW_IMPORT = "sqlalchemy_continuum", "sqlalchemy_chronicle"
 
-DATABASES = ("sqlite", "postgres", "mysql")
+DATABASES = ("sqlite", "postgres", "postgres-native", "mysql")
+#: Run when ``--db`` is not given (``postgres-native`` takes as long as ``postgres``
+#: again: opt in with ``--db``).
+DEFAULT_DATABASES = ("sqlite", "postgres", "mysql")
 DEFAULT_URLS = {
     "postgres": "postgresql+psycopg://postgres@127.0.0.1:5432/main",
+    "postgres-native": "postgresql+psycopg://postgres@127.0.0.1:5432/main",
     "mysql": "mysql+pymysql://root@127.0.0.1:3306/main",
 }
 URL_VARIABLES = {
     "postgres": "CHRONICLE_CONFORMANCE_PG_URL",
+    "postgres-native": "CHRONICLE_CONFORMANCE_PG_URL",
     "mysql": "CHRONICLE_CONFORMANCE_MYSQL_URL",
 }
+#: Their suite's name of a mode -> the name of the server it runs on.
+SERVERS = {"postgres-native": "postgres"}
 #: Outcomes that count as "the test does not pass" and must be listed.
 NOT_PASSING = ("failed", "error")
 
@@ -150,7 +163,10 @@ def server_url(db: str) -> str:
     import sqlalchemy as sa
 
     url = sa.make_url(os.environ.get(URL_VARIABLES[db], DEFAULT_URLS[db]))
-    return url.set(database="main").render_as_string(hide_password=False)
+    name = url.database if url.database and url.database.startswith("main") else "main"
+    if db.endswith("-native"):  # beside the plain mode's database: they run side by side
+        name += "_native"
+    return url.set(database=name).render_as_string(hide_password=False)
 
 
 def prepare_database(db: str) -> None:
@@ -159,17 +175,20 @@ def prepare_database(db: str) -> None:
     import sqlalchemy as sa
 
     url = sa.make_url(server_url(db))
-    if db == "postgres":
+    assert url.database is not None and url.database.startswith("main"), url
+    if SERVERS.get(db, db) == "postgres":
         engine = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+        name = engine.dialect.identifier_preparer.quote(url.database)
         with engine.connect() as conn:
-            conn.execute(sa.text("DROP DATABASE IF EXISTS main WITH (FORCE)"))
-            conn.execute(sa.text("CREATE DATABASE main"))
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            conn.execute(sa.text(f"CREATE DATABASE {name}"))
     else:
         engine = sa.create_engine(url.set(database="mysql"), isolation_level="AUTOCOMMIT")
+        name = engine.dialect.identifier_preparer.quote(url.database)
         with engine.connect() as conn:
-            conn.execute(sa.text("DROP DATABASE IF EXISTS main"))
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
             conn.execute(sa.text("DROP DATABASE IF EXISTS other"))
-            conn.execute(sa.text("CREATE DATABASE main"))
+            conn.execute(sa.text(f"CREATE DATABASE {name}"))
             # Their set-up runs `GRANT ALL PRIVILEGES ON other.* TO root`, which names
             # 'root'@'%'. The account only has to exist: it is created locked.
             conn.execute(sa.text("CREATE USER IF NOT EXISTS 'root'@'%' ACCOUNT LOCK"))
@@ -292,14 +311,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
         "--db",
-        default=",".join(DATABASES),
-        help="comma-separated databases: sqlite, postgres, mysql (default: all three)",
+        default=",".join(DEFAULT_DATABASES),
+        help=(
+            "comma-separated databases: sqlite, postgres, postgres-native, mysql "
+            "(default: sqlite,postgres,mysql)"
+        ),
     )
     parser.add_argument(
         "--no-install", action="store_true", help="skip installing the test dependencies"
     )
     parser.add_argument(
-        "--jobs", type=int, default=len(DATABASES), help="databases run at once (default: 3)"
+        "--jobs", type=int, default=len(DATABASES), help="databases run at once (default: 4)"
     )
     parser.add_argument(
         "--timeout",

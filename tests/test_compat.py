@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-from sqlalchemy_chronicle._compat import dml_values, is_upsert
+from sqlalchemy_chronicle._compat import dml_values, is_upsert, session_connections
 
 TABLE = sa.Table("t", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True),
                  sa.Column("name", sa.String(10)))
@@ -25,3 +25,18 @@ def test_is_upsert_knows_each_dialects_conflict_clause():
     assert is_upsert(postgresql.insert(TABLE).on_conflict_do_nothing())
     assert is_upsert(sqlite.insert(TABLE).on_conflict_do_update(set_={"name": "x"}))
     assert is_upsert(mysql.insert(TABLE).on_duplicate_key_update(name="x"))
+
+
+def test_session_connections_lists_the_connections_of_the_transaction():
+    from sqlalchemy import orm
+
+    engine = sa.create_engine("sqlite://")
+    session = orm.Session(engine)
+    assert session_connections(session) == []
+    connection = session.connection()
+    nested = session.begin_nested()
+    assert session_connections(session) == [connection]
+    nested.rollback()
+    session.close()
+    assert session_connections(session) == []
+    engine.dispose()

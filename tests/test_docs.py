@@ -12,9 +12,11 @@ import pytest
 
 from docs_examples import ROOT, page_blocks, run_as_printed
 
-IN_STEPS = {"bulk.md", "context.md", "native.md", "transactions.md", "web.md"}
+IN_STEPS = {
+    "async.md", "bulk.md", "context.md", "native.md", "transactions.md", "verify.md", "web.md"
+}
 #: Pages whose examples need PostgreSQL (at ``CHRONICLE_PG_URL``).
-NEEDS_POSTGRESQL = {"native.md"}
+NEEDS_POSTGRESQL = {"append-only.md", "native.md"}
 PAGES = sorted(p.name for p in (ROOT / "docs").glob("*.md"))
 
 

@@ -17,6 +17,9 @@ def test_page_has_an_example_of_each_statement_form() -> None:
         "session.query(Article).filter(Article.id == 2).update(",
         "session.execute(sa.update(Article), [{",  # bulk update by primary key
         "on_conflict_do_update(",
+        "session.bulk_insert_mappings(Article",  # the legacy bulk methods
+        "session.bulk_update_mappings(Article",
+        "session.bulk_save_objects([",
     ):
         assert needle in code, needle
     for _, block in BLOCKS:

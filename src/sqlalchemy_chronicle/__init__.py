@@ -56,6 +56,7 @@ from .manager import (
     versioning_manager,
 )
 from .read.transaction import TransactionBase
+from .read.verify import VerifyReport, Violation, verify
 from .read.version import VersionClassBase
 from .utils import (
     changeset,
@@ -99,10 +100,12 @@ __all__ = [
     "TransactionNotFound",
     "UnitOfWork",
     "UnitOfWorkView",
+    "VerifyReport",
     "VersionClassBase",
     "VersioningError",
     "VersioningManager",
     "VersioningStateError",
+    "Violation",
     "__version__",
     "changeset",
     "count_versions",
@@ -119,6 +122,7 @@ __all__ = [
     "transaction_class",
     "tx_column_name",
     "vacuum",
+    "verify",
     "version_class",
     "version_table",
     "versioned_objects",

@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-__all__ = ["dml_values", "is_upsert", "new_instance"]
+__all__ = ["dml_values", "is_upsert", "new_instance", "session_connections"]
 
 
 def new_instance(cls: type) -> Any:
@@ -60,3 +60,23 @@ def is_upsert(stmt: Any) -> bool:
     no public attribute tells that an INSERT may update rows instead.
     """
     return getattr(stmt, "_post_values_clause", None) is not None
+
+
+def session_connections(session: Any) -> list[Any]:
+    """The connections ``session``'s current transaction holds.
+
+    Versioning a legacy bulk save (``bulk_insert_mappings()``, ...) watches the
+    statements it runs on the session's connections; those begun before it are not
+    announced again (``after_begin`` fired long ago) and no public accessor lists
+    them. ``SessionTransaction._connections`` maps each bind (and each connection) to
+    a tuple whose first item is the connection; the outermost transaction holds them.
+    """
+    transaction = session.get_transaction()
+    while transaction is not None and transaction.parent is not None:
+        transaction = transaction.parent
+    if transaction is None:
+        return []
+    found: dict[int, Any] = {}
+    for entry in getattr(transaction, "_connections", {}).values():
+        found.setdefault(id(entry[0]), entry[0])
+    return list(found.values())

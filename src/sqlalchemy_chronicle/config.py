@@ -90,6 +90,7 @@ OPTION_DEFAULTS: Mapping[str, Any] = {
     "create_composite_index": True,
     "indexes": IndexLayout.CONTINUUM,
     "schema": None,
+    "versions_lazy": "dynamic",
 }
 
 _INTERNAL_KEYS = frozenset({"transaction_changes", "class"})
@@ -156,6 +157,20 @@ def _base_classes(name: str, value: Any) -> tuple[type, ...] | None:
     return tuple(value)
 
 
+#: How the parent's ``versions`` relationship loads (its ``lazy=``): ``dynamic`` (a
+#: query, SQLAlchemy-Continuum's), ``select`` or ``selectin`` (a list, which
+#: ``selectinload()`` and ``await obj.awaitable_attrs.versions`` load), ``write_only``
+#: (``obj.versions.select()`` gives the statement to run, e.g. on an AsyncSession).
+VERSIONS_LAZY = ("dynamic", "select", "selectin", "write_only")
+
+
+def _versions_lazy(name: str, value: Any) -> str:
+    if value not in VERSIONS_LAZY:
+        names = ", ".join(repr(v) for v in VERSIONS_LAZY)
+        raise TypeError(f"must be one of {names}, got {value!r}")
+    return str(value)
+
+
 _VALIDATORS: Mapping[str, Callable[[str, Any], Any]] = {
     "versioning": _bool,
     "base_classes": _base_classes,
@@ -173,6 +188,7 @@ _VALIDATORS: Mapping[str, Callable[[str, Any], Any]] = {
     "create_composite_index": _bool,
     "indexes": _one_of(IndexLayout),
     "schema": _optional_identifier,
+    "versions_lazy": _versions_lazy,
 }
 
 
@@ -235,6 +251,8 @@ class ClassOptions:
     create_composite_index: bool
     indexes: IndexLayout
     schema: str | None
+    #: The ``lazy=`` of the parent's ``versions`` relationship (:data:`VERSIONS_LAZY`).
+    versions_lazy: str = "dynamic"
 
     def is_excluded(self, key: str) -> bool:
         """True when attribute ``key`` is left out of the version table."""

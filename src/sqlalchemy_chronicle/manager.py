@@ -11,6 +11,7 @@ default instance.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,6 +23,7 @@ from .capture.unit_of_work import UnitOfWork
 from .config import ClassOptions, OptionsDict, Strategy, resolve_options
 from .exc import ClassNotVersioned, ConfigurationError, ImproperlyConfigured
 from .hooks import PluginCollection
+from .read.batch import VersionsQuery, forget_batch, note_loaded, note_refreshed
 from .read.transaction import TransactionBase
 from .read.version import (
     SubqueryFetcher,
@@ -238,10 +240,11 @@ class VersioningManager:
     def versioned_model(self, cls: type) -> VersionedModel:
         """The :class:`VersionedModel` of a parent or version class."""
         model = getattr(cls, "__chronicle_model__", None)
-        if model is None:
+        if model is None and isinstance(cls, type):
             model = self._models.get(cls)
         if model is None:
-            raise ClassNotVersioned(f"{cls.__name__} is not versioned by this manager.")
+            name = cls.__name__ if isinstance(cls, type) else f"{type(cls).__name__} {cls!r}"
+            raise ClassNotVersioned(f"{name} is not versioned by this manager.")
         return model
 
     def option(self, model: Any, name: str) -> Any:
@@ -272,6 +275,10 @@ class VersioningManager:
 
     def unit_of_work(self, session: orm.Session) -> UnitOfWork:
         """The capture state of ``session``'s current transaction (created if needed)."""
+        if not isinstance(session, orm.Session | orm.scoped_session):
+            raise ConfigurationError(
+                f"unit_of_work() takes a Session, not {type(session).__name__} {session!r}."
+            )
         return self._capture.unit_of_work(session)
 
     # -- installation ----------------------------------------------------------------
@@ -628,7 +635,14 @@ class VersioningManager:
         model.version_cls = version_cls
         self.version_class_map[parent] = version_cls
         self.parent_class_map[version_cls] = parent
-        add_versions_relationship(model, version_cls)
+        dynamic = options.versions_lazy == "dynamic"
+        add_versions_relationship(model, version_cls, VersionsQuery if dynamic else None)
+        if dynamic and base_version is None:
+            # The loop over objects reaching their histories batches (read/batch.py).
+            event.listen(model.mapper, "load", partial(note_loaded, model), propagate=True)
+            refreshed = partial(note_refreshed, model)
+            event.listen(model.mapper, "refresh", refreshed, propagate=True)
+            event.listen(model.mapper, "expire", forget_batch, propagate=True)
         if len(self.plugins):
             self.plugins.after_version_class_built(parent, version_cls)
 
@@ -669,6 +683,7 @@ def make_versioned(
     :param user_cls: the user class, or its name, referenced by ``Transaction.user``;
         ``None`` when transactions record no user. The default ``'User'`` must exist.
     """
+    _check_manager(manager, "make_versioned")
     if plugins is not None:
         manager.plugins = plugins
     if options is not None:
@@ -683,5 +698,14 @@ def remove_versioning(
     manager: VersioningManager = versioning_manager,
 ) -> None:
     """Undo :func:`make_versioned`: remove the listeners and forget the built classes."""
+    _check_manager(manager, "remove_versioning")
     manager.uninstall()
     manager.reset()
+
+
+def _check_manager(manager: Any, function: str) -> None:
+    if not isinstance(manager, VersioningManager):
+        raise ConfigurationError(
+            f"{function}(manager=...) takes a VersioningManager, not "
+            f"{type(manager).__name__} {manager!r}."
+        )

@@ -12,7 +12,7 @@ from sqlalchemy.orm.util import AliasedClass
 from sqlalchemy.sql import visitors
 
 from .config import Operation
-from .exc import ClassNotVersioned
+from .exc import ClassNotVersioned, ConfigurationError
 from .manager import VersioningManager
 from .schema.tables import registered_spec
 
@@ -48,6 +48,26 @@ def _class_of(obj_or_class: Any) -> type:
     if isinstance(obj_or_class, type):
         return obj_or_class
     return type(obj_or_class)
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, type):
+        return f"the class {value.__name__}"
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
+
+
+def _mapped_object(value: Any, function: str) -> None:
+    """Raise :class:`ConfigurationError` unless ``value`` is an instance of a mapped class."""
+    if isinstance(value, type) or not isinstance(
+        sa.inspect(value, raiseerr=False), orm.InstanceState
+    ):
+        raise ConfigurationError(f"{function}() takes a mapped object, not {_describe(value)}.")
+
+
+def _session(value: Any, function: str) -> None:
+    if not isinstance(value, (orm.Session, orm.scoped_session)):
+        raise ConfigurationError(f"{function}() takes a Session, not {_describe(value)}.")
 
 
 def get_versioning_manager(obj_or_class: Any) -> VersioningManager:
@@ -194,6 +214,7 @@ def is_modified(obj: Any) -> bool:
     modified, although the flush versions the association row and not ``article``
     (it does not count for the version of ``article`` itself).
     """
+    _mapped_object(obj, "is_modified")
     cls = type(obj)
     if not is_versioned(cls):
         return False
@@ -202,6 +223,7 @@ def is_modified(obj: Any) -> bool:
 
 def is_modified_or_deleted(obj: Any) -> bool:
     """:func:`is_modified`, or ``obj`` is pending insert or delete in its session."""
+    _mapped_object(obj, "is_modified_or_deleted")
     session = orm.object_session(obj)
     if session is not None and (obj in session.deleted or obj in session.new):
         return is_versioned(obj)
@@ -210,14 +232,16 @@ def is_modified_or_deleted(obj: Any) -> bool:
 
 def versioned_objects(session: orm.Session) -> Iterator[Any]:
     """The versioned objects of ``session`` that are new, dirty or deleted."""
-    for obj in (*session.new, *session.dirty, *session.deleted):
-        if is_versioned(obj):
-            yield obj
+    _session(session, "versioned_objects")
+    return (
+        obj for obj in (*session.new, *session.dirty, *session.deleted) if is_versioned(obj)
+    )
 
 
 def is_session_modified(session: orm.Session) -> bool:
     """True when a versioned object of ``session`` is new, deleted or
     :func:`is_modified` (a relationship change included, as in SQLAlchemy-Continuum)."""
+    _session(session, "is_session_modified")
     return any(is_modified_or_deleted(obj) for obj in versioned_objects(session))
 
 
@@ -228,6 +252,7 @@ def changeset(obj: Any) -> dict[str, list[Any]]:
     Attributes whose new value is falsy are left out. For an object pending deletion,
     each non-key column that holds a value gives ``[None, value]``.
     """
+    _mapped_object(obj, "changeset")
     data: dict[str, list[Any]] = {}
     session = orm.object_session(obj)
     mapper = sa.inspect(type(obj))
@@ -258,6 +283,7 @@ def _version_spec(cls: type) -> Any:
 
 def count_versions(obj: Any) -> int:
     """How many versions ``obj`` has (0 for an object never flushed)."""
+    _mapped_object(obj, "count_versions")
     state = sa.inspect(obj)
     session = orm.object_session(obj)
     if state.key is None or session is None:
@@ -310,6 +336,8 @@ def adapt_columns(expr: Any) -> Any:
 
 def version_table(table: sa.Table) -> sa.Table:
     """The version table of ``table`` (honours the ``table_name`` option and schemas)."""
+    if not isinstance(table, sa.Table):
+        raise ConfigurationError(f"version_table() takes a Table, not {_describe(table)}.")
     spec = registered_spec(table)
     if spec is not None:
         return spec.version
@@ -326,6 +354,16 @@ def vacuum(session: orm.Session, model: type, yield_per: int = 1000) -> int:
     its ``end_transaction_id`` so the chain stays unbroken. INSERT and DELETE
     versions, and the version after a DELETE, are always kept. The caller commits.
     """
+    _session(session, "vacuum")
+    if not isinstance(model, type):
+        raise ConfigurationError(f"vacuum() takes a versioned model class, not {_describe(model)}.")
+    manager = get_versioning_manager(model)
+    parent = manager.parent_class_map.get(model)
+    if parent is not None:
+        raise ConfigurationError(
+            f"vacuum() takes a versioned model class; {model.__name__} is the version class "
+            f"of {parent.__name__}, pass {parent.__name__}."
+        )
     version_cls = version_class(model)
     spec = _version_spec(model)
     data_keys = [v.key for _, v in spec.columns if not v.primary_key]

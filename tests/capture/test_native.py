@@ -597,7 +597,12 @@ def test_create_all_installs_and_drop_all_removes_pinned_functions(engine):
                 sa.text("SELECT proname, proconfig FROM pg_proc WHERE proname = ANY(:names)"),
                 {"names": functions},
             ).all()
-        assert configs and all(c == ["search_path=pg_catalog, pg_temp"] for _, c in configs)
+        assert configs and all(c[0] == "search_path=pg_catalog, pg_temp" for _, c in configs)
+        # The audit functions plan each statement knowing its sizes (no quadratic
+        # generic plan for an executemany() of many rows).
+        assert {n: c[1:] for n, c in configs if n.endswith("_audit")} == {
+            n: ["plan_cache_mode=force_custom_plan"] for n in functions if n.endswith("_audit")
+        }
         with engine.connect() as conn:
             triggers = conn.scalars(
                 sa.text(
@@ -724,3 +729,48 @@ def test_sync_trigger_versions_a_column_a_migration_added(engine):
         with engine.connect() as conn:
             assert conn.scalar(sa.text("SELECT count(*) FROM transaction_changes")) == 2
         del m
+
+
+@pg_only
+def test_tables_in_the_schema_of_their_metadata_take_transaction_ids_from_the_sequence(engine):
+    """``MetaData(schema=...)`` puts the transaction table there, but SQLAlchemy creates
+    its sequence (named without a schema) in the default schema: the triggers use it."""
+    manager = VersioningManager()
+    make_versioned(manager=manager, user_cls=None, options={"native_versioning": True})
+
+    class Base(orm.DeclarativeBase):
+        metadata = sa.MetaData(schema=OTHER_SCHEMA)
+
+    class Article(Base):
+        __tablename__ = "article"
+        __versioned__: dict[str, Any] = {}
+        id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+        name: Mapped[str | None] = mapped_column(sa.String(50))
+
+    try:
+        orm.configure_mappers()
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {OTHER_SCHEMA}")
+        Base.metadata.drop_all(engine)
+        Base.metadata.create_all(engine)
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"INSERT INTO {OTHER_SCHEMA}.article VALUES (1, 'a'), (2, 'b')")
+            conn.execute(  # an executemany(): one statement, and its triggers, per row
+                sa.update(Article.__table__).where(Article.__table__.c.id == sa.bindparam("k")),
+                [{"k": 1, "name": "a2"}, {"k": 2, "name": "b2"}],
+            )
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"UPDATE {OTHER_SCHEMA}.article SET name = 'a3' WHERE id = 1")
+            rows = conn.exec_driver_sql(
+                f"SELECT id, name, operation_type, transaction_id, end_transaction_id "
+                f"FROM {OTHER_SCHEMA}.article_version ORDER BY id, transaction_id"
+            ).all()
+        first, second = rows[0][3], rows[1][3]
+        assert second > first
+        assert [tuple(r) for r in rows] == [
+            (1, "a2", 0, first, second), (1, "a3", 1, second, None), (2, "b2", 0, first, None)
+        ]
+    finally:
+        Base.metadata.drop_all(engine)
+        Base.registry.dispose()
+        remove_versioning(manager=manager)

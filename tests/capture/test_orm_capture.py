@@ -182,8 +182,9 @@ def test_flush_statement_count_does_not_grow_with_rows(db, article_models):
     small, large = statements_for(10), statements_for(100)
     assert small == large
     # the transaction row, one INSERT ... SELECT and one closing UPDATE; on PostgreSQL
-    # all three are one statement (data-modifying WITH)
-    assert large == (1 if db.engine.dialect.name == "postgresql" else 3)
+    # all three are one statement (data-modifying WITH); on MySQL/MariaDB a lock-free
+    # SELECT finds the whole keys of the versions the UPDATE closes
+    assert large == {"postgresql": 1, "mysql": 4}.get(db.engine.dialect.name, 3)
     assert len(db.rows("transaction")) == 4
     assert len(db.rows("article_version")) == 220
 
@@ -212,10 +213,11 @@ def test_delete_flush_statement_count_does_not_grow_with_rows(db, article_models
     assert small == large
     # the transaction row, one INSERT ... SELECT copying the last versions and, for the
     # validity strategy, one closing UPDATE: on PostgreSQL all three are one statement
+    # (on MySQL/MariaDB, one more: the SELECT of the whole keys to close)
     if strategy == "subquery":
         assert large == 2
     else:
-        assert large == (1 if db.engine.dialect.name == "postgresql" else 3)
+        assert large == {"postgresql": 1, "mysql": 4}.get(db.engine.dialect.name, 3)
     assert len(db.rows("transaction")) == 6
     rows = db.rows("article_version", order_by=["id", "transaction_id"])
     assert len(rows) == 330

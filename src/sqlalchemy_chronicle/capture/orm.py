@@ -19,10 +19,11 @@ from sqlalchemy import event, orm
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import instrumentation, scoped_session
 
+from .._compat import session_connections
 from ..config import Operation
 from ..exc import NotSupportedError
 from .associations import version_association_delete, version_association_insert
-from .bulk import version_statement
+from .bulk import BulkSave, version_statement
 from .unit_of_work import CaptureConfig, UnitOfWork
 
 if TYPE_CHECKING:
@@ -32,9 +33,19 @@ if TYPE_CHECKING:
     from ..schema.models import VersionedModel
     from ..schema.tables import VersionTableSpec
 
-__all__ = ["OrmCapture"]
+__all__ = ["HISTORY_GENERATION", "OrmCapture"]
 
 _counter = itertools.count(1)
+
+#: ``session.info`` key of a counter that moves on at every flush and rollback to a
+#: savepoint of the session's transaction (dropped when it ends): histories read
+#: before (``read/batch.py``) may be out of date after.
+HISTORY_GENERATION = "sqlalchemy_chronicle.history_generation"
+
+
+def _new_generation(session: Session) -> None:
+    info = session.info
+    info[HISTORY_GENERATION] = info.get(HISTORY_GENERATION, 0) + 1
 
 
 class OrmCapture:
@@ -182,6 +193,7 @@ class OrmCapture:
             return
         uow = self.unit_of_work(session)
         uow.discard_pending()
+        uow.flush_pending = True  # the subtransaction that begins next is the flush's
         plugins = self.manager.plugins
         if len(plugins):
             if any(plugins.is_session_modified(session)):
@@ -192,6 +204,7 @@ class OrmCapture:
             native.before_flush(uow, session)
 
     def after_flush(self, session: Session, flush_context: Any) -> None:
+        _new_generation(session)
         uow: UnitOfWork | None = session.info.get(self.info_key)
         if uow is not None and self._enabled():
             uow.make_versions(session)
@@ -205,6 +218,9 @@ class OrmCapture:
         return version_statement(self.manager, self.unit_of_work(state.session), state)
 
     def after_begin(self, session: Session, transaction: Any, connection: Connection) -> None:
+        bulk_uow: UnitOfWork | None = session.info.get(self.info_key)
+        if bulk_uow is not None and bulk_uow.bulk is not None:
+            bulk_uow.bulk.watch(connection)  # a connection a legacy bulk save began
         # Core statements on this connection (association tables) find the unit of
         # work in its execution options. They belong to this Connection object, not to
         # the pooled DBAPI connection, and the unit of work is marked closed at the end.
@@ -268,22 +284,45 @@ class OrmCapture:
             )
 
     def _drop(self, session: Session) -> None:
+        session.info.pop(HISTORY_GENERATION, None)
         uow: UnitOfWork | None = session.info.pop(self.info_key, None)
         self._open_sessions.discard(session)
         if uow is not None:
             uow.closed = True
+            self._end_bulk(uow)
 
     def after_transaction_create(self, session: Session, transaction: SessionTransaction) -> None:
         if transaction.nested:
             self.unit_of_work(session).savepoint_started(transaction)
+        elif transaction.parent is not None and self._enabled():
+            # A subtransaction is the flush's, or that of a legacy bulk save
+            # (bulk_save_objects(), bulk_insert_mappings(), bulk_update_mappings()),
+            # which goes through neither the flush nor Session.execute().
+            uow = self.unit_of_work(session)
+            if uow.flush_pending:
+                uow.flush_pending = False
+            elif uow.bulk is None:
+                bulk = uow.bulk = BulkSave(self.manager, uow, session)
+                uow.bulk_transaction = transaction
+                for connection in session_connections(session):
+                    bulk.watch(connection)
+
+    @staticmethod
+    def _end_bulk(uow: UnitOfWork) -> BulkSave | None:
+        bulk, uow.bulk, uow.bulk_transaction = uow.bulk, None, None
+        if bulk is not None:
+            bulk.unwatch()
+        return bulk
 
     def after_rollback(self, session: Session) -> None:
         # Fired right after a real ROLLBACK (or ROLLBACK TO SAVEPOINT), before the
         # transaction objects are closed: the innermost savepoint still open is the
         # one rolled back; with none open, the whole transaction was.
+        _new_generation(session)  # the whole transaction (below) or a savepoint
         uow: UnitOfWork | None = session.info.get(self.info_key)
         if uow is None:
             return
+        self._end_bulk(uow)  # a bulk save that failed: its rows are rolled back too
         savepoint = session.get_nested_transaction()
         if savepoint is None:
             self._drop(session)
@@ -291,6 +330,12 @@ class OrmCapture:
             uow.savepoint_ended(session, savepoint, rolled_back=True)
 
     def after_transaction_end(self, session: Session, transaction: SessionTransaction) -> None:
+        bulk_uow: UnitOfWork | None = session.info.get(self.info_key)
+        if bulk_uow is not None and bulk_uow.bulk_transaction is transaction:
+            bulk = self._end_bulk(bulk_uow)
+            if bulk is not None and session.in_transaction():  # committed: a rollback ends it
+                bulk.finish()
+            return
         if transaction.parent is None:
             self._drop(session)
         elif transaction.nested:

@@ -216,6 +216,11 @@ class WriteStatements:
             return {KEYS: list(keys), FIRSTS: first_values(keys)}
         return {KEYS: list(keys)}
 
+    def keys_in(self, columns: Sequence[sa.ColumnElement[Any]]) -> sa.ColumnElement[bool]:
+        """``columns`` among the keys given by :meth:`key_params` (for statements built
+        elsewhere, e.g. :mod:`.bulk`'s)."""
+        return self._keys_in(columns)
+
     def _keys_in(self, columns: Sequence[sa.ColumnElement[Any]]) -> sa.ColumnElement[bool]:
         """``columns`` among the keys given by :meth:`key_params`."""
         if self.arrays:

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from ..hooks import PluginCollection
     from ..schema.models import VersionedModel
     from ..schema.tables import VersionTableSpec
+    from .bulk import BulkSave
     from .native.postgresql import NativeCapture
 
 
@@ -138,6 +139,12 @@ class UnitOfWork:
         self.changed_entities: set[type] = set()
         #: The flush being processed changed rows that triggers version.
         self.native_changes = False
+        #: A flush began (before_flush): the next subtransaction is the flush's.
+        self.flush_pending = False
+        #: The legacy bulk save being versioned (:class:`.bulk.BulkSave`), and its
+        #: subtransaction.
+        self.bulk: BulkSave | None = None
+        self.bulk_transaction: SessionTransaction | None = None
 
     @property
     def operations(self) -> Operations:

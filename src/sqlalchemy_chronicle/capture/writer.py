@@ -328,7 +328,13 @@ class Writer:
             spec = uow.manager.association_spec(parent)
             if spec is not None and spec.version in uow.association_touched:
                 specs[spec.version] = spec
+        by_key = connection.dialect.name in ("mysql", "mariadb")
         for spec in specs.values():
+            if by_key:
+                self._restamp_by_key(connection, spec, spec.tx, old_id, new_id)
+                if spec.end_tx is not None:
+                    self._restamp_by_key(connection, spec, spec.end_tx, old_id, new_id)
+                continue
             connection.execute(
                 sa.update(spec.version).where(spec.tx == old_id).values({spec.tx: new_id})
             )
@@ -348,6 +354,29 @@ class Writer:
         uow.transaction_id = new_id
         uow.transaction_obj = None
         return new_id
+
+    @staticmethod
+    def _restamp_by_key(
+        connection: Connection,
+        spec: VersionTableSpec,
+        column: sa.Column[Any],
+        old_id: int,
+        new_id: int,
+    ) -> None:
+        """MySQL/MariaDB: set ``column`` from ``old_id`` to ``new_id`` in the rows that
+        have it, by their whole key. Only this transaction writes its own id, so a plain
+        (snapshot) read finds all of them; an UPDATE through the index of ``column``
+        would gap-lock where other transactions insert their versions."""
+        columns = [*spec.version_pk, spec.tx]
+        rows = [tuple(r) for r in connection.execute(
+            sa.select(*columns).where(column == old_id)
+        )]
+        for chunk in chunks(ordered(rows), len(columns)):
+            connection.execute(
+                _by_primary_key(sa.update(spec.version))
+                .where(_exact(columns, chunk, connection))
+                .values({column: new_id})
+            )
 
     def _counts(
         self,
@@ -405,7 +434,7 @@ class Writer:
         self.uow.written_specs[version] = spec
 
         if replace:
-            statements.run(connection, statements.replace, replace, self.tx_id())
+            self._replace(connection, statements, replace)
 
         if from_last_version:
             already_deleted = self._write_deletes(connection, plan, from_last_version)
@@ -434,7 +463,7 @@ class Writer:
             rest = plan.new - plan.closed_keys if plan.closed_keys else plan.new
             closed = plan.closed
             if rest:
-                closed += self.close(spec, rest)
+                closed += self.close(spec, rest, plan.ops)
             # An updated or deleted entity must have had an open version; fewer closed
             # means rows older than versioning, or a newer transaction got there first.
             ops, insert = plan.ops, Operation.INSERT
@@ -507,17 +536,101 @@ class Writer:
 
     # -- single statements (association rows, re-stamping) ----------------------------
 
-    def close(self, spec: VersionTableSpec, keys: Sequence[PK] | set[PK]) -> int:
-        """Close the open previous versions of ``keys``; how many it closed."""
-        statements = statements_for(spec, self.connection.dialect)
+    def close(
+        self,
+        spec: VersionTableSpec,
+        keys: Sequence[PK] | set[PK],
+        ops: Mapping[PK, Operation] | None = None,
+    ) -> int:
+        """Close the open previous versions of ``keys``; how many it closed.
+
+        ``ops``, the operation of each key's new version when known: an INSERT
+        rarely has a previous version (a row inserted again after a delete), so on
+        MySQL/MariaDB it skips the look-up by whole key.
+        """
+        connection = self.connection
+        statements = statements_for(spec, connection.dialect)
         assert statements.close is not None
-        return statements.run(self.connection, statements.close, ordered(keys), self.tx_id())
+        keys = ordered(keys)
+        if connection.dialect.name in ("mysql", "mariadb"):
+            insert = Operation.INSERT
+            inserted = [k for k in keys if ops.get(k) is insert] if ops else []
+            if inserted:
+                keys = [k for k in keys if ops is None or ops.get(k) is not insert]
+            closed = 0
+            if keys:
+                keys, closed = self._close_by_version_key(connection, spec, keys)
+            keys = ordered([*keys, *inserted]) if inserted else keys
+            if not keys:
+                return closed
+            return closed + statements.run(connection, statements.close, keys, self.tx_id())
+        return statements.run(connection, statements.close, keys, self.tx_id())
+
+    def _close_by_version_key(
+        self, connection: Connection, spec: VersionTableSpec, keys: list[PK]
+    ) -> tuple[list[PK], int]:
+        """MySQL/MariaDB: close the open versions of ``keys`` by their whole primary key.
+
+        Under REPEATABLE READ an UPDATE that finds its rows by a prefix of the version
+        table's key (the entity's key, without ``transaction_id``) takes next-key locks:
+        they cover the gap where the next version of the neighbouring entity goes, so
+        two writers of different rows can deadlock on the version table. The open
+        versions are found first by a plain (snapshot, lock-free) read, then closed by
+        ``(key..., transaction_id)``, which locks those rows only.
+
+        Returns the keys this could not settle, for the prefix UPDATE (a current read):
+        keys with no open version in the snapshot (new entities, or a version committed
+        since the snapshot was taken), and, when a version found was closed meanwhile by
+        another transaction, all of them. And how many versions it closed.
+        """
+        assert spec.end_tx is not None
+        tx_id = self.tx_id()
+        vpk = list(spec.version_pk)
+        width = len(vpk)
+        found: list[PK] = []
+        for chunk in chunks(keys, width):
+            probe = sa.select(*vpk, spec.tx).where(
+                key_in(vpk, chunk, connection.dialect),
+                spec.end_tx.is_(None),
+                spec.tx < tx_id,
+            )
+            found.extend(tuple(row) for row in connection.execute(probe))
+        if not found:
+            return keys, 0
+        found = ordered(found)
+        settled = {row[:width] for row in found}
+        closed = 0
+        columns = [*vpk, spec.tx]
+        for chunk in chunks(found, width + 1):
+            stmt = (
+                _by_primary_key(sa.update(spec.version))
+                .where(_exact(columns, chunk, connection), spec.end_tx.is_(None))
+                .values({spec.end_tx: tx_id})
+            )
+            closed += max(connection.execute(stmt).rowcount, 0)
+        if closed < len(found):
+            return keys, closed  # a snapshot older than the versions: read them current
+        return [key for key in keys if key not in settled], closed
 
     def replace(self, spec: VersionTableSpec, keys: Sequence[PK]) -> None:
         """Delete the versions this transaction wrote for ``keys`` (to write them anew)."""
         if keys:
-            statements = statements_for(spec, self.connection.dialect)
-            statements.run(self.connection, statements.replace, keys, self.tx_id())
+            connection = self.connection
+            self._replace(connection, statements_for(spec, connection.dialect), keys)
+
+    def _replace(
+        self, connection: Connection, statements: WriteStatements, keys: Sequence[PK]
+    ) -> None:
+        tx_id = self.tx_id()
+        if connection.dialect.name not in ("mysql", "mariadb"):
+            statements.run(connection, statements.replace, keys, tx_id)
+            return
+        # MySQL/MariaDB: by the whole key, or it may find the rows through the
+        # transaction_id index and gap-lock where newer transactions insert versions.
+        spec = statements.spec
+        columns = [*spec.version_pk, spec.tx]
+        for chunk in chunks([(*key, tx_id) for key in keys], len(columns)):
+            connection.execute(sa.delete(spec.version).where(_exact(columns, chunk, connection)))
 
     def mark_deleted(self, spec: VersionTableSpec, keys: Sequence[PK]) -> None:
         """Turn the versions this transaction wrote for ``keys`` into DELETEs."""
@@ -540,3 +653,21 @@ class Writer:
             tx_id = self.tx_id()
             values = [{**row, spec.tx.key: tx_id, spec.op.key: int(op)} for row in rows]
             self.connection.execute(sa.insert(spec.version), values)
+
+
+def _exact(
+    columns: Sequence[sa.ColumnElement[Any]], rows: Sequence[PK], connection: Connection
+) -> sa.ColumnElement[bool]:
+    """``columns`` (a whole primary key) among ``rows``, for MySQL/MariaDB, which look up
+    each row by the key (a one-row tuple ``IN`` would scan the whole index there)."""
+    if len(rows) == 1:
+        return sa.and_(*[c == v for c, v in zip(columns, rows[0], strict=True)])
+    return key_in(columns, rows, connection.dialect)
+
+
+def _by_primary_key(stmt: sa.Update) -> sa.Update:
+    """``stmt`` told to find its rows through the primary key on MySQL/MariaDB: by the
+    ``transaction_id`` index its optimizer may prefer, an UPDATE takes next-key locks
+    (gaps included) there, where other transactions insert their versions."""
+    hint = "FORCE INDEX (PRIMARY)"
+    return stmt.with_hint(hint, dialect_name="mysql").with_hint(hint, dialect_name="mariadb")

@@ -42,6 +42,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from ..manager import VersioningManager
 from .cli_history import add_history_commands
 from .cli_serve import add_serve_command
+from .cli_verify import add_verify_command
 
 __all__ = ["build_parser", "main", "run_demo"]
 
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo_command(commands)
     add_history_commands(commands)
     add_serve_command(commands)
+    add_verify_command(commands)
     return parser
 
 

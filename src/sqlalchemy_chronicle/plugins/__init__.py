@@ -19,6 +19,7 @@ __all__ = [
     "Plugin",
     "PluginCollection",
     "PropertyModTrackerPlugin",
+    "TamperEvidencePlugin",
     "TransactionChangesPlugin",
     "TransactionMetaPlugin",
 ]
@@ -28,6 +29,7 @@ _MODULES = {
     "FlaskPlugin": "flask",
     "NullDeletePlugin": "null_delete",
     "PropertyModTrackerPlugin": "property_mod_tracker",
+    "TamperEvidencePlugin": "tamper_evidence",
     "TransactionChangesPlugin": "transaction_changes",
     "TransactionMetaPlugin": "transaction_meta",
 }

@@ -479,7 +479,7 @@ class ActivityPlugin(Plugin):
                 else:
                     lookups.setdefault(spec, []).append((activity, role, key))
         for spec, wanted in lookups.items():
-            latest = self._latest_transactions(uow, spec, {key for _, _, key in wanted})
+            latest = self._latest_transactions(uow, session, spec, {k for _, _, k in wanted})
             for activity, role, key in wanted:
                 setattr(activity, f"{role}_tx_id", latest.get(key))
         if deferred:
@@ -502,7 +502,9 @@ class ActivityPlugin(Plugin):
         return _writes_version(obj)
 
     @staticmethod
-    def _latest_transactions(uow: Any, spec: Any, keys: Iterable[Any]) -> dict[Any, Any]:
+    def _latest_transactions(
+        uow: Any, session: Session, spec: Any, keys: Iterable[Any]
+    ) -> dict[Any, Any]:
         """``{key: max(transaction id)}`` of the versions of ``keys``: one query (per
         :data:`~sqlalchemy_chronicle.capture.templates.CHUNK_PARAMS` keys)."""
         pk = spec.version_pk[0]
@@ -514,7 +516,9 @@ class ActivityPlugin(Plugin):
                 .where(pk.in_(ordered[start : start + CHUNK_PARAMS]))
                 .group_by(pk)
             )
-            latest.update((row[0], row[1]) for row in uow.connection.execute(stmt))
+            # Native versioning: the triggers wrote the versions, the ORM no connection yet.
+            connection = uow.connection or session.connection()
+            latest.update((row[0], row[1]) for row in connection.execute(stmt))
         return latest
 
     def after_create_version_objects(self, uow: Any, session: Session) -> None:

@@ -28,6 +28,11 @@ RelationTree = dict[str, "RelationTree"]
 def _relation_tree(parent_cls: type, relations: Sequence[str]) -> RelationTree:
     tree: RelationTree = {}
     for path in relations:
+        if not isinstance(path, str):
+            raise ReverterException(
+                f"Could not initialize Reverter: relations of {parent_cls.__name__} are "
+                f"relationship names, not {type(path).__name__} {path!r}."
+            )
         cls, node = parent_cls, tree
         for name in path.split("."):
             mapper: orm.Mapper[Any] = sa.inspect(cls)
@@ -48,7 +53,17 @@ class Reverter:
 
     def __init__(self, version: Any, relations: Sequence[str] | None = None) -> None:
         self.version = version
-        model = version.__chronicle_model__
+        model = getattr(type(version), "__chronicle_model__", None)
+        if model is None or isinstance(version, type):
+            raise ReverterException(
+                f"Could not initialize Reverter: it takes a version object, not "
+                f"{type(version).__name__} {version!r}."
+            )
+        if isinstance(relations, str):
+            raise ReverterException(
+                f"Could not initialize Reverter: relations is a list of relationship names; "
+                f"write [{relations!r}], not {relations!r}."
+            )
         self.parent_cls: type = model.parent
         self.relations = _relation_tree(self.parent_cls, list(relations or ()))
         self._done: dict[tuple[type, tuple[Any, ...]], Any] = {}

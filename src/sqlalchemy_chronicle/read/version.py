@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
@@ -23,6 +23,8 @@ from ..schema.tables import as_utc_naive
 from .revert import Reverter
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
     from ..schema.models import VersionedModel
 
 __all__ = [
@@ -105,9 +107,14 @@ class VersionClassBase:
             except KeyError as err:
                 keys = ", ".join(repr(c.key) for c in cols)
                 raise TypeError(f"{cls.__name__}: the primary key needs the keys {keys}") from err
-        if isinstance(pk, tuple | list):
-            return tuple(pk)
-        return (pk,)
+        values = tuple(pk) if isinstance(pk, tuple | list) else (pk,)
+        if len(values) != len(cols):
+            keys = ", ".join(c.key for c in cols)
+            raise ConfigurationError(
+                f"{cls.__name__}: the primary key is ({keys}), {len(cols)} value(s); "
+                f"{pk!r} was given."
+            )
+        return values
 
     @property
     def _cache_populated(self) -> bool:
@@ -236,6 +243,13 @@ class VersionClassBase:
                 f"not {type(at).__name__}"
             )
         window = validity_window(spec, point, lambda column: getattr(cls, column.key))
+        specs = cls.__chronicle_model__.specs
+        if len(specs) > 1:
+            # Joined inheritance: an entity whose class changed in a transaction (a Book
+            # deleted and an Item of the same key inserted) has an UPDATE in the base
+            # table and a DELETE in the subclass's; it is no longer of this class.
+            deleted = int(Operation.DELETE)
+            window = sa.and_(window, *[s.op != deleted for s in specs])
         return sa.select(cls).where(window)
 
     @classmethod
@@ -250,6 +264,12 @@ class VersionClassBase:
         That is the newest version written at or before that transaction (a DELETE
         version if the entity had been deleted by then), or None.
         """
+        _check_session(session, cls, "version_at")
+        if not isinstance(transaction_id, int) or isinstance(transaction_id, bool):
+            raise ConfigurationError(
+                f"{cls.__name__}.version_at() takes a transaction id (int), not "
+                f"{type(transaction_id).__name__} {transaction_id!r}."
+            )
         tx = cls._tx_attr()
         stmt = (
             sa.select(cls)
@@ -274,6 +294,7 @@ class VersionClassBase:
         With ``link=True`` the versions' ``previous``/``next`` are filled in from the
         list, so walking it needs no further query (except at the ends of a page).
         """
+        _check_session(session, cls, "all_versions")
         tx = cls._tx_attr()
         stmt = (
             sa.select(cls)
@@ -294,6 +315,87 @@ class VersionClassBase:
             if offset == 0 if desc else reached_end:
                 ordered[-1]._next_cache = None
         return versions
+
+    @classmethod
+    def versions_at(
+        cls: type[V],
+        session: orm.Session,
+        keys: Iterable[Mapping[str, Any] | Sequence[Any] | Any],
+        transaction_id: int,
+    ) -> dict[tuple[Any, ...], V]:
+        """:meth:`version_at` for many entities in one query (per 500 keys):
+        ``{primary key tuple: version}`` for each key that had a version by then."""
+        from .batch import versions_at
+
+        return versions_at(cls, session, keys, transaction_id)
+
+    @classmethod
+    def revert_many(cls, session: orm.Session, versions: Iterable[Any]) -> None:
+        """Revert many entities at once, each to the version of it in ``versions``: one
+        statement per kind of change (update, re-insert, delete) instead of one flush
+        of every object. Relationships are not reverted. The caller commits."""
+        from .batch import revert_many
+
+        revert_many(cls, session, versions)
+
+    # -- async forms -------------------------------------------------------------------
+
+    @classmethod
+    async def versions_at_async(
+        cls: type[V],
+        session: AsyncSession,
+        keys: Iterable[Mapping[str, Any] | Sequence[Any] | Any],
+        transaction_id: int,
+    ) -> dict[tuple[Any, ...], V]:
+        """:meth:`versions_at` on an ``AsyncSession``."""
+        return await session.run_sync(lambda sync: cls.versions_at(sync, keys, transaction_id))
+
+    @classmethod
+    async def version_at_async(
+        cls: type[V],
+        session: AsyncSession,
+        pk: Mapping[str, Any] | Sequence[Any] | Any,
+        transaction_id: int,
+    ) -> V | None:
+        """:meth:`version_at` on an ``AsyncSession``:
+        ``await ArticleVersion.version_at_async(session, 1, tx)``."""
+        return await session.run_sync(lambda sync: cls.version_at(sync, pk, transaction_id))
+
+    @classmethod
+    async def all_versions_async(
+        cls: type[V],
+        session: AsyncSession,
+        pk: Mapping[str, Any] | Sequence[Any] | Any,
+        limit: int | None = None,
+        offset: int = 0,
+        desc: bool = True,
+        link: bool = True,
+    ) -> list[V]:
+        """:meth:`all_versions` on an ``AsyncSession``. With ``link=True`` (the default)
+        ``previous``/``next`` of the versions returned need no query, so they can be
+        read in async code without awaiting anything."""
+        return await session.run_sync(
+            lambda sync: cls.all_versions(sync, pk, limit, offset, desc, link)
+        )
+
+    @classmethod
+    async def revert_many_async(cls, session: AsyncSession, versions: Iterable[Any]) -> None:
+        """:meth:`revert_many` on an ``AsyncSession``."""
+        await session.run_sync(lambda sync: cls.revert_many(sync, versions))
+
+    async def revert_async(self, relations: Sequence[str] | None = None) -> Any:
+        """:meth:`revert` for a version loaded through an ``AsyncSession`` (the queries
+        it needs run there); the caller then awaits ``session.commit()``."""
+        from sqlalchemy.ext.asyncio import async_object_session
+
+        session = async_object_session(self)
+        if session is None:
+            self._session()  # raises: not attached to a session
+            raise VersioningStateError(
+                f"{type(self).__name__} was not loaded through an AsyncSession; call "
+                f"revert() instead."
+            )
+        return await session.run_sync(lambda sync: self.revert(relations))
 
     def __repr__(self) -> str:
         pk = ", ".join(f"{c.key}={getattr(self, c.key)!r}" for c in self._spec().version_pk)
@@ -332,3 +434,11 @@ class SubqueryFetcher(VersionFetcher):
 
 class ValidityFetcher(VersionFetcher):
     """The fetcher of classes versioned with the ``validity`` strategy."""
+
+
+def _check_session(session: Any, cls: type, function: str) -> None:
+    if not isinstance(session, orm.Session | orm.scoped_session):
+        raise ConfigurationError(
+            f"{cls.__name__}.{function}() takes a Session first, not "
+            f"{type(session).__name__} {session!r}."
+        )

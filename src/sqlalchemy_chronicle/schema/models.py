@@ -209,8 +209,11 @@ def _is_history(prop: Any) -> bool:
     )
 
 
-def add_versions_relationship(model: VersionedModel, version_cls: type) -> None:
-    """Give the parent class its ``versions`` relationship (a dynamic, ordered query)."""
+def add_versions_relationship(
+    model: VersionedModel, version_cls: type, query_class: type | None = None
+) -> None:
+    """Give the parent class its ``versions`` relationship, ordered by transaction: a
+    dynamic query unless the ``versions_lazy`` option says otherwise."""
     mapper = model.mapper
     inherited = mapper.inherits is not None and not mapper.concrete
     if inherited and "versions" in mapper.attrs:
@@ -232,8 +235,9 @@ def add_versions_relationship(model: VersionedModel, version_cls: type) -> None:
             version_cls,
             primaryjoin=_pk_join(spec.pk),
             order_by=spec.tx,
-            lazy="dynamic",
+            lazy=model.options.versions_lazy,  # type: ignore[arg-type]
             viewonly=True,
+            query_class=query_class,
         ),
     )
 

@@ -150,8 +150,14 @@ def _require_postgresql(compiler: Any, what: str) -> NoReturn:
     )
 
 
-def _schema_of(table: sa.Table, compiler: Any) -> str | None:
-    return table.schema or compiler.dialect.default_schema_name
+def _schema_of(table: sa.Table, compiler: Any) -> str:
+    return table.schema or _default_schema(compiler)
+
+
+def _default_schema(compiler: Any) -> str:
+    """The schema of tables named without one: the connection's, or PostgreSQL's
+    ``public`` when the dialect never connected (Alembic's ``--sql`` mode)."""
+    return compiler.dialect.default_schema_name or "public"
 
 
 def _qualified_function(compiler: Any, table: sa.Table, name: str) -> str:
@@ -239,9 +245,12 @@ class DropTransactionFunction(ExecutableDDLElement):
 
 
 def _next_id(compiler: Any, table: sa.Table, sequence: sa.Sequence) -> Any:
-    """``nextval('schema.sequence')``: named with its schema (the search_path is pinned)."""
+    """``nextval('schema.sequence')``: named with its schema (the search_path is pinned).
+
+    A sequence without a schema lives where SQLAlchemy creates it, in the default
+    schema, even for a table in another schema (``MetaData(schema=...)``)."""
     preparer = compiler.preparer
-    schema = sequence.schema or _schema_of(table, compiler)
+    schema = sequence.schema or _default_schema(compiler)
     name = preparer.quote(sequence.name)
     if schema:
         name = f"{preparer.quote_schema(schema)}.{name}"
@@ -455,21 +464,41 @@ def _restamp_check(spec: TriggerSpec, event: str, compiler: Any) -> list[str]:
     ]
 
 
+def _written_entry(written: TriggerSpec, compiler: Any) -> str:
+    """The line of ``chronicle.written`` naming ``written``'s version table (a literal)."""
+    return _literal(
+        compiler,
+        json.dumps(
+            [
+                _qualified_table(compiler, written.version),
+                written.transaction_column,
+                written.end_transaction_column,
+            ]
+        ),
+    )
+
+
+def _read_written(compiler: Any) -> str:
+    """The plpgsql line loading ``chronicle.written`` into ``chronicle_written``."""
+    guc = _literal(compiler, GUC_WRITTEN)
+    return f"  chronicle_written := COALESCE(current_setting({guc}, true), '');"
+
+
+def _was_written(spec: TriggerSpec, compiler: Any) -> str:
+    """A plpgsql condition: this transaction wrote versions into one of the version
+    tables ``spec``'s triggers write (only then can there be rows to fold into)."""
+    tables = (spec, *[related for related, _ in spec.related])
+    return " OR ".join(
+        f"strpos(chronicle_written, {_written_entry(t, compiler)}) > 0" for t in tables
+    )
+
+
 def _written_entries(spec: TriggerSpec, compiler: Any) -> list[str]:
     """plpgsql lines noting in ``chronicle.written`` the version tables written."""
     guc = _literal(compiler, GUC_WRITTEN)
-    lines = [f"  chronicle_written := COALESCE(current_setting({guc}, true), '');"]
+    lines = []
     for written in (spec, *[related for related, _ in spec.related]):
-        entry = _literal(
-            compiler,
-            json.dumps(
-                [
-                    _qualified_table(compiler, written.version),
-                    written.transaction_column,
-                    written.end_transaction_column,
-                ]
-            ),
-        )
+        entry = _written_entry(written, compiler)
         lines += [
             f"  IF strpos(chronicle_written, {entry}) = 0 THEN",
             f"    chronicle_written := chronicle_written || {entry} || chr(10);",
@@ -534,10 +563,17 @@ def _entity_names(spec: TriggerSpec, source: Any, compiler: Any) -> tuple[Any, A
 
 
 def _write_parts(
-    spec: TriggerSpec, changed: Any, tx_id: Any, op: Operation, compiler: Any, suffix: str
+    spec: TriggerSpec,
+    changed: Any,
+    tx_id: Any,
+    op: Operation,
+    compiler: Any,
+    suffix: str,
+    fold: bool = True,
 ) -> tuple[list[Any], Any]:
     """The ``WITH`` parts folding into and closing ``spec``'s versions of the
-    ``changed`` rows, and the ``INSERT`` of the rest."""
+    ``changed`` rows, and the ``INSERT`` of the rest. Without ``fold`` (no version of
+    this transaction can exist yet) only the closing and the ``INSERT``."""
     version = _pinned(spec.version, compiler)
     vtx = version.c[spec.transaction_column]
     vop = version.c[spec.operation_column]
@@ -562,7 +598,7 @@ def _write_parts(
         .returning(*[version.c[v] for v, _ in key_pairs])
         .cte(f"chronicle_folded{suffix}")
     )
-    parts = [folded]
+    parts = [folded] if fold else []
     if spec.end_transaction_column is not None:
         end = version.c[spec.end_transaction_column]
         closed = (
@@ -583,7 +619,9 @@ def _write_parts(
         .select_from(folded)
         .where(*[folded.c[v] == changed.c[a] for v, a in key_pairs])
     )
-    rows = sa.select(*exprs).select_from(changed).where(not_folded)
+    rows = sa.select(*exprs).select_from(changed)
+    if fold:
+        rows = rows.where(not_folded)
     return parts, sa.insert(version).from_select(targets, rows)
 
 
@@ -644,33 +682,45 @@ def _version_block(spec: TriggerSpec, event: str, compiler: Any) -> list[str]:
     # A plpgsql variable: a parameter to the planner, so the version table's
     # transaction_id index finds this transaction's rows.
     tx_id: Any = sa.literal_column("chronicle_tx", sa.BigInteger)
-    ctes: list[Any] = [changed]
-    parts, insert = _write_parts(spec, changed, tx_id, op, compiler, "")
-    ctes += parts
-    if op is Operation.UPDATE:
-        # The other tables of these entities get a version too, as the ORM writes one
-        # per table of the entity: from their live rows, no column flagged.
-        for i, (related, pairs) in enumerate(spec.related):
-            other = _pinned(related.table, compiler).alias(f"chronicle_live_{i}")
-            related_changed = (
-                sa.select(
-                    *[other.c[a] for a, _ in related.columns],
-                    *[sa.false().label(m) for _, m in related.mod_columns],
+
+    def statement(fold: bool) -> str:
+        ctes: list[Any] = [changed]
+        parts, insert = _write_parts(spec, changed, tx_id, op, compiler, "", fold)
+        ctes += parts
+        if op is Operation.UPDATE:
+            # The other tables of these entities get a version too, as the ORM writes
+            # one per table of the entity: from their live rows, no column flagged.
+            for i, (related, pairs) in enumerate(spec.related):
+                other = _pinned(related.table, compiler).alias(f"chronicle_live_{i}")
+                related_changed = (
+                    sa.select(
+                        *[other.c[a] for a, _ in related.columns],
+                        *[sa.false().label(m) for _, m in related.mod_columns],
+                    )
+                    .select_from(other)
+                    .join(changed, sa.and_(*[other.c[b] == changed.c[a] for a, b in pairs]))
+                    .cte(f"chronicle_changed_{i}")
                 )
-                .select_from(other)
-                .join(changed, sa.and_(*[other.c[b] == changed.c[a] for a, b in pairs]))
-                .cte(f"chronicle_changed_{i}")
-            )
-            related_parts, related_insert = _write_parts(
-                related, related_changed, tx_id, op, compiler, f"_{i}"
-            )
-            ctes += [related_changed, *related_parts, related_insert.cte(f"chronicle_added_{i}")]
+                related_parts, related_insert = _write_parts(
+                    related, related_changed, tx_id, op, compiler, f"_{i}", fold
+                )
+                ctes += [
+                    related_changed, *related_parts, related_insert.cte(f"chronicle_added_{i}")
+                ]
+        return _sql(compiler, insert.add_cte(*ctes))
+
     # EXISTS stops at the first changed row: a second pass only for no-op statements.
+    # Folding into this transaction's versions only once it wrote some: the first
+    # statement of a transaction (a bulk UPDATE alone) neither looks nor anti-joins.
     return [
         f"    IF {_sql(compiler, sa.exists(changed_select))} THEN",
         *_restamp_check(spec, event, compiler),
         f"      chronicle_tx := {_sql(compiler, function)};",
-        f"      {_sql(compiler, insert.add_cte(*ctes))};",
+        f"      IF {_was_written(spec, compiler)} THEN",
+        f"        {statement(fold=True)};",
+        "      ELSE",
+        f"        {statement(fold=False)};",
+        "      END IF;",
         "    END IF;",
     ]
 
@@ -686,6 +736,7 @@ def _create_audit_function(element: CreateAuditFunction, compiler: DDLCompiler, 
     lines = [
         "DECLARE chronicle_current bigint; chronicle_tx bigint; chronicle_written text;",
         "BEGIN",
+        _read_written(compiler),
     ]
     for i, event in enumerate(spec.events):
         keyword = "IF" if i == 0 else "ELSIF"
@@ -695,9 +746,16 @@ def _create_audit_function(element: CreateAuditFunction, compiler: DDLCompiler, 
     lines += _written_entries(spec, compiler)
     lines += ["  RETURN NULL;", "END;"]
     name = _qualified_function(compiler, spec.table, audit_function_name(spec.table.name))
+    # A plan per call (PostgreSQL 12+), made knowing the transition tables' sizes and the
+    # transaction id: a statement of one row looks its versions up by key. A cached
+    # generic plan scanned every version of the transaction (or every open version) for
+    # each statement, quadratic for an executemany() of many rows.
+    version = getattr(compiler.dialect, "server_version_info", None)
+    plans = " SET plan_cache_mode = force_custom_plan" if not version or version >= (12,) else ""
     return (
         f"CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql "
-        f"SET search_path = pg_catalog, pg_temp AS {_dollar_quoted(chr(10).join(lines))}"
+        f"SET search_path = pg_catalog, pg_temp{plans} "
+        f"AS {_dollar_quoted(chr(10).join(lines))}"
     )
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -51,17 +52,25 @@ from ..writer import Writer, unstored_meta
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
+    from sqlalchemy.sql.ddl import ExecutableDDLElement
 
     from ...schema.models import VersionedModel
     from ...schema.tables import VersionTableSpec
     from ..unit_of_work import UnitOfWork
 
-__all__ = ["NativeCapture", "create_trigger", "drop_trigger", "sync_trigger"]
+__all__ = [
+    "NativeCapture",
+    "create_trigger",
+    "drop_trigger",
+    "native_capture_of",
+    "sync_trigger",
+]
 
 #: Key of ``uow.info`` holding the transaction values handed to the database.
 _PUSHED = "sqlalchemy_chronicle.native.pushed"
-#: Key of ``Table.info`` of a trigger-versioned table: its :class:`NativeCapture`.
-TABLE_INFO_KEY = "sqlalchemy_chronicle.native"
+#: Trigger-versioned table -> its :class:`NativeCapture`. Kept out of ``Table.info``,
+#: which Alembic renders into migration files.
+_CAPTURES: weakref.WeakKeyDictionary[sa.Table, NativeCapture] = weakref.WeakKeyDictionary()
 #: Key of ``Connection.info`` holding (root transaction, values) of the last hand-over.
 _CONN_PUSHED = "sqlalchemy_chronicle.native.pushed"
 
@@ -72,6 +81,12 @@ _SET = sa.text(
 )
 _SET_ID = sa.text("SELECT set_config(:name, :value, true)")
 _GET_ID = sa.text("SELECT current_setting(:name, true)")
+
+
+def native_capture_of(table: sa.Table) -> NativeCapture | None:
+    """The :class:`NativeCapture` versioning ``table`` by triggers, if any."""
+    capture = _CAPTURES.get(table)
+    return capture if capture is not None and table in capture.specs else None
 
 
 def _not_postgresql(model_name: str, dialect: sa.Dialect) -> NotSupportedError:
@@ -203,7 +218,7 @@ class NativeCapture:
         self._listeners.append((target, name, fn))
 
     def _listen(self, table: sa.Table) -> None:
-        table.info[TABLE_INFO_KEY] = self
+        _CAPTURES[table] = self
 
         def after_create(target: sa.Table, connection: Connection, **kw: Any) -> None:
             self.install(connection, target)
@@ -252,8 +267,8 @@ class NativeCapture:
                 event.remove(target, name, fn)
         self._listeners.clear()
         for table in self.specs:
-            if table.info.get(TABLE_INFO_KEY) is self:
-                del table.info[TABLE_INFO_KEY]
+            if _CAPTURES.get(table) is self:
+                del _CAPTURES[table]
         self.specs.clear()
         self._names.clear()
         self._transaction_tables.clear()
@@ -277,6 +292,20 @@ class NativeCapture:
         )
         connection.execute(CreateTransactionFunction(*args))
         connection.execute(CreateRestampFunction(*args))
+
+    def create_ddl(self, table: sa.Table) -> list[ExecutableDDLElement]:
+        """The DDL :meth:`install_transaction_function` and :meth:`install` run for
+        ``table``, as statements (for an Alembic operation, online or ``--sql``)."""
+        args = (
+            self.manager.transaction_table,
+            self._plugin_table("meta"),
+            self._plugin_table("changes"),
+        )
+        return [
+            CreateTransactionFunction(*args),
+            CreateRestampFunction(*args),
+            *create_statements(self.specs[table]),
+        ]
 
     def install(self, connection: Connection, table: sa.Table) -> None:
         """Create (or replace) the function and triggers of versioned ``table``."""
@@ -453,6 +482,8 @@ def create_trigger(
     transaction_table_name: str = "transaction",
     schema: str | None = None,
     entity_name: str | None = None,
+    version_table_name: str | None = None,
+    association: bool | None = None,
 ) -> None:
     """Create the versioning triggers of ``table``.
 
@@ -466,19 +497,24 @@ def create_trigger(
     strategy is used when the version table has ``end_transaction_column_name``
     (default ``end_transaction_id``). ``entity_name`` is the class name recorded in
     ``transaction_changes`` (TransactionChangesPlugin); none is recorded without it.
-    ``conn`` is a Connection or a Session.
+    ``version_table_name`` names the version table outright (instead of
+    ``version_table_name_format``). ``association`` versions ``INSERT`` and
+    ``DELETE`` only, as for an association table (default: when ``table`` has no
+    primary key). ``conn`` is a Connection or a Session.
     """
     connection = _connection(conn)
     if connection.dialect.name != "postgresql":
         raise _not_postgresql(f"Table {table.name!r}", connection.dialect)
-    native = table.info.get(TABLE_INFO_KEY)
-    if isinstance(native, NativeCapture) and table in native.specs:
+    native = _CAPTURES.get(table)
+    if native is not None and table in native.specs:
         native.install_transaction_function(connection)
         native.install(connection, table)
         return
     schema = schema if schema is not None else table.schema
     live = _reflect(connection, table.name, schema)
-    version = _reflect(connection, version_table_name_format % table.name, schema)
+    version = _reflect(
+        connection, version_table_name or version_table_name_format % table.name, schema
+    )
     transaction = _reflect(connection, transaction_table_name, schema)
     excluded = set(excluded_columns or ())
     columns = tuple(
@@ -511,7 +547,7 @@ def create_trigger(
         mod_columns=mods,
         transaction_table=transaction,
         entity_name=entity_name,
-        association=not live.primary_key.columns,
+        association=not live.primary_key.columns if association is None else association,
     )
     args = (transaction, plugin_tables["meta"], plugin_tables["changes"])
     connection.execute(CreateTransactionFunction(*args))
@@ -554,6 +590,7 @@ def sync_trigger(
     parent = _reflect(connection, parent_name, schema)
     version = _reflect(connection, table_name, schema)
     excluded = [c.name for c in parent.columns if c.name not in version.c]
+    excluded += kwargs.pop("excluded_columns", None) or ()
     drop_trigger(connection, parent_name, schema=schema)
     create_trigger(
         connection,

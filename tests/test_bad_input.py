@@ -1,0 +1,199 @@
+"""Bad input to the public functions: our error, naming what was wrong, data untouched.
+
+And the values of ``versioning_context()`` (user, address, metadata) reach SQL only as
+bound parameters: hostile strings are stored as given.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+import sqlalchemy_chronicle as chronicle
+from sqlalchemy_chronicle import ChronicleError, versioning_context
+from sqlalchemy_chronicle.plugins import TransactionMetaPlugin
+
+
+@pytest.fixture
+def world(db, base, manager):
+    """Article (versioned), Plain (not versioned), one saved article, and a session."""
+
+    class Article(base):  # type: ignore[misc, valid-type]
+        __tablename__ = "article"
+        __versioned__: dict[str, Any] = {}
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str | None] = mapped_column(sa.String(50))
+
+    class Plain(base):  # type: ignore[misc, valid-type]
+        __tablename__ = "plain"
+        id: Mapped[int] = mapped_column(primary_key=True)
+
+    db.create(base.metadata)
+    session = db.session()
+    session.add(Article(id=1, name="kept"))
+    session.commit()
+    return Article, Plain, session
+
+
+def _untouched(db: Any) -> None:
+    assert [(r["id"], r["name"]) for r in db.rows("article")] == [(1, "kept")]
+    assert len(db.rows("article_version")) == 1
+    assert len(db.rows("transaction")) == 1
+
+
+class Nothing:
+    """An object SQLAlchemy knows nothing about."""
+
+    def __repr__(self) -> str:
+        return "<Nothing>"
+
+
+# Functions taking a mapped object, fed what is not one.
+OBJECT_FUNCTIONS = ["changeset", "count_versions", "is_modified", "is_modified_or_deleted"]
+NOT_OBJECTS = {
+    "int": 5,
+    "str": "Article",
+    "None": None,
+    "plain object": Nothing(),
+    "a session": "SESSION",
+    "a class": "CLASS",
+}
+
+
+def test_functions_of_an_object_refuse_what_is_not_one(db, world):
+    Article, _, session = world
+    for name in OBJECT_FUNCTIONS:
+        for label, value in NOT_OBJECTS.items():
+            value = {"SESSION": session, "CLASS": Article}.get(value, value)
+            with pytest.raises(ChronicleError) as info:
+                getattr(chronicle, name)(value)
+            named = value.__name__ if isinstance(value, type) else type(value).__name__
+            assert name in str(info.value), label
+            assert named in str(info.value), label
+    _untouched(db)
+
+
+def test_functions_of_a_session_refuse_what_is_not_one(db, world):
+    for name in ("is_session_modified", "versioned_objects"):
+        for bad in (5, "session", None, Nothing()):
+            with pytest.raises(ChronicleError, match=name) as info:
+                getattr(chronicle, name)(bad)
+            assert type(bad).__name__ in str(info.value)
+    _untouched(db)
+
+
+def test_version_table_refuses_what_is_not_a_table(db, world):
+    Article, _, _ = world
+    for bad in (5, "article", None, Nothing(), Article):
+        with pytest.raises(ChronicleError, match="version_table") as info:
+            chronicle.version_table(bad)
+        assert (bad.__name__ if isinstance(bad, type) else type(bad).__name__) in str(info.value)
+
+
+def test_vacuum_refuses_what_is_not_a_versioned_model(db, world):
+    Article, Plain, session = world
+    for bad, named in [
+        (Article(id=9), "Article"),
+        (chronicle.version_class(Article), "ArticleVersion"),
+        (Plain, "Plain"),
+        ("Article", "Article"),
+    ]:
+        with pytest.raises(ChronicleError, match=named):
+            chronicle.vacuum(session, bad)
+    with pytest.raises(ChronicleError, match=r"vacuum.*int"):
+        chronicle.vacuum(5, Article)
+    _untouched(db)
+
+
+def test_unversioned_classes_are_named(db, world):
+    _, Plain, _ = world
+    for name in ("version_class", "transaction_class", "tx_column_name", "get_versioning_manager"):
+        with pytest.raises(chronicle.ClassNotVersioned, match="Plain"):
+            getattr(chronicle, name)(Plain)
+
+
+def test_closed_session_and_detached_objects(db, world):
+    Article, _, session = world
+    article = session.get(Article, 1)
+    version = article.versions[0]
+    session.close()  # article and version are detached now
+    assert chronicle.count_versions(article) == 0  # as SQLAlchemy-Continuum: no session
+    assert chronicle.is_session_modified(session) is False
+    with pytest.raises(ChronicleError, match="ArticleVersion"):
+        version.revert()
+    _untouched(db)
+
+
+def test_reading_and_reverting_refuse_bad_arguments(db, world):
+    Article, _, session = world
+    ArticleVersion = chronicle.version_class(Article)
+    version = session.get(Article, 1).versions[0]
+    with pytest.raises(chronicle.ReverterException, match="list of relationship names"):
+        version.revert(relations="name")
+    with pytest.raises(chronicle.ReverterException, match="not int 5"):
+        version.revert(relations=[5])
+    from sqlalchemy_chronicle.reverter import Reverter
+
+    with pytest.raises(chronicle.ReverterException, match="takes a version object, not Article"):
+        Reverter(session.get(Article, 1))
+    with pytest.raises(ChronicleError, match=r"ArticleVersion.version_at\(\) takes a Session"):
+        ArticleVersion.version_at(5, 1, 1)
+    with pytest.raises(ChronicleError, match="transaction id"):
+        ArticleVersion.version_at(session, 1, "1")
+    with pytest.raises(ChronicleError, match=r"all_versions\(\) takes a Session"):
+        ArticleVersion.all_versions(None, 1)
+    with pytest.raises(ChronicleError, match=r"primary key is \(id\)"):
+        ArticleVersion.all_versions(session, (1, 2))
+    session.rollback()
+    _untouched(db)
+
+
+def test_manager_functions_refuse_bad_arguments(db, world, manager):
+    with pytest.raises(ChronicleError, match=r"make_versioned.*not int 5"):
+        chronicle.make_versioned(manager=5)
+    with pytest.raises(ChronicleError, match=r"remove_versioning.*not str"):
+        chronicle.remove_versioning(manager="m")
+    with pytest.raises(ChronicleError, match=r"unit_of_work.*not int"):
+        manager.unit_of_work(5)
+    with pytest.raises(chronicle.ClassNotVersioned, match="int 5"):
+        manager.versioned_model(5)
+    _untouched(db)
+
+
+HOSTILE = [
+    "'; DROP TABLE article; --",
+    'Robert"); DELETE FROM "transaction"; --',
+    "%s %(user)s %% {0} ?",
+    "back\\slash \\' \\\"",
+    "unicode ✓ 日本 \u202e",
+]
+
+
+@pytest.mark.versioning(plugins=[TransactionMetaPlugin()])
+@pytest.mark.parametrize("text", HOSTILE)
+def test_context_values_reach_sql_only_as_parameters(db, base, manager, text):
+    class Article(base):  # type: ignore[misc, valid-type]
+        __tablename__ = "article"
+        __versioned__: dict[str, Any] = {}
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str | None] = mapped_column(sa.String(50))
+
+    db.create(base.metadata)
+    address = text[:50]
+    with (
+        db.executions() as sent,
+        versioning_context(remote_addr=address, note=text),
+        db.session() as session,
+    ):
+        session.add(Article(id=1, name="x"))
+        session.commit()
+    # Stored exactly as given, and no statement carries it as SQL text.
+    assert [r["remote_addr"] for r in db.rows("transaction")] == [address]
+    meta = db.rows("transaction_meta")
+    assert [(r["key"], r["value"]) for r in meta] == [("note", text)]
+    assert not [s for s, _ in sent if text in s or address in s]
+    assert [r["name"] for r in db.rows("article")] == ["x"]
+    assert len(db.rows("article_version")) == 1
