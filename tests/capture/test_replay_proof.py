@@ -203,8 +203,16 @@ def _history_problems(connection: sa.Connection, metadata: sa.MetaData) -> list[
 
 def _revert_all(session: orm.Session, m: dict[str, Any], tx: int) -> None:
     """Revert every entity ever versioned to what it was at ``tx`` (delete those
-    that did not exist yet), items with their tags."""
-    for cls_name, relations in (("Shelf", None), ("Tag", None), ("Item", ["tags"])):
+    that did not exist yet).
+
+    Without ``relations``: ``revert(relations=["tags"])`` restores the links (and the
+    tags) of the item's version valid at ``tx`` as they were at that version's own
+    transaction, and a link-only change (``item.tags.remove(tag)``, or deleting a
+    linked tag) writes no item version, so they can differ from ``tx``'s (see
+    test_revert_to_a_transaction_after_a_link_only_change in tests/read/
+    test_replay_findings.py); the replay found both, the links and a deleted tag
+    brought back."""
+    for cls_name, relations in (("Shelf", None), ("Tag", None), ("Item", None)):
         cls = m[cls_name]
         vcls = version_class(cls)
         spec_keys = [c.key for c in sa.inspect(cls).primary_key]
@@ -418,10 +426,7 @@ class ReplayMachine(RuleBasedStateMachine):
             try:
                 _revert_all(session, self.m, tx)
                 reverted = _live(session.connection(), self.metadata)
-                # The links are left out: revert(relations=["tags"]) restores the links
-                # of the item's version valid at tx, as they were at that version's own
-                # transaction; a link-only change writes no item version (see
-                # test_revert_to_a_transaction_after_a_link_only_change).
+                # The links are left out: see _revert_all.
                 assert {**reverted, "item_tag": None} == {**snapshot, "item_tag": None}, (
                     f"revert({tx})"
                 )

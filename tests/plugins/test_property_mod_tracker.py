@@ -278,9 +278,10 @@ def test_statements_per_flush_do_not_grow_with_rows(db, article_models, strategy
             session.commit()
         counts[n] = [s for s in statements if "article_version" in s]
     # One INSERT ... SELECT for all rows, plus closing the previous versions (in the
-    # same statement on PostgreSQL).
+    # same statement on PostgreSQL; after a SELECT of their whole keys on MySQL/MariaDB).
     closing = strategy == "validity" and db.engine.dialect.name != "postgresql"
-    assert len(counts[10]) == len(counts[100]) == (2 if closing else 1)
+    looking_up = closing and db.engine.dialect.name == "mysql"
+    assert len(counts[10]) == len(counts[100]) == (1 + closing + looking_up)
     updates = [r for r in db.rows("article_version") if r["operation_type"] == Operation.UPDATE]
     assert len(updates) == 110
     assert {(r["name_mod"], r["content_mod"]) for r in updates} == {(True, False)}

@@ -118,3 +118,53 @@ def test_revert_to_a_transaction_after_a_link_only_change(db, base):
     # Once a link-only change versions the item, this is [(1, 1)] and the replay
     # proof can compare the links after revert too.
     assert session.execute(sa.select(link)).all() == []
+
+
+def test_deleted_entity_inserted_deleted_and_inserted_again_is_an_insert(db, article_models):
+    """After a committed DELETE, one transaction inserts the row, deletes it and inserts
+    it again (a flush between each): its version is an INSERT, as the row did not exist
+    before it. (It was an UPDATE following a DELETE.)"""
+    from sqlalchemy_chronicle import Operation
+
+    Article = article_models()
+    session = db.session()
+    session.add(Article(id=1, name="a"))
+    session.commit()
+    session.delete(session.get(Article, 1))
+    session.commit()
+    session.add(Article(id=1, name="b"))
+    session.flush()
+    session.delete(session.get(Article, 1))
+    session.flush()
+    session.add(Article(id=1, name="c"))
+    session.commit()
+    rows = db.rows("article_version", order_by="transaction_id")
+    assert [(r["name"], Operation(r["operation_type"])) for r in rows] == [
+        ("a", Operation.INSERT), ("a", Operation.DELETE), ("c", Operation.INSERT),
+    ]
+    assert rows[1]["end_transaction_id"] == rows[2]["transaction_id"]
+    assert rows[2]["end_transaction_id"] is None
+
+
+def test_existing_entity_deleted_and_inserted_again_stays_an_update(db, article_models):
+    """The other side of the case above: an entity that existed before the transaction,
+    deleted and inserted again in it, is an UPDATE (a rolled-back savepoint that
+    inserted another row in between changes nothing)."""
+    from sqlalchemy_chronicle import Operation
+
+    Article = article_models()
+    session = db.session()
+    session.add(Article(id=1, name="a"))
+    session.commit()
+    with session.begin_nested() as savepoint:
+        session.add(Article(id=2, name="gone"))
+        session.flush()
+        savepoint.rollback()
+    session.delete(session.get(Article, 1))
+    session.flush()
+    session.add(Article(id=1, name="b"))
+    session.commit()
+    rows = db.rows("article_version", order_by="transaction_id")
+    assert [(r["id"], r["name"], Operation(r["operation_type"])) for r in rows] == [
+        (1, "a", Operation.INSERT), (1, "b", Operation.UPDATE),
+    ]

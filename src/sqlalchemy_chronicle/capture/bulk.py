@@ -454,7 +454,7 @@ def _write(
     after: Rows,
 ) -> None:
     spec = target.spec
-    plan = Plan(uow.written)
+    plan = Plan(uow.written, uow.born)
     names = [v.key for _, v in spec.columns]
     for key, old in before.items():
         new = after.get(key)

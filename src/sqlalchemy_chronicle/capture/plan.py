@@ -13,6 +13,7 @@ The writer (:mod:`.writer`) then turns a :class:`TablePlan` into statements.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -86,9 +87,15 @@ class Plan(dict["sa.Table", TablePlan]):
     operation``; it is read, never changed (the writer records what it writes).
     """
 
-    def __init__(self, written: Mapping[tuple[sa.Table, PK], Operation]) -> None:
+    def __init__(
+        self,
+        written: Mapping[tuple[sa.Table, PK], Operation],
+        born: AbstractSet[tuple[sa.Table, PK]] = frozenset(),
+    ) -> None:
         super().__init__()
         self.written = written
+        #: The entities this transaction inserted first (see ``UnitOfWork.born``).
+        self.born = born
 
     def add(self, spec: VersionTableSpec, key: PK, op: Operation) -> Operation | None:
         """Fold ``op`` of the entity ``key`` of ``spec``'s table into the plan; the
@@ -106,6 +113,10 @@ class Plan(dict["sa.Table", TablePlan]):
                 plan.new.add(key)
                 return op
         folded = FOLD[(before, op)]
+        if before is Operation.DELETE and op is Operation.INSERT and (version, key) in self.born:
+            # Inserted, deleted and inserted again by this transaction: the entity did
+            # not exist before it, so its version is an INSERT.
+            folded = Operation.INSERT
         if folded is not None:
             ops[key] = folded
         return folded
@@ -165,6 +176,7 @@ def plan_flush(
     changed_entities: set[type],
     row_values: RowValues | None = None,
     native: NativeFlag | None = None,
+    born: AbstractSet[tuple[sa.Table, PK]] = frozenset(),
 ) -> Plan:
     """The plan of the rows one flush wrote (``changes``, from mapper events).
 
@@ -173,7 +185,7 @@ def plan_flush(
     is set instead. The parent class of each entity that gets a version is added to
     ``changed_entities``; ``row_values`` gives the plugin values of each version row.
     """
-    plans = Plan(written)
+    plans = Plan(written, born)
     update = Operation.UPDATE
     for model, state, op in changes:
         if model.options.native_versioning:

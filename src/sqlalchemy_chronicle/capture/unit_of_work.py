@@ -76,6 +76,7 @@ class Snapshot:
     written: dict[tuple[sa.Table, PK], Operation]
     info: dict[str, Any]
     association_touched: set[sa.Table]
+    born: frozenset[tuple[sa.Table, PK]] = frozenset()
 
 
 class Operations(Mapping[tuple[sa.Table, PK], Operation]):
@@ -124,6 +125,9 @@ class UnitOfWork:
         self.connection: Connection | None = None
         #: (version table, key) -> the operation of the row this transaction wrote.
         self.written: dict[tuple[sa.Table, PK], Operation] = {}
+        #: (version table, key) of the entities this transaction inserted first: one
+        #: inserted, deleted and inserted again here is an INSERT, not an UPDATE.
+        self.born: frozenset[tuple[sa.Table, PK]] = frozenset()
         #: (model, state, operation) per row the current flush wrote.
         self.changes: list[tuple[VersionedModel, InstanceState[Any], Operation]] = []
         self.savepoints: list[Snapshot] = []
@@ -238,6 +242,7 @@ class UnitOfWork:
                 dict(self.written),
                 dict(self.info),
                 set(self.association_touched),
+                self.born,
             )
         )
 
@@ -261,6 +266,7 @@ class UnitOfWork:
         self.written = snapshot.written
         self.info = snapshot.info
         self.association_touched = snapshot.association_touched
+        self.born = snapshot.born
         self.changes.clear()
         stale = tx_obj is not None and tx_obj is not self.transaction_obj
         if stale and tx_obj in session:

@@ -82,7 +82,7 @@ def write_flush(uow: UnitOfWork, session: Session) -> None:
     w = Writer(uow, session)
     row_values = w.row_values_of(row_plugins) if row_plugins else None
     uow.native_changes = False
-    plans = plan_flush(changes, uow.written, uow.changed_entities, row_values, uow)
+    plans = plan_flush(changes, uow.written, uow.changed_entities, row_values, uow, uow.born)
     changes.clear()
     if uow.native_changes:
         uow.manager.native.after_flush(uow, session)
@@ -432,6 +432,9 @@ class Writer:
                 from_live.setdefault((op, extra), []).append(key)
             written[(version, key)] = op
         self.uow.written_specs[version] = spec
+        born = [(version, k) for k in new if plan.ops[k] is Operation.INSERT]
+        if born:
+            self.uow.born = self.uow.born.union(born)
 
         if replace:
             self._replace(connection, statements, replace)
