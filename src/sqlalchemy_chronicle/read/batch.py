@@ -97,21 +97,30 @@ class HistoryBatch:
         )
 
     def key_of(self, state: InstanceState[Any]) -> tuple[Any, ...] | None:
-        """The version-table key of a parent (None when its key is not loaded)."""
+        """The version-table key of a parent (None when its key is not loaded, or its
+        class does not map the version table's key columns: a concrete subclass, which
+        is answered alone)."""
+        names = self._key_names(state.mapper)
+        if names is None:
+            return None
         values = state.dict
         try:
-            return tuple([values[name] for name in self._key_names(state)])
+            return tuple([values[name] for name in names])
         except KeyError:
             return None
 
-    def _key_names(self, state: InstanceState[Any]) -> list[str]:
-        names: list[str] | None = self.__dict__.get("_names")
-        if names is None:
-            mapper = state.mapper
-            names = self.__dict__["_names"] = [
-                mapper.get_property_by_column(p).key for p, _ in self.model.local_spec.pk
-            ]
-        return names
+    def _key_names(self, mapper: orm.Mapper[Any]) -> list[str] | None:
+        by_mapper: dict[orm.Mapper[Any], list[str] | None] = self.__dict__.setdefault(
+            "_names", {}
+        )
+        if mapper not in by_mapper:
+            try:
+                by_mapper[mapper] = [
+                    mapper.get_property_by_column(p).key for p, _ in self.model.local_spec.pk
+                ]
+            except orm.exc.UnmappedColumnError:
+                by_mapper[mapper] = None
+        return by_mapper[mapper]
 
     def history_of(self, state: InstanceState[Any], session: orm.Session) -> list[Any] | None:
         """The versions of ``state``'s entity (loading every member's on first use)."""
