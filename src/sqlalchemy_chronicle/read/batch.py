@@ -155,6 +155,27 @@ class HistoryBatch:
         return histories
 
 
+#: mapper -> the model whose ``versions`` relationship its objects have (None: none
+#: of ours), for subclasses of the mapper a listener was registered on.
+_OWNERS: weakref.WeakKeyDictionary[Any, VersionedModel | None] = weakref.WeakKeyDictionary()
+
+
+def _owner_model(model: VersionedModel, mapper: Any) -> VersionedModel | None:
+    """The model that declared the ``versions`` of ``mapper``'s objects: the base's for
+    single- and joined-table subclasses (they inherit it), their own for concrete ones."""
+    if mapper in _OWNERS:
+        return _OWNERS[mapper]
+    owner: VersionedModel | None = None
+    prop = mapper.attrs.get("versions")
+    if isinstance(prop, orm.RelationshipProperty):
+        manager = getattr(model.version_cls, "__versioning_manager__", None)
+        found = manager.model_for_mapper(prop.parent) if manager is not None else None
+        if found is not None and found.version_cls is prop.mapper.class_:
+            owner = found
+    _OWNERS[mapper] = owner
+    return owner
+
+
 def note_loaded(model: VersionedModel, target: Any, context: QueryContext) -> None:
     """``load`` listener of versioned parent ``model`` (bound with ``functools.partial``):
     the object joins the batch of the query loading it."""
@@ -162,6 +183,11 @@ def note_loaded(model: VersionedModel, target: Any, context: QueryContext) -> No
     if session is None or model.version_cls is None:
         return
     state: InstanceState[Any] = sa.inspect(target)
+    if state.mapper is not model.mapper:
+        found = _owner_model(model, state.mapper)
+        if found is None:
+            return
+        model = found
     batches = context.attributes.setdefault(_BATCH, {})
     batch = batches.get(model.local_spec.version)
     if batch is None:
