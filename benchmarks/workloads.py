@@ -583,6 +583,9 @@ class RevertMany(Revert):
     variants = ("plain", "chronicle")  # Continuum has no batch revert
     target = 2.0
 
+    def warmup(self, ctx: Context) -> None:
+        """None: a revert changes the rows (the timed run must find them unreverted)."""
+
     def run(self, ctx: Context) -> None:
         if ctx.models.variant == "plain":
             super().run(ctx)

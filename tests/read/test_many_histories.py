@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import orm
+from sqlalchemy.orm import Mapped, mapped_column
 
 from sqlalchemy_chronicle import Operation, version_class
 
@@ -192,4 +193,30 @@ def test_objects_a_query_loads_again_join_its_batch(db, article_models):
     assert again == sorted(held, key=lambda a: a.id)  # the very objects held
     with db.count_statements() as stmts:
         assert [len(a.versions.all()) for a in again] == [2] * 5
+    assert len(stmts) == 1
+
+
+def test_objects_of_subclasses_batch_with_their_base(db, base):
+    class Employee(base):
+        __tablename__ = "employee"
+        __versioned__: dict[str, Any] = {}
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str] = mapped_column(sa.String(20))
+        kind: Mapped[str] = mapped_column(sa.String(20))
+        __mapper_args__ = {"polymorphic_on": "kind", "polymorphic_identity": "employee"}
+
+    class Engineer(Employee):
+        __mapper_args__ = {"polymorphic_identity": "engineer"}
+
+    db.create(base.metadata)
+    session = db.session()
+    session.add_all([Employee(id=1, name="e"), Engineer(id=2, name="g"), Engineer(id=3, name="h")])
+    session.commit()
+    session.get(Engineer, 2).name = "g2"
+    session.commit()
+    session.close()
+    loaded = session.scalars(sa.select(Employee).order_by(Employee.id)).all()
+    with db.count_statements() as stmts:
+        names = [_names(e.versions.all()) for e in loaded]
+    assert names == [["e"], ["g", "g2"], ["h"]]
     assert len(stmts) == 1

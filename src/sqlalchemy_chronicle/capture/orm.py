@@ -33,19 +33,9 @@ if TYPE_CHECKING:
     from ..schema.models import VersionedModel
     from ..schema.tables import VersionTableSpec
 
-__all__ = ["HISTORY_GENERATION", "OrmCapture"]
+__all__ = ["OrmCapture"]
 
 _counter = itertools.count(1)
-
-#: ``session.info`` key of a counter that moves on at every flush and rollback to a
-#: savepoint of the session's transaction (dropped when it ends): histories read
-#: before (``read/batch.py``) may be out of date after.
-HISTORY_GENERATION = "sqlalchemy_chronicle.history_generation"
-
-
-def _new_generation(session: Session) -> None:
-    info = session.info
-    info[HISTORY_GENERATION] = info.get(HISTORY_GENERATION, 0) + 1
 
 
 class OrmCapture:
@@ -204,8 +194,9 @@ class OrmCapture:
             native.before_flush(uow, session)
 
     def after_flush(self, session: Session, flush_context: Any) -> None:
-        _new_generation(session)
         uow: UnitOfWork | None = session.info.get(self.info_key)
+        if uow is not None:
+            uow.generation += 1  # histories read before may be out of date now
         if uow is not None and self._enabled():
             uow.make_versions(session)
 
@@ -284,7 +275,6 @@ class OrmCapture:
             )
 
     def _drop(self, session: Session) -> None:
-        session.info.pop(HISTORY_GENERATION, None)
         uow: UnitOfWork | None = session.info.pop(self.info_key, None)
         self._open_sessions.discard(session)
         if uow is not None:
@@ -318,10 +308,10 @@ class OrmCapture:
         # Fired right after a real ROLLBACK (or ROLLBACK TO SAVEPOINT), before the
         # transaction objects are closed: the innermost savepoint still open is the
         # one rolled back; with none open, the whole transaction was.
-        _new_generation(session)  # the whole transaction (below) or a savepoint
         uow: UnitOfWork | None = session.info.get(self.info_key)
         if uow is None:
             return
+        uow.generation += 1  # the whole transaction (below) or a savepoint
         self._end_bulk(uow)  # a bulk save that failed: its rows are rolled back too
         savepoint = session.get_nested_transaction()
         if savepoint is None:

@@ -143,6 +143,9 @@ class UnitOfWork:
         self.changed_entities: set[type] = set()
         #: The flush being processed changed rows that triggers version.
         self.native_changes = False
+        #: Moves on at every flush and rollback to a savepoint: histories read before
+        #: (``read/batch.py``) may be out of date after.
+        self.generation = 0
         #: A flush began (before_flush): the next subtransaction is the flush's.
         self.flush_pending = False
         #: The legacy bulk save being versioned (:class:`.bulk.BulkSave`), and its

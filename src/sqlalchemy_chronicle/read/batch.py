@@ -36,7 +36,6 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 from sqlalchemy.orm.dynamic import AppenderQuery
 
-from ..capture.orm import HISTORY_GENERATION
 from ..capture.sql import key_in, ordered
 from ..config import Operation, Strategy
 from ..exc import ReverterException
@@ -65,8 +64,12 @@ BATCH_SIZE = 500
 _BATCH = "_chronicle_history_batch"
 
 
-def _generation(session: orm.Session) -> int:
-    return int(session.info.get(HISTORY_GENERATION, 0))
+def _generation(model: VersionedModel, session: orm.Session) -> tuple[int, int]:
+    """Which unit of work of ``session``'s transaction, and how many flushes and
+    rollbacks to a savepoint it saw (the batch is valid while this stays the same)."""
+    manager = model.version_cls.__versioning_manager__  # type: ignore[union-attr]
+    uow = manager.unit_of_work(session)
+    return id(uow), uow.generation
 
 
 def _transaction_ref(session: orm.Session) -> weakref.ref[Any] | None:
@@ -81,7 +84,7 @@ class HistoryBatch:
         self.model = model
         self.session_ref = weakref.ref(session)
         self.transaction = _transaction_ref(session)
-        self.generation = _generation(session)
+        self.generation = _generation(model, session)
         self.members: list[weakref.ref[InstanceState[Any]]] = []
         #: key -> versions in transaction order; None until loaded.
         self.histories: dict[tuple[Any, ...], list[Any]] | None = None
@@ -93,7 +96,7 @@ class HistoryBatch:
         return (
             current is not None
             and self.transaction() is current
-            and self.generation == _generation(session)
+            and self.generation == _generation(self.model, session)
         )
 
     def key_of(self, state: InstanceState[Any]) -> tuple[Any, ...] | None:
@@ -164,6 +167,27 @@ class HistoryBatch:
         return histories
 
 
+#: mapper -> the model whose ``versions`` relationship its objects have (None: none
+#: of ours), for subclasses of the mapper a listener was registered on.
+_OWNERS: weakref.WeakKeyDictionary[Any, VersionedModel | None] = weakref.WeakKeyDictionary()
+
+
+def _owner_model(model: VersionedModel, mapper: Any) -> VersionedModel | None:
+    """The model that declared the ``versions`` of ``mapper``'s objects: the base's for
+    single- and joined-table subclasses (they inherit it), their own for concrete ones."""
+    if mapper in _OWNERS:
+        return _OWNERS[mapper]
+    owner: VersionedModel | None = None
+    prop = mapper.attrs.get("versions")
+    if isinstance(prop, orm.RelationshipProperty):
+        manager = getattr(model.version_cls, "__versioning_manager__", None)
+        found = manager.model_for_mapper(prop.parent) if manager is not None else None
+        if found is not None and found.version_cls is prop.mapper.class_:
+            owner = found
+    _OWNERS[mapper] = owner
+    return owner
+
+
 def note_loaded(model: VersionedModel, target: Any, context: QueryContext) -> None:
     """``load`` listener of versioned parent ``model`` (bound with ``functools.partial``):
     the object joins the batch of the query loading it."""
@@ -171,6 +195,11 @@ def note_loaded(model: VersionedModel, target: Any, context: QueryContext) -> No
     if session is None or model.version_cls is None:
         return
     state: InstanceState[Any] = sa.inspect(target)
+    if state.mapper is not model.mapper:
+        found = _owner_model(model, state.mapper)
+        if found is None:
+            return
+        model = found
     batches = context.attributes.setdefault(_BATCH, {})
     batch = batches.get(model.local_spec.version)
     if batch is None:
