@@ -268,7 +268,7 @@ def floor_write(
     (chronicle runs the closing UPDATE for them too, for a key deleted and inserted
     again; the floor does not need it)."""
     statements = floor_statements(conn.dialect.name, source, close, links)
-    now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+    now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
     if conn.dialect.name == "postgresql":
         return int(conn.execute(statements[0], {"at": now, "keys": list(keys),
                                                 "op": operation}).scalar_one())
