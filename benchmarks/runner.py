@@ -406,7 +406,7 @@ def render(
                 target = named_verdicts(floor_ratios, w.floor_target, "floor")
                 versus_plain = {v: r for v, r in ratios.items()
                                 if v != "chronicle" and v in floor_ratios}
-                if w.target is not None and versus_plain:
+                if w.target is not None and versus_plain and w.plain_target_with_floor:
                     target += "; " + named_verdicts(versus_plain, w.target, "plain")
             elif w.target is not None and ours:
                 target = verdicts(ratios, w.target)
