@@ -126,17 +126,16 @@ def resolve_variant(
     passes: an option variant is the chronicle variant with its options added."""
     if variant in OPTION_VARIANTS:
         return "chronicle", {**(options or {}), **OPTION_VARIANTS[variant]}
+    if variant in FLOOR_OPTIONS:
+        return FLOOR, {**(options or {}), **FLOOR_OPTIONS[variant]} or None
     return variant, options
 
 
 def run_one(args: dict[str, Any], against: str | None = None) -> dict[str, Any]:
     env = None
-    if args["variant"] in OPTION_VARIANTS:
+    if args["variant"] in OPTION_VARIANTS or args["variant"] in FLOOR_OPTIONS:
         variant, options = resolve_variant(args["variant"], args.get("chronicle_options"))
         args = {**args, "variant": variant, "chronicle_options": options}
-    elif args["variant"] in FLOOR_OPTIONS:
-        options = {**(args.get("chronicle_options") or {}), **FLOOR_OPTIONS[args["variant"]]}
-        args = {**args, "variant": FLOOR, "chronicle_options": options or None}
     elif args["variant"] == BASE:
         assert against is not None
         args = {**args, "variant": "chronicle"}
