@@ -28,16 +28,17 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from benchmarks.models import build_models
-from benchmarks.runner import DEFAULT_PG_URL, OPTION_VARIANTS, resolve_variant
+from benchmarks.runner import DEFAULT_PG_URL, FLOOR_OPTIONS, OPTION_VARIANTS, resolve_variant
 from benchmarks.worker import reset_database
-from benchmarks.workloads import WORKLOADS, Context, Sizes
+from benchmarks.workloads import FLOOR, WORKLOADS, Context, Sizes
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profile")
     parser.add_argument("workload", choices=sorted(WORKLOADS))
     parser.add_argument("--variant", default="chronicle",
-                        help="plain, chronicle, continuum, or " + ", ".join(OPTION_VARIANTS)
+                        help="plain, chronicle, continuum, or "
+                             + ", ".join([*OPTION_VARIANTS, *FLOOR_OPTIONS])
                              + " (chronicle with options of its own, as in the runner)")
     parser.add_argument("--url", default=os.environ.get("CHRONICLE_BENCH_PG_URL", DEFAULT_PG_URL))
     parser.add_argument("--quick", action="store_true", help="the --quick sizes")
@@ -63,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     reset_database(engine, models.metadata)
     workload.setup(ctx)
     workload.warmup(ctx)
+    if opts.variant == FLOOR and models.library is not None:
+        models.library.remove_versioning()  # as the worker: the floor runs no chronicle code
 
     seconds: dict[str, float] = collections.defaultdict(float)
     counts: collections.Counter[str] = collections.Counter()

@@ -30,7 +30,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from benchmarks.workloads import FLOOR, ROW_LEVEL, WORKLOADS, Sizes, Workload
+from benchmarks.workloads import FLOOR, FLOOR_MINIMAL, ROW_LEVEL, WORKLOADS, Sizes, Workload
 
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test_f"
 DEFAULT_MYSQL_URL = "mysql+pymysql://root@127.0.0.1:3306/test_f"
@@ -107,6 +107,17 @@ NATIVE = "native"
 #: The variants that measure sqlalchemy-chronicle.
 CHRONICLE_VARIANTS = ("chronicle", *OPTION_VARIANTS, BASE)
 
+#: The floors (hand-written Core writing the rows chronicle writes) and the options of
+#: the layout each one builds: ``floor`` has chronicle's default tables (Continuum's
+#: indexes), ``floor_minimal`` those of ``indexes="minimal"``.
+FLOOR_OPTIONS: dict[str, dict[str, Any]] = {FLOOR: {}, FLOOR_MINIMAL: {"indexes": "minimal"}}
+
+
+def floor_of(variant: str, variants: list[str]) -> str | None:
+    """The floor a chronicle variant is compared with: the one of its layout."""
+    floor = FLOOR_MINIMAL if variant == "minimal" else FLOOR
+    return floor if floor in variants else None
+
 
 def resolve_variant(
     variant: str, options: dict[str, Any] | None
@@ -115,12 +126,14 @@ def resolve_variant(
     passes: an option variant is the chronicle variant with its options added."""
     if variant in OPTION_VARIANTS:
         return "chronicle", {**(options or {}), **OPTION_VARIANTS[variant]}
+    if variant in FLOOR_OPTIONS:
+        return FLOOR, {**(options or {}), **FLOOR_OPTIONS[variant]} or None
     return variant, options
 
 
 def run_one(args: dict[str, Any], against: str | None = None) -> dict[str, Any]:
     env = None
-    if args["variant"] in OPTION_VARIANTS:
+    if args["variant"] in OPTION_VARIANTS or args["variant"] in FLOOR_OPTIONS:
         variant, options = resolve_variant(args["variant"], args.get("chronicle_options"))
         args = {**args, "variant": variant, "chronicle_options": options}
     elif args["variant"] == BASE:
@@ -230,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         variants = ["plain", "chronicle"]
         variants += [v for v in OPTION_VARIANTS if v not in OPT_IN_VARIANTS]
         variants += ["continuum"] if has_continuum else []
+        variants += list(FLOOR_OPTIONS)
     if opts.against:
         if not os.path.isdir(os.path.join(opts.against, "sqlalchemy_chronicle")):
             print(f"--against: no sqlalchemy_chronicle package in {opts.against}",
@@ -290,6 +304,14 @@ def measures(w: Workload, variant: str, db: str | None = None) -> bool:
     """Whether workload ``w`` is measured for ``variant`` (on database ``db``)."""
     if variant == NATIVE or (variant == BASE and native_only(w)):
         return w.native and db in (None, "postgresql")
+    if variant in FLOOR_OPTIONS:  # hand-written SQL for SQLite and PostgreSQL
+        if db == "mysql" or FLOOR not in w.variants:
+            return False
+        if native_only(w):  # its floor and row-level trigger are PostgreSQL's
+            return db in (None, "postgresql")
+        return variant == FLOOR or "chronicle" in w.variants
+    if variant == ROW_LEVEL and db not in (None, "postgresql"):
+        return False
     if variant in CHRONICLE_VARIANTS:
         return "chronicle" in w.variants
     return variant in w.variants
@@ -308,6 +330,12 @@ def verdicts(ratios: dict[str, float | None], target: float) -> str:
     return f"<= {target}x: " + ", ".join(f"{v} {verdict(r, target)}" for v, r in ratios.items())
 
 
+def named_verdicts(ratios: dict[str, float | None], target: float, against: str) -> str:
+    """``<= 1.3x floor: chronicle met, minimal met``: one verdict per variant."""
+    return f"<= {target}x {against}: " + ", ".join(
+        f"{v} {verdict(r, target)}" for v, r in ratios.items())
+
+
 def render(
     workloads: list[Workload], dbs: list[str], variants: list[str],
     cells: dict[tuple[str, str, str], Cell], sizes: Sizes, repeat: int,
@@ -319,11 +347,14 @@ def render(
     # The numerator of the comparisons with other libraries and --against: chronicle, or
     # the trigger backend when only it is measured.
     main = "chronicle" if "chronicle" in variants else NATIVE if NATIVE in variants else None
-    other = [v for v in variants if v not in ("plain", FLOOR, *ours)] if main else []
-    # How far above the physical floor (hand-written Core writing the same rows).
-    floored = [v for v in ours if FLOOR in variants]
+    other = [v for v in variants if v not in ("plain", *FLOOR_OPTIONS, *ours)] if main else []
+    # How far above the physical floor of its layout (hand-written Core writing the
+    # same rows) each variant is, and what the floors cost over plain SQLAlchemy.
+    floors = [v for v in FLOOR_OPTIONS if v in variants]
+    floored = {v: f for v in ours if (f := floor_of(v, variants)) is not None}
     head = ["workload", "db", *variants, *[f"{v} / plain" for v in ours]]
-    head += [f"{v} / floor" for v in floored]
+    head += [f"{f} / plain" for f in floors]
+    head += [f"{v} / {f}" for v, f in floored.items()]
     head += [f"{main} / {v}" for v in other]
     head += ["target", "queries (" + " / ".join(variants) + ")"]
     out = [
@@ -357,16 +388,26 @@ def render(
             base = got["plain"].seconds
             ratios = {v: paired_ratio(got[v].seconds, base) for v in ours}
             row += [fmt_ratio(r) for r in ratios.values()]
-            for v in floored:
-                ratio = (paired_ratio(got[v].seconds, got[FLOOR].seconds)
-                         if measures(w, FLOOR, db) else None)
-                row.append(fmt_ratio(ratio))
+            for f in floors:
+                row.append(fmt_ratio(paired_ratio(got[f].seconds, base)
+                                     if measures(w, f, db) else None))
+            floor_ratios = {v: paired_ratio(got[v].seconds, got[f].seconds)
+                            for v, f in floored.items()
+                            if measures(w, f, db) and measures(w, v, db)}
+            row += [fmt_ratio(floor_ratios.get(v)) for v in floored]
             for v in other:
                 row.append(fmt_ratio(paired_ratio(got[str(main)].seconds, got[v].seconds)))
             queries = [str(int(statistics.median(got[v].queries))) if got[v].queries else "-"
                        for v in variants]
             target = ""
-            if w.target is not None and ours:
+            if w.floor_target is not None and floor_ratios:
+                # Each layout against its floor; the minimal layout against plain too.
+                target = named_verdicts(floor_ratios, w.floor_target, "floor")
+                versus_plain = {v: r for v, r in ratios.items()
+                                if v != "chronicle" and v in floor_ratios}
+                if w.target is not None and versus_plain and w.plain_target_with_floor:
+                    target += "; " + named_verdicts(versus_plain, w.target, "plain")
+            elif w.target is not None and ours:
                 target = verdicts(ratios, w.target)
                 chron_q, plain_q = got[ours[0]].queries, got["plain"].queries
                 if w.constant_queries and chron_q and plain_q and max(chron_q) > max(plain_q):
@@ -383,7 +424,7 @@ def render(
                 rss = {v: [float(x) for x in got[v].rss_kib] for v in variants}
                 mratios = {v: paired_ratio(rss[v], rss["plain"]) for v in ours}
                 mem += [fmt_ratio(r) for r in mratios.values()]
-                mem += ["" for _ in floored]
+                mem += ["" for _ in (*floors, *floored)]
                 for v in other:
                     mem.append(fmt_ratio(paired_ratio(rss[str(main)], rss[v])))
                 mem += [verdicts(mratios, w.memory_target) if ours else "", ""]
