@@ -127,6 +127,37 @@ def test_imperatively_mapped_model_end_to_end(db, base):
     assert [v.body for v in note.versions] == ["x"]
 
 
+def test_a_versioned_class_whose_mappings_were_disposed_is_forgotten():
+    """A versioned class mapped and thrown away (its registry disposed) before the mappers
+    were configured has nothing to version: the next configuration builds the others and
+    does not trip over it."""
+    manager = VersioningManager()
+    make_versioned(manager=manager, user_cls=None)
+    try:
+        registry = orm.registry()
+        table = sa.Table("note", registry.metadata, sa.Column("id", sa.Integer, primary_key=True))
+
+        class Note:
+            __versioned__: dict[str, Any] = {}
+
+        registry.map_imperatively(Note, table)
+        registry.dispose()
+
+        class Base(orm.DeclarativeBase):
+            pass
+
+        class Article(Base):
+            __tablename__ = "article"
+            __versioned__: dict[str, Any] = {}
+            id: Mapped[int] = mapped_column(primary_key=True)
+
+        orm.configure_mappers()
+        assert list(manager.version_class_map) == [Article]
+        assert Note not in manager.pending_classes
+    finally:
+        remove_versioning(manager=manager)
+
+
 # -- make_versioned / remove_versioning ------------------------------------------------
 
 

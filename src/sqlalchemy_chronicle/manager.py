@@ -327,6 +327,11 @@ class VersioningManager:
         """Build what the pending versioned classes need (runs after mapper configuration)."""
         if self._building or not self.options["versioning"]:
             return
+        # A class whose mappings were thrown away before it was built (its registry
+        # disposed, clear_mappers()) has nothing left to version.
+        self.pending_classes = [
+            c for c in self.pending_classes if sa.inspect(c, raiseerr=False) is not None
+        ]
         pending = [
             c for c in self.pending_classes if c not in self._models and c not in self._unversioned
         ]
