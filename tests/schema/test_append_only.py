@@ -49,9 +49,14 @@ def models(base: Any, db: Any, app_engine: sa.Engine) -> Any:
             "transaction",
             "transaction_ledger",
         ]
+        # Its search_path is pinned, as the versioning functions' are.
+        assert conn.scalar(
+            sa.text("SELECT proconfig FROM pg_proc WHERE proname = 'chronicle_append_only_guard'")
+        ) == ["search_path=pg_catalog, pg_temp"]
     yield Article
     with db.engine.begin() as conn:
         remove_append_only(conn, base)
+        conn.exec_driver_sql("DROP FUNCTION IF EXISTS chronicle_append_only_guard()")
 
 
 pytestmark = [

@@ -165,8 +165,10 @@ def make_append_only(
     )
     body = _FUNCTION_BODY.replace("%", "%%")  # the driver's placeholders are %s
     connection.exec_driver_sql(
-        f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS "
-        f"$chronicle${body}$chronicle$"
+        f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql "
+        # Pinned like the versioning functions: no object of a schema the caller put
+        # first on its search_path can stand in for the catalog's.
+        f"SET search_path = pg_catalog, pg_temp AS $chronicle${body}$chronicle$"
     )
     who = quote.quote(role)
     for table, (mutable, from_null, head) in tables:
