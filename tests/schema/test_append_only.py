@@ -56,7 +56,10 @@ def models(base: Any, db: Any, app_engine: sa.Engine) -> Any:
     yield Article
     with db.engine.begin() as conn:
         remove_append_only(conn, base)
-        conn.exec_driver_sql("DROP FUNCTION IF EXISTS chronicle_append_only_guard()")
+        # ... and the guard function with the last of its triggers.
+        assert conn.scalars(
+            sa.text("SELECT proname FROM pg_proc WHERE proname = 'chronicle_append_only_guard'")
+        ).all() == []
 
 
 pytestmark = [

@@ -203,13 +203,30 @@ def remove_append_only(
     transaction_table: str = "transaction",
     ledger_table: str | None = None,
 ) -> None:
-    """Drop the guard triggers :func:`make_append_only` created (privileges stay)."""
+    """Drop the guard triggers :func:`make_append_only` created, and the guard function
+    once no trigger uses it any more (privileges stay)."""
     _check(connection, "-")
     quote = connection.dialect.identifier_preparer
-    for table, _ in _tables(models, transaction_table, ledger_table):
+    tables = _tables(models, transaction_table, ledger_table)
+    for table, _ in tables:
         name = quote.format_table(table)
         for trigger in (_TRIGGER, f"{_TRIGGER}_truncate"):
             connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {quote.quote(trigger)} ON {name}")
+    schema = tables[0][0].schema
+    function = (
+        f"{quote.quote_schema(schema)}.{quote.quote(GUARD_FUNCTION)}"
+        if schema
+        else quote.quote(GUARD_FUNCTION)
+    )
+    in_use = connection.execute(
+        sa.text(
+            "SELECT count(*) FROM pg_trigger "
+            "WHERE tgfoid = to_regprocedure(:function || '()')"
+        ),
+        {"function": function},
+    ).scalar_one()
+    if not in_use:
+        connection.exec_driver_sql(f"DROP FUNCTION IF EXISTS {function}()")
 
 
 def _literal(value: str) -> str:
