@@ -47,6 +47,10 @@ settings.register_profile(
     max_examples=int(_examples or 25),
     stateful_step_count=35,
     deadline=None,
+    # The same programs every run: a CI result does not depend on the draw (the soak
+    # profile explores).
+    derandomize=True,
+    database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
     print_blob=True,
 )
