@@ -220,6 +220,32 @@ def test_units_of_work_and_session_connection_map_follow_open_transactions(db, b
     assert dict(manager.units_of_work) == {}
 
 
+def test_reading_histories_opens_no_unit_of_work(db, base, manager):
+    """Continuum's own suite asserts no unit of work is left open after a session that
+    only read ``versions`` (their test_sessions); a read must not create capture state."""
+    Article = define_article(base)
+    db.create(base.metadata)
+    writer = db.session()
+    article = Article(name="a")
+    writer.add(article)
+    writer.commit()
+    assert [v.name for v in article.versions] == ["a"]  # lazy load: a new transaction
+    assert writer.in_transaction()
+    assert dict(manager.units_of_work) == {}
+    reader = db.session()
+    again = reader.get(Article, article.id)
+    assert len(again.versions.all()) == 1
+    assert manager.find_unit_of_work(reader) is None
+    assert dict(manager.units_of_work) == {}
+    # a flush afterwards still sees the history as it then is
+    again.name = "b"
+    reader.flush()
+    assert [v.name for v in again.versions] == ["a", "b"]
+    assert len(manager.units_of_work) == 1
+    reader.rollback()
+    writer.close()
+
+
 def test_unit_of_work_of_a_scoped_session_is_the_proxied_sessions(db, base, manager):
     Article = define_article(base)
     db.create(base.metadata)

@@ -281,6 +281,12 @@ class VersioningManager:
             )
         return self._capture.unit_of_work(session)
 
+    def find_unit_of_work(self, session: orm.Session) -> UnitOfWork | None:
+        """The capture state of ``session``'s current transaction, or ``None`` when it
+        has none yet. Unlike :meth:`unit_of_work` it never creates one, so code that
+        only reads (histories, checks) leaves no state behind in the session."""
+        return self._capture.find_unit_of_work(session)
+
     # -- installation ----------------------------------------------------------------
 
     def install(self, mapper: Any = orm.Mapper, session: Any = orm.Session) -> None:

@@ -304,8 +304,8 @@ def count_versions(obj: Any) -> int:
 def version_obj(session: orm.Session, parent_obj: Any) -> Any:
     """The version of ``parent_obj`` written by ``session``'s current transaction, or None."""
     manager = get_versioning_manager(parent_obj)
-    uow = manager.unit_of_work(session)
-    if uow.transaction_id is None:
+    uow = manager.find_unit_of_work(session)
+    if uow is None or uow.transaction_id is None:
         return None
     version_cls = version_class(type(parent_obj))
     spec = _version_spec(type(parent_obj))

@@ -67,6 +67,14 @@ class OrmCapture:
             self._open_sessions.add(session)
         return uow
 
+    def find_unit_of_work(self, session: Session) -> UnitOfWork | None:
+        """The unit of work of ``session``'s current transaction if it has one (never
+        creates one: a reader must not leave state behind)."""
+        if isinstance(session, scoped_session):
+            session = session()
+        uow: UnitOfWork | None = session.info.get(self.info_key)
+        return uow
+
     def _open(self) -> list[tuple[Session, UnitOfWork]]:
         result = []
         for session in list(self._open_sessions):

@@ -68,7 +68,9 @@ def _generation(model: VersionedModel, session: orm.Session) -> tuple[int, int]:
     """Which unit of work of ``session``'s transaction, and how many flushes and
     rollbacks to a savepoint it saw (the batch is valid while this stays the same)."""
     manager = model.version_cls.__versioning_manager__  # type: ignore[union-attr]
-    uow = manager.unit_of_work(session)
+    uow = manager.find_unit_of_work(session)  # a read must not create one (it would leak)
+    if uow is None:
+        return 0, 0  # the next flush creates one: its id tells the batch is stale
     return id(uow), uow.generation
 
 
