@@ -34,10 +34,22 @@ from sqlalchemy_chronicle.plugins import (
     TransactionChangesPlugin,
     TransactionMetaPlugin,
 )
+from sqlalchemy_chronicle.schema import triggers
 
 OTHER_SCHEMA = "chronicle_other"
 
 pg_only = pytest.mark.dbs("postgresql")
+
+
+@pytest.fixture(autouse=True, params=["small", "large"])
+def statement_size(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs with both paths of the triggers: static SQL with kept plans for
+    statements of at most ``SMALL_STATEMENT_ROWS`` rows (the ORM's one-row UPDATEs and
+    DELETEs), and the same statements planned per call (EXECUTE) for larger ones, here
+    taken by every statement."""
+    if request.param == "large":
+        monkeypatch.setattr(triggers, "SMALL_STATEMENT_ROWS", 0)
+    return str(request.param)
 
 
 # -- models -----------------------------------------------------------------------------
@@ -355,6 +367,55 @@ def test_triggers_write_what_orm_capture_writes_under_the_subquery_strategy(engi
     compare(engine, scenario, strategy="subquery")
 
 
+def small_and_large_statements(conn: sa.Connection, m: Models, n: int) -> None:
+    """Core statements of one row and of ``n`` or more, mixed in each transaction."""
+    article = m.Article.__table__
+    with conn.begin():
+        conn.execute(article.insert().values([{"id": i, "name": f"a{i}"} for i in range(n)]))
+        conn.execute(article.update().where(article.c.id == 1).values(name="one row"))
+        conn.execute(article.delete().where(article.c.id == 2))
+        conn.execute(article.update().where(article.c.id < 50).values(content="many"))
+    with conn.begin():
+        conn.execute(article.delete().where(article.c.id == 3))
+        conn.execute(article.update().where(article.c.id.between(4, n)).values(content="x"))
+        conn.execute(article.insert().values(id=3, name="again"))
+        conn.execute(article.insert().values([{"id": i, "name": f"b{i}"} for i in range(n, 2 * n)]))
+        conn.execute(article.update().where(article.c.id == 4).values(name="four"))
+    with conn.begin():  # the even rows do not change: no version
+        conn.execute(
+            article.update().values(
+                content=sa.case((article.c.id % 2 == 0, article.c.content), else_=sa.literal("odd"))
+            )
+        )
+        conn.execute(article.update().where(article.c.id == 5).values(content="five"))
+    with conn.begin():
+        conn.execute(article.delete().where(article.c.id >= n + 10))
+        conn.execute(article.delete().where(article.c.id == 1))
+        savepoint = conn.begin_nested()
+        conn.execute(article.update().values(name="undone"))
+        savepoint.rollback()
+        conn.execute(article.update().where(article.c.id < 20).values(name="kept"))
+
+
+@pg_only
+def test_small_and_large_statements_write_the_same_rows(engine, statement_size, monkeypatch):
+    """Whichever path each statement takes (static SQL up to SMALL_STATEMENT_ROWS rows,
+    planned per call above), the triggers write the same rows."""
+    if statement_size == "large":
+        pytest.skip("this test sets the size itself")
+    results = []
+    n = triggers.SMALL_STATEMENT_ROWS + 20
+    for small in (triggers.SMALL_STATEMENT_ROWS, 1, 0):  # as is; one-row only; none
+        monkeypatch.setattr(triggers, "SMALL_STATEMENT_ROWS", small)
+        with versioned(engine, native=True) as models, engine.connect() as conn:
+            small_and_large_statements(conn, models, n)
+            results.append(snapshot(engine, models))
+    default, one_row, none = results
+    assert len(default["article_version"]) > 4 * n, "too few versions written"
+    assert one_row == default
+    assert none == default
+
+
 # -- other databases --------------------------------------------------------------------
 
 
@@ -597,12 +658,7 @@ def test_create_all_installs_and_drop_all_removes_pinned_functions(engine):
                 sa.text("SELECT proname, proconfig FROM pg_proc WHERE proname = ANY(:names)"),
                 {"names": functions},
             ).all()
-        assert configs and all(c[0] == "search_path=pg_catalog, pg_temp" for _, c in configs)
-        # The audit functions plan each statement knowing its sizes (no quadratic
-        # generic plan for an executemany() of many rows).
-        assert {n: c[1:] for n, c in configs if n.endswith("_audit")} == {
-            n: ["plan_cache_mode=force_custom_plan"] for n in functions if n.endswith("_audit")
-        }
+        assert configs and all(c == ["search_path=pg_catalog, pg_temp"] for _, c in configs)
         with engine.connect() as conn:
             triggers = conn.scalars(
                 sa.text(

@@ -45,6 +45,7 @@ __all__ = [
     "GUC_META",
     "GUC_TRANSACTION_ID",
     "GUC_WRITTEN",
+    "SMALL_STATEMENT_ROWS",
     "TRIGGER_EVENTS",
     "CreateAuditFunction",
     "CreateAuditTrigger",
@@ -69,6 +70,10 @@ GUC_META = "chronicle.meta"
 #: The version tables the current transaction wrote, one JSON array a line:
 #: ``[table, transaction column, end transaction column]``.
 GUC_WRITTEN = "chronicle.written"
+
+#: A statement changing at most this many rows is versioned by static SQL, whose plans
+#: PL/pgSQL keeps; a larger one by the same statements planned for its sizes (EXECUTE).
+SMALL_STATEMENT_ROWS = 100
 
 #: The events each versioned table gets a trigger for (association tables: no UPDATE).
 TRIGGER_EVENTS = ("INSERT", "UPDATE", "DELETE")
@@ -439,29 +444,29 @@ def _drop_restamp_function(element: DropRestampFunction, compiler: DDLCompiler, 
     return f"DROP FUNCTION IF EXISTS {name}()"
 
 
-def _restamp_check(spec: TriggerSpec, event: str, compiler: Any) -> list[str]:
-    """plpgsql lines moving this transaction to a new id when a row it is about to
-    version has a version by a newer transaction (only when it took its id before)."""
+def _newer_exists(spec: TriggerSpec, event: str, compiler: Any, current: Any) -> Any:
+    """``EXISTS``: a row about to be versioned has a version by a transaction newer than
+    ``current`` (this transaction's id, taken earlier): then it moves to a new id."""
     version = _pinned(spec.version, compiler)
     source = _live(spec.table, "chronicle_old" if event == "DELETE" else "chronicle_new")
-    current: Any = sa.literal_column("chronicle_current")
-    newer = sa.exists(
+    return sa.exists(
         sa.select(sa.literal(1))
         .select_from(source)
         .join(version, sa.and_(*[version.c[v] == source.c[a] for a, v in spec.key]))
         .where(version.c[spec.transaction_column] > current)
     )
-    restamp = _qualified_function(
+
+
+def _restamp_function(spec: TriggerSpec, compiler: Any) -> str:
+    return _qualified_function(
         compiler, spec.transaction_table, restamp_function_name(spec.transaction_table)
     )
+
+
+def _read_current(compiler: Any) -> str:
+    """The plpgsql line loading this transaction's id (NULL: none yet)."""
     guc_id = _literal(compiler, GUC_TRANSACTION_ID)
-    condition = _sql(compiler, newer)
-    return [
-        f"    chronicle_current := NULLIF(current_setting({guc_id}, true), '')::bigint;",
-        f"    IF chronicle_current IS NOT NULL AND {condition} THEN",
-        f"      PERFORM {restamp}();",
-        "    END IF;",
-    ]
+    return f"chronicle_current := NULLIF(current_setting({guc_id}, true), '')::bigint;"
 
 
 def _written_entry(written: TriggerSpec, compiler: Any) -> str:
@@ -678,12 +683,9 @@ def _version_block(spec: TriggerSpec, event: str, compiler: Any) -> list[str]:
         )
     else:
         entities = sa.null()
-    function = _transaction_function(compiler, spec.transaction_table)(entities)
-    # A plpgsql variable: a parameter to the planner, so the version table's
-    # transaction_id index finds this transaction's rows.
-    tx_id: Any = sa.literal_column("chronicle_tx", sa.BigInteger)
+    transaction_id = _transaction_function(compiler, spec.transaction_table)
 
-    def statement(fold: bool) -> str:
+    def statement(fold: bool, tx_id: Any) -> str:
         ctes: list[Any] = [changed]
         parts, insert = _write_parts(spec, changed, tx_id, op, compiler, "", fold)
         ctes += parts
@@ -709,18 +711,73 @@ def _version_block(spec: TriggerSpec, event: str, compiler: Any) -> list[str]:
                 ]
         return _sql(compiler, insert.add_cte(*ctes))
 
-    # EXISTS stops at the first changed row: a second pass only for no-op statements.
-    # Folding into this transaction's versions only once it wrote some: the first
-    # statement of a transaction (a bulk UPDATE alone) neither looks nor anti-joins.
-    return [
-        f"    IF {_sql(compiler, sa.exists(changed_select))} THEN",
-        *_restamp_check(spec, event, compiler),
-        f"      chronicle_tx := {_sql(compiler, function)};",
-        f"      IF {_was_written(spec, compiler)} THEN",
-        f"        {statement(fold=True)};",
-        "      ELSE",
-        f"        {statement(fold=False)};",
+    def executed(stmt: Any) -> str:
+        """``stmt`` as the string literal of a plpgsql ``EXECUTE``."""
+        return _literal(compiler, stmt if isinstance(stmt, str) else _sql(compiler, stmt))
+
+    restamp = _restamp_function(spec, compiler)
+    written = _was_written(spec, compiler)
+    # A small statement (an ORM flush sends one per row for updates and deletes) runs
+    # static SQL: PL/pgSQL keeps its plans, made for statements of at most
+    # SMALL_STATEMENT_ROWS rows, so each looks the versions up by key. EXISTS stops
+    # at the first changed row: a second pass only for no-op statements. Folding into
+    # this transaction's versions only once it wrote some: the first statement of a
+    # transaction neither looks nor anti-joins.
+    tx_static: Any = sa.literal_column("chronicle_tx", sa.BigInteger)
+    current: Any = sa.literal_column("chronicle_current", sa.BigInteger)
+    small = [
+        f"      IF {_sql(compiler, sa.exists(changed_select))} THEN",
+        f"        {_read_current(compiler)}",
+        f"        IF chronicle_current IS NOT NULL AND "
+        f"{_sql(compiler, _newer_exists(spec, event, compiler, current))} THEN",
+        f"          PERFORM {restamp}();",
+        "        END IF;",
+        f"        chronicle_tx := {_sql(compiler, transaction_id(entities))};",
+        f"        IF {written} THEN",
+        f"          {statement(True, tx_static)};",
+        "        ELSE",
+        f"          {statement(False, tx_static)};",
+        "        END IF;",
         "      END IF;",
+    ]
+    # A larger one (a bulk UPDATE of 100,000 rows) runs the same statements through
+    # EXECUTE: each is planned for this call, knowing the sizes of the transition
+    # tables and the transaction id ($1), as a plan kept from small statements
+    # would not be fit for it (and the other way round).
+    parameter: Any = sa.literal_column("$1", sa.BigInteger)
+    if name_expr is not None:
+        entities_line = [
+            f"        EXECUTE {executed(sa.select(entities))} INTO chronicle_entities;"
+        ]
+        entities = sa.literal_column("chronicle_entities", postgresql.ARRAY(sa.Text))
+    else:
+        entities_line = []
+    big = [
+        f"      EXECUTE {executed(sa.select(sa.exists(changed_select)))} INTO chronicle_found;",
+        "      IF chronicle_found THEN",
+        f"        {_read_current(compiler)}",
+        "        IF chronicle_current IS NOT NULL THEN",
+        f"          EXECUTE {executed(sa.select(_newer_exists(spec, event, compiler, parameter)))}"
+        " INTO chronicle_found USING chronicle_current;",
+        "          IF chronicle_found THEN",
+        f"            PERFORM {restamp}();",
+        "          END IF;",
+        "        END IF;",
+        *entities_line,
+        f"        chronicle_tx := {_sql(compiler, transaction_id(entities))};",
+        f"        IF {written} THEN",
+        f"          EXECUTE {executed(statement(True, parameter))} USING chronicle_tx;",
+        "        ELSE",
+        f"          EXECUTE {executed(statement(False, parameter))} USING chronicle_tx;",
+        "        END IF;",
+        "      END IF;",
+    ]
+    source_rows = sa.select(sa.literal(1)).select_from(source).offset(SMALL_STATEMENT_ROWS)
+    return [
+        f"    IF NOT {_sql(compiler, sa.exists(source_rows))} THEN",
+        *small,
+        "    ELSE",
+        *big,
         "    END IF;",
     ]
 
@@ -735,6 +792,7 @@ def _create_audit_function(element: CreateAuditFunction, compiler: DDLCompiler, 
     spec = element.spec
     lines = [
         "DECLARE chronicle_current bigint; chronicle_tx bigint; chronicle_written text;",
+        "  chronicle_found boolean; chronicle_entities text[];",
         "BEGIN",
         _read_written(compiler),
     ]
@@ -746,15 +804,9 @@ def _create_audit_function(element: CreateAuditFunction, compiler: DDLCompiler, 
     lines += _written_entries(spec, compiler)
     lines += ["  RETURN NULL;", "END;"]
     name = _qualified_function(compiler, spec.table, audit_function_name(spec.table.name))
-    # A plan per call (PostgreSQL 12+), made knowing the transition tables' sizes and the
-    # transaction id: a statement of one row looks its versions up by key. A cached
-    # generic plan scanned every version of the transaction (or every open version) for
-    # each statement, quadratic for an executemany() of many rows.
-    version = getattr(compiler.dialect, "server_version_info", None)
-    plans = " SET plan_cache_mode = force_custom_plan" if not version or version >= (12,) else ""
     return (
         f"CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql "
-        f"SET search_path = pg_catalog, pg_temp{plans} "
+        f"SET search_path = pg_catalog, pg_temp "
         f"AS {_dollar_quoted(chr(10).join(lines))}"
     )
 
