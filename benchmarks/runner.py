@@ -79,6 +79,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="also measure the sqlalchemy_chronicle found in directory SRC "
                              "(e.g. another checkout's src/), as variant 'base', interleaved "
                              "with the rest: a before/after in one run")
+    parser.add_argument("--against-variant", default="chronicle", metavar="VARIANT",
+                        help="which of our variants 'base' measures: chronicle (default) or "
+                             "an option variant (e.g. native: the trigger backend of SRC); "
+                             "the report then compares that variant with it")
     parser.add_argument("--json", dest="json_path", help="also write the raw results here")
     parser.add_argument("--list", action="store_true", help="list the workloads and exit")
     return parser.parse_args(argv)
@@ -249,6 +253,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"--against: no sqlalchemy_chronicle package in {opts.against}",
                   file=sys.stderr)
             return 2
+        if opts.against_variant != "chronicle" and opts.against_variant not in OPTION_VARIANTS:
+            print(f"--against-variant: {opts.against_variant!r} is not chronicle or one of "
+                  f"{sorted(OPTION_VARIANTS)}", file=sys.stderr)
+            return 2
         variants.append(BASE)
     workloads = [WORKLOADS[n] for n in names]
     active = [w for w in workloads if not w.skip]
@@ -259,15 +267,15 @@ def main(argv: list[str] | None = None) -> int:
     for round_no in range(repeat):
         for db in dbs:
             for w in active:
-                order = [v for v in variants if measures(w, v, db)]
+                order = [v for v in variants if measures(w, v, db, opts.against_variant)]
                 shift = round_no % len(order)
                 for variant in order[shift:] + order[:shift]:
                     url = (f"sqlite:///{os.path.join(tmpdir, uuid.uuid4().hex)}.db"
                            if db == "sqlite"
                            else opts.mysql_url if db == "mysql" else opts.pg_url)
                     options = opts.chronicle_options
-                    if variant == BASE and native_only(w):
-                        options = {**(options or {}), **OPTION_VARIANTS[NATIVE]}
+                    if variant == BASE:
+                        options = base_options(w, opts)
                     result = run_one({"variant": variant, "workload": w.name, "url": url,
                                       "sizes": vars(sizes), "chronicle_options": options},
                                      opts.against)
@@ -295,13 +303,34 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def base_options(w: Workload, opts: argparse.Namespace) -> dict[str, Any] | None:
+    """The chronicle options of the ``base`` variant on workload ``w``: those of
+    ``--against-variant``, and the trigger backend's on a workload of it alone."""
+    options = opts.chronicle_options
+    if native_only(w):
+        return {**(options or {}), **OPTION_VARIANTS[NATIVE]}
+    if opts.against_variant in OPTION_VARIANTS:
+        return {**(options or {}), **OPTION_VARIANTS[opts.against_variant]}
+    return options
+
+
+def base_variant(opts: argparse.Namespace) -> str:
+    """The variant ``base`` is compared with (the one it is a checkout of)."""
+    return str(getattr(opts, "against_variant", "chronicle"))
+
+
 def native_only(w: Workload) -> bool:
     """A workload of the trigger backend alone: its ``base`` runs with triggers too."""
     return w.native and "chronicle" not in w.variants
 
 
-def measures(w: Workload, variant: str, db: str | None = None) -> bool:
-    """Whether workload ``w`` is measured for ``variant`` (on database ``db``)."""
+def measures(
+    w: Workload, variant: str, db: str | None = None, against_variant: str = "chronicle"
+) -> bool:
+    """Whether workload ``w`` is measured for ``variant`` (on database ``db``; ``base``
+    measuring ``against_variant``)."""
+    if variant == BASE and against_variant == NATIVE:
+        variant = NATIVE
     if variant == NATIVE or (variant == BASE and native_only(w)):
         return w.native and db in (None, "postgresql")
     if variant in FLOOR_OPTIONS:  # hand-written SQL for SQLite and PostgreSQL
@@ -355,7 +384,14 @@ def render(
     head = ["workload", "db", *variants, *[f"{v} / plain" for v in ours]]
     head += [f"{f} / plain" for f in floors]
     head += [f"{v} / {f}" for v, f in floored.items()]
-    head += [f"{main} / {v}" for v in other]
+    against = base_variant(opts)
+    # ``base`` is compared with the variant it measures in the other checkout.
+    numerator = {v: against if v == BASE and against in variants else str(main) for v in other}
+    head += [f"{numerator[v]} / {v}" for v in other]
+    # Triggers against ORM capture (the native target of the ORM write workloads).
+    versus_orm = NATIVE in variants and "chronicle" in variants
+    if versus_orm:
+        head.append(f"{NATIVE} / chronicle")
     head += ["target", "queries (" + " / ".join(variants) + ")"]
     out = [
         f"Sizes: N={sizes.rows} rows (commits of 100), one transaction of {sizes.bulk} rows, "
@@ -378,7 +414,7 @@ def render(
             row = [f"{w.name}", db]
             for v in variants:
                 c = got[v]
-                if not measures(w, v, db):
+                if not measures(w, v, db, against):
                     row.append("n/a")
                 elif c.errors:
                     row.append(f"FAILED ({len(c.errors)}/{len(c.errors) + len(c.seconds)})")
@@ -396,7 +432,12 @@ def render(
                             if measures(w, f, db) and measures(w, v, db)}
             row += [fmt_ratio(floor_ratios.get(v)) for v in floored]
             for v in other:
-                row.append(fmt_ratio(paired_ratio(got[str(main)].seconds, got[v].seconds)))
+                row.append(fmt_ratio(paired_ratio(got[numerator[v]].seconds, got[v].seconds)))
+            native_ratio = None
+            if versus_orm and measures(w, NATIVE, db):
+                native_ratio = paired_ratio(got[NATIVE].seconds, got["chronicle"].seconds)
+            if versus_orm:
+                row.append(fmt_ratio(native_ratio))
             queries = [str(int(statistics.median(got[v].queries))) if got[v].queries else "-"
                        for v in variants]
             target = ""
@@ -415,23 +456,31 @@ def render(
                         target = f"<= {w.target}x: **missed** (queries)"
                     else:  # checked by the worker: 1 + 1 per batch of parents
                         target += f" (queries: 1 + 1 per {w.selectin_batch} versions)"
+            if native_ratio is not None and w.native_target is not None:
+                target += ("; " if target else "") + (
+                    f"native <= {w.native_target}x chronicle: "
+                    f"{verdict(native_ratio, w.native_target)}")
             row += [target, " / ".join(queries)]
             out.append("| " + " | ".join(row) + " |")
             if w.memory_target is not None:
                 mem = ["peak RSS growth", db]
                 for v in variants:
-                    mem.append(fmt_mib(got[v].rss_kib) if measures(w, v, db) else "n/a")
+                    mem.append(fmt_mib(got[v].rss_kib) if measures(w, v, db, against)
+                               else "n/a")
                 rss = {v: [float(x) for x in got[v].rss_kib] for v in variants}
                 mratios = {v: paired_ratio(rss[v], rss["plain"]) for v in ours}
                 mem += [fmt_ratio(r) for r in mratios.values()]
                 mem += ["" for _ in (*floors, *floored)]
                 for v in other:
-                    mem.append(fmt_ratio(paired_ratio(rss[str(main)], rss[v])))
+                    mem.append(fmt_ratio(paired_ratio(rss[numerator[v]], rss[v])))
+                if versus_orm:
+                    mem.append("")
                 mem += [verdicts(mratios, w.memory_target) if ours else "", ""]
                 out.append("| " + " | ".join(mem) + " |")
     if failures:
         out += ["", "Failures:", *[f"- {f}" for f in failures]]
     if opts.against:
-        out += ["", f"`base`: the sqlalchemy_chronicle of `{opts.against}`."]
+        out += ["", f"`base`: the sqlalchemy_chronicle of `{opts.against}`"
+                    + (f", variant `{against}`." if against != "chronicle" else ".")]
     out += ["", "Machine:", *machine_info(dbs, opts.pg_url), "", f"Command: `{command}`"]
     return "\n".join(out)

@@ -804,9 +804,16 @@ def _create_audit_function(element: CreateAuditFunction, compiler: DDLCompiler, 
     lines += _written_entries(spec, compiler)
     lines += ["  RETURN NULL;", "END;"]
     name = _qualified_function(compiler, spec.table, audit_function_name(spec.table.name))
+    # The static statements keep one generic plan each (PostgreSQL 12+), made on their
+    # first run, for a small statement: left to choose, PostgreSQL went on planning
+    # them on every call whenever the statistics made a custom plan look cheaper
+    # (a version table written by one transaction, for instance). EXECUTE plans each
+    # large statement for its own sizes whatever this setting.
+    version = getattr(compiler.dialect, "server_version_info", None)
+    plans = " SET plan_cache_mode = force_generic_plan" if not version or version >= (12,) else ""
     return (
         f"CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql "
-        f"SET search_path = pg_catalog, pg_temp "
+        f"SET search_path = pg_catalog, pg_temp{plans} "
         f"AS {_dollar_quoted(chr(10).join(lines))}"
     )
 
