@@ -570,6 +570,70 @@ def test_raw_sql_and_a_flush_share_one_transaction_row(engine):
         assert [r[2] for r in article_history(engine, 2)] == [tx.id]
 
 
+@contextlib.contextmanager
+def sent(engine: sa.Engine) -> Iterator[list[str]]:
+    """The statements sent to the database meanwhile (their first words)."""
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(" ".join(statement.split()[:2]))
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+
+
+@pg_only
+def test_a_flush_sends_only_its_own_statements_until_the_id_is_read(engine):
+    """Without a context a flush sends nothing of ours: the trigger writes the row and
+    the database's clock stamps it. The id is asked for when something reads it."""
+    with versioned(engine, native=True) as m:
+        with orm.Session(engine) as session:
+            session.add(m.Article(id=1, name="a"))
+            session.commit()
+            article = session.get(m.Article, 1)
+            with sent(engine) as statements:
+                article.name = "b"
+                session.flush()
+                article.content = "c"
+                session.flush()
+            assert statements == ["UPDATE article", "UPDATE article"]
+            uow = m.manager.unit_of_work(session)
+            with sent(engine) as statements:
+                tx_id = uow.transaction_id
+                assert uow.transaction_id == tx_id  # asked once
+            assert statements == ["SELECT current_setting(%(name)s,"]
+            assert uow.current_transaction.id == tx_id
+            session.commit()
+        assert [r[2] for r in article_history(engine, 1)][1:] == [tx_id]
+        with engine.connect() as conn:
+            issued = conn.execute(
+                sa.text('SELECT issued_at FROM "transaction" WHERE id = :id'), {"id": tx_id}
+            ).scalar()
+        assert issued is not None
+
+
+@pg_only
+def test_a_flush_with_a_context_hands_it_over_once(engine):
+    with versioned(engine, native=True) as m:
+        with orm.Session(engine) as session, versioning_context(remote_addr="10.1.2.3"):
+            with sent(engine) as statements:
+                article = m.Article(id=1, name="a")
+                session.add(article)
+                session.flush()
+                article.name = "b"
+                session.flush()
+            assert statements == [
+                "SELECT set_config(%(name_context)s,",
+                "INSERT INTO",
+                "UPDATE article",
+            ]
+            session.commit()
+        assert [remote for _, remote in transactions(engine)] == ["10.1.2.3"]
+
+
 @pg_only
 def test_the_orm_reads_history_written_by_triggers(engine):
     with versioned(engine, native=True) as m, orm.Session(engine) as session:

@@ -17,7 +17,7 @@ compatibility, as calls into the writer.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -114,8 +114,10 @@ class UnitOfWork:
     def __init__(self, manager: CaptureConfig, session: Session) -> None:
         self.manager = manager
         self.session_ref = weakref.ref(session)
-        #: The id of this transaction's row (None until written).
-        self.transaction_id: int | None = None
+        self._transaction_id: int | None = None
+        #: Learns the id from the database (triggers may have written or moved the
+        #: row since it was last known), run when the id is next read.
+        self._lookup: Callable[[UnitOfWork], None] | None = None
         #: The column values that row was written with.
         self.transaction_values: dict[str, Any] = {}
         #: The values of a transaction row that the next version statement writes.
@@ -152,6 +154,32 @@ class UnitOfWork:
         #: subtransaction.
         self.bulk: BulkSave | None = None
         self.bulk_transaction: SessionTransaction | None = None
+
+    @property
+    def transaction_id(self) -> int | None:
+        """The id of this transaction's row (None until written)."""
+        lookup = self._lookup
+        if lookup is not None:
+            self._lookup = None
+            if not self.closed:
+                lookup(self)
+        return self._transaction_id
+
+    @transaction_id.setter
+    def transaction_id(self, value: int | None) -> None:
+        self._lookup = None
+        self._transaction_id = value
+
+    @property
+    def known_transaction_id(self) -> int | None:
+        """The id as last known, without asking the database (see :meth:`look_up_later`)."""
+        return self._transaction_id
+
+    def look_up_later(self, lookup: Callable[[UnitOfWork], None]) -> None:
+        """Learn the transaction id with ``lookup`` (which calls :meth:`adopt_transaction`)
+        when it is next read, not now: the database's triggers wrote versions, and
+        perhaps the transaction row, but nothing may ask for its id before the commit."""
+        self._lookup = lookup
 
     @property
     def operations(self) -> Operations:

@@ -101,6 +101,10 @@ def _json(values: Mapping[str, Any]) -> str:
     return json.dumps(values, default=str, sort_keys=True)
 
 
+#: What a transaction has handed to the database before anything is sent: nothing.
+_NOTHING = (_json({}), _json({}))
+
+
 def trigger_spec(
     spec: VersionTableSpec,
     transaction_table: sa.Table,
@@ -337,7 +341,7 @@ class NativeCapture:
             return
         connection = session.connection()
         self._check(connection, name)
-        if uow.transaction_id is not None:
+        if uow.known_transaction_id is not None:
             return
         values = Writer(uow, session).transaction_row_values()
         meta = self._meta(uow)
@@ -360,7 +364,9 @@ class NativeCapture:
     ) -> None:
         compared = {k: v for k, v in values.items() if k != "issued_at"}
         pushed = (_json(compared), _json(meta))
-        if memory.get(_PUSHED, (None,))[0:2] == pushed:
+        # Nothing to tell (no context, no metadata): nothing is sent, and the row's
+        # issued_at is the database's clock (the trigger's default).
+        if memory.get(_PUSHED, _NOTHING)[0:2] == pushed:
             return
         connection.execute(
             _SET,
@@ -385,13 +391,20 @@ class NativeCapture:
         return None
 
     def after_flush(self, uow: UnitOfWork, session: orm.Session) -> None:
-        """Learn the id of the transaction row the triggers wrote, or moved the
-        transaction to (see ``chronicle_<transaction>_restamp``)."""
+        """Learn, when it is next read, the id of the transaction row the triggers
+        wrote, or moved the transaction to (``chronicle_<transaction>_restamp``): no
+        query until something asks for it."""
         connection = uow.connection or session.connection()
-        value = connection.execute(_GET_ID, {"name": GUC_TRANSACTION_ID}).scalar()
-        if not value or int(value) == uow.transaction_id:
+        uow.look_up_later(lambda looked_up: self._learn_transaction_id(looked_up, connection))
+
+    def _learn_transaction_id(self, uow: UnitOfWork, connection: Connection) -> None:
+        session = uow.session_ref()
+        if session is None or connection.closed or not connection.in_transaction():
             return
-        if uow.transaction_id is None:
+        value = connection.execute(_GET_ID, {"name": GUC_TRANSACTION_ID}).scalar()
+        if not value or int(value) == uow.known_transaction_id:
+            return
+        if uow.known_transaction_id is None:
             pushed = uow.info.get(_PUSHED)
             values = dict(pushed[2]) if pushed else {}
         else:
