@@ -40,6 +40,11 @@ def reset_database(engine: sa.Engine, metadata: sa.MetaData) -> None:
                 "DROP TABLE IF EXISTS " + ", ".join(f'"{t}"' for t in TABLES) + " CASCADE"
             )
             conn.exec_driver_sql("DROP SEQUENCE IF EXISTS transaction_id_seq")
+            # The trigger functions of the native variant (dropping a table leaves them).
+            for function in [f"{t}_audit()" for t in TABLES] + [
+                "chronicle_transaction_id(text[])", "chronicle_transaction_restamp()"
+            ]:
+                conn.exec_driver_sql(f"DROP FUNCTION IF EXISTS {function}")
         elif conn.dialect.name in ("mysql", "mariadb"):
             conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 0")
             conn.exec_driver_sql(
