@@ -650,10 +650,13 @@ class VersioningManager:
         add_versions_relationship(model, version_cls, VersionsQuery if dynamic else None)
         if dynamic and base_version is None:
             # The loop over objects reaching their histories batches (read/batch.py).
-            event.listen(model.mapper, "load", partial(note_loaded, model), propagate=True)
+            # raw: the listeners take the InstanceState, as SQLAlchemy has it (no
+            # wrapper call looking up the object, for every object a query loads).
+            loaded = partial(note_loaded, model)
+            event.listen(model.mapper, "load", loaded, propagate=True, raw=True)
             refreshed = partial(note_refreshed, model)
-            event.listen(model.mapper, "refresh", refreshed, propagate=True)
-            event.listen(model.mapper, "expire", forget_batch, propagate=True)
+            event.listen(model.mapper, "refresh", refreshed, propagate=True, raw=True)
+            event.listen(model.mapper, "expire", forget_batch, propagate=True, raw=True)
         if len(self.plugins):
             self.plugins.after_version_class_built(parent, version_cls)
 

@@ -25,8 +25,8 @@ from sqlalchemy.sql.elements import BinaryExpression, BindParameter, BooleanClau
 
 from ..config import Operation
 from ..exc import NotSupportedError
-from .sql import key_in, ordered, unindexed
-from .templates import chunks
+from .sql import key_in, ordered
+from .templates import chunks, statements_for
 from .writer import Writer
 
 if TYPE_CHECKING:
@@ -131,6 +131,9 @@ def _inserted_rows(
     compiled = list(result.context.compiled_parameters)
     rows: list[dict[str, Any]] = []
     for bound in compiled:
+        if names.issuperset(bound):  # one row, by column (the ORM's executemany)
+            rows.append(dict(bound))
+            continue
         multi: dict[int, dict[str, Any]] = {}
         for name, value in bound.items():
             if name in names:
@@ -201,15 +204,15 @@ def version_association_insert(
     writer = Writer(uow, connection=connection)
     tx_id = writer.tx_id()
     vkey = list(spec.version_pk)
+    width = len(vkey)
     # The current version of each key: the open one (validity), or the newest.
     current: dict[tuple[Any, ...], tuple[int, int]] = {}
-    for chunk in chunks(keys, len(vkey)):
-        newest = sa.select(*vkey, spec.tx, spec.op).where(key_in(vkey, chunk, dialect))
-        if spec.end_tx is not None:
-            newest = newest.where(unindexed(spec.end_tx).is_(None))
-        for row in connection.execute(newest):
-            key = tuple(row[: len(vkey)])
-            tx, op = row[len(vkey)], row[len(vkey) + 1]
+    statements = statements_for(spec, dialect)
+    newest = statements.current()
+    for chunk in chunks(keys, width):
+        for row in connection.execute(newest, statements.key_params(chunk)):
+            key = tuple(row[:width])
+            tx, op = row[width], row[width + 1]
             if key not in current or tx > current[key][0]:
                 current[key] = (tx, op)
     if current:

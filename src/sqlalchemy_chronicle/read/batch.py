@@ -190,41 +190,47 @@ def _owner_model(model: VersionedModel, mapper: Any) -> VersionedModel | None:
     return owner
 
 
-def note_loaded(model: VersionedModel, target: Any, context: QueryContext) -> None:
-    """``load`` listener of versioned parent ``model`` (bound with ``functools.partial``):
-    the object joins the batch of the query loading it."""
+def note_loaded(model: VersionedModel, state: InstanceState[Any], context: QueryContext) -> None:
+    """``load`` listener (``raw=True``) of versioned parent ``model`` (bound with
+    ``functools.partial``): the object joins the batch of the query loading it.
+
+    It runs for every versioned object any query loads, so it does little: the batch
+    is made once per query and model.
+    """
     session = context.session if context is not None else None
     if session is None or model.version_cls is None:
         return
-    state: InstanceState[Any] = sa.inspect(target)
     if state.mapper is not model.mapper:
         found = _owner_model(model, state.mapper)
         if found is None:
             return
         model = found
-    batches = context.attributes.setdefault(_BATCH, {})
-    batch = batches.get(model.local_spec.version)
+    version = model.local_spec.version
+    batches = context.attributes.get(_BATCH)
+    if batches is None:
+        batches = context.attributes[_BATCH] = {}
+    batch = batches.get(version)
     if batch is None:
-        batch = batches[model.local_spec.version] = HistoryBatch(model, session)
+        batch = batches[version] = HistoryBatch(model, session)
     batch.members.append(weakref.ref(state))
     state.dict[_BATCH] = batch
 
 
 def note_refreshed(
-    model: VersionedModel, target: Any, context: QueryContext, attrs: Any
+    model: VersionedModel, state: InstanceState[Any], context: QueryContext, attrs: Any
 ) -> None:
-    """``refresh`` listener: an object that a query loads again (it was expired, or
-    the query populates existing objects) joins that query's batch, as a new one
-    would."""
-    forget_batch(target)
+    """``refresh`` listener (``raw=True``): an object that a query loads again (it was
+    expired, or the query populates existing objects) joins that query's batch, as a
+    new one would."""
+    state.dict.pop(_BATCH, None)
     if context is not None:  # None: values set by a bulk UPDATE's synchronization
-        note_loaded(model, target, context)
+        note_loaded(model, state, context)
 
 
-def forget_batch(target: Any, *args: Any) -> None:
-    """``expire``/``refresh`` listener: an expired parent leaves its batch."""
-    if target is not None:
-        target.__dict__.pop(_BATCH, None)
+def forget_batch(state: InstanceState[Any], *args: Any) -> None:
+    """``expire``/``refresh`` listener (``raw=True``): an expired parent leaves its batch."""
+    if state is not None:
+        state.dict.pop(_BATCH, None)
 
 
 #: What a deferred :class:`VersionsQuery` answers without building its query.
