@@ -17,9 +17,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event, orm
 
+from .capture import writer
 from .capture.native.postgresql import NativeCapture
 from .capture.orm import OrmCapture
-from .capture.unit_of_work import UnitOfWork
+from .capture.unit_of_work import UnitOfWork, VersionWriter
 from .config import ClassOptions, OptionsDict, Strategy, resolve_options
 from .exc import ClassNotVersioned, ConfigurationError, ImproperlyConfigured
 from .hooks import PluginCollection
@@ -109,6 +110,8 @@ class VersioningManager:
         self._capture = OrmCapture(self, lambda: bool(self.options["versioning"]))
         #: The trigger backend, for models with ``native_versioning=True`` (PostgreSQL).
         self.native = NativeCapture(self)
+        #: The writer of version rows, as units of work call it.
+        self.writer: VersionWriter = writer
         self._installed = False
         self._set_transaction_cls(transaction_cls)
         self.reset()

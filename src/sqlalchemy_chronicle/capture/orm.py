@@ -24,7 +24,7 @@ from ..config import Operation
 from ..exc import NotSupportedError
 from .associations import version_association_delete, version_association_insert
 from .bulk import BulkSave, version_statement
-from .unit_of_work import CaptureConfig, UnitOfWork
+from .unit_of_work import BulkCapture, CaptureConfig, UnitOfWork
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Result
@@ -317,7 +317,7 @@ class OrmCapture:
                     bulk.watch(connection)
 
     @staticmethod
-    def _end_bulk(uow: UnitOfWork) -> BulkSave | None:
+    def _end_bulk(uow: UnitOfWork) -> BulkCapture | None:
         bulk, uow.bulk, uow.bulk_transaction = uow.bulk, None, None
         if bulk is not None:
             bulk.unwatch()
