@@ -15,6 +15,7 @@ executemany of N key pairs is turned into one ``IN`` list).
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -125,14 +126,14 @@ def version_association_delete(
 
 def _inserted_rows(
     stmt: sa.Insert, table: sa.Table, result: CursorResult[Any], params: Sequence[Mapping[str, Any]]
-) -> list[dict[str, Any]]:
+) -> list[Mapping[str, Any]]:
     """The column values of the rows ``stmt`` inserted, as far as they are known."""
     names = set(table.c.keys())
     compiled = list(result.context.compiled_parameters)
-    rows: list[dict[str, Any]] = []
+    rows: list[Mapping[str, Any]] = []
     for bound in compiled:
         if names.issuperset(bound):  # one row, by column (the ORM's executemany)
-            rows.append(dict(bound))
+            rows.append(bound)  # read only, never changed (but see the end)
             continue
         multi: dict[int, dict[str, Any]] = {}
         for name, value in bound.items():
@@ -146,11 +147,12 @@ def _inserted_rows(
         else:
             rows.append({k: v for k, v in bound.items() if k in names})
     if len(rows) == 1 and result.inserted_primary_key is not None:
+        row = rows[0] = dict(rows[0])
         for column, value in zip(
             table.primary_key.columns, result.inserted_primary_key, strict=False
         ):
             if value is not None:
-                rows[0].setdefault(column.key, value)
+                row.setdefault(column.key, value)
     return rows
 
 
@@ -185,7 +187,11 @@ def version_association_insert(
             f"it adds cannot be told apart (no values for {', '.join(key_names)}); insert "
             f"the rows with their key values, or through the relationship."
         )
-    values = ordered({tuple([row[n] for n in match_names]) for row in rows})
+    if len(match_names) == 1:
+        (name,) = match_names
+        values = ordered({(row[name],) for row in rows})
+    else:
+        values = ordered(set(map(operator.itemgetter(*match_names), rows)))
     if match_names == key_names:
         keys = values
     else:
