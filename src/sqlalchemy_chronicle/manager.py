@@ -17,9 +17,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event, orm
 
+from .capture import writer
 from .capture.native.postgresql import NativeCapture
 from .capture.orm import OrmCapture
-from .capture.unit_of_work import UnitOfWork
+from .capture.unit_of_work import UnitOfWork, VersionWriter
 from .config import ClassOptions, OptionsDict, Strategy, resolve_options
 from .exc import ClassNotVersioned, ConfigurationError, ImproperlyConfigured
 from .hooks import PluginCollection
@@ -109,6 +110,8 @@ class VersioningManager:
         self._capture = OrmCapture(self, lambda: bool(self.options["versioning"]))
         #: The trigger backend, for models with ``native_versioning=True`` (PostgreSQL).
         self.native = NativeCapture(self)
+        #: The writer of version rows, as units of work call it.
+        self.writer: VersionWriter = writer
         self._installed = False
         self._set_transaction_cls(transaction_cls)
         self.reset()
@@ -650,10 +653,13 @@ class VersioningManager:
         add_versions_relationship(model, version_cls, VersionsQuery if dynamic else None)
         if dynamic and base_version is None:
             # The loop over objects reaching their histories batches (read/batch.py).
-            event.listen(model.mapper, "load", partial(note_loaded, model), propagate=True)
+            # raw: the listeners take the InstanceState, as SQLAlchemy has it (no
+            # wrapper call looking up the object, for every object a query loads).
+            loaded = partial(note_loaded, model)
+            event.listen(model.mapper, "load", loaded, propagate=True, raw=True)
             refreshed = partial(note_refreshed, model)
-            event.listen(model.mapper, "refresh", refreshed, propagate=True)
-            event.listen(model.mapper, "expire", forget_batch, propagate=True)
+            event.listen(model.mapper, "refresh", refreshed, propagate=True, raw=True)
+            event.listen(model.mapper, "expire", forget_batch, propagate=True, raw=True)
         if len(self.plugins):
             self.plugins.after_version_class_built(parent, version_cls)
 

@@ -15,6 +15,7 @@ executemany of N key pairs is turned into one ``IN`` list).
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -25,8 +26,8 @@ from sqlalchemy.sql.elements import BinaryExpression, BindParameter, BooleanClau
 
 from ..config import Operation
 from ..exc import NotSupportedError
-from .sql import key_in, ordered, unindexed
-from .templates import chunks
+from .sql import key_in, ordered
+from .templates import chunks, statements_for
 from .writer import Writer
 
 if TYPE_CHECKING:
@@ -125,12 +126,15 @@ def version_association_delete(
 
 def _inserted_rows(
     stmt: sa.Insert, table: sa.Table, result: CursorResult[Any], params: Sequence[Mapping[str, Any]]
-) -> list[dict[str, Any]]:
+) -> list[Mapping[str, Any]]:
     """The column values of the rows ``stmt`` inserted, as far as they are known."""
     names = set(table.c.keys())
     compiled = list(result.context.compiled_parameters)
-    rows: list[dict[str, Any]] = []
+    rows: list[Mapping[str, Any]] = []
     for bound in compiled:
+        if names.issuperset(bound):  # one row, by column (the ORM's executemany)
+            rows.append(bound)  # read only, never changed (but see the end)
+            continue
         multi: dict[int, dict[str, Any]] = {}
         for name, value in bound.items():
             if name in names:
@@ -143,11 +147,12 @@ def _inserted_rows(
         else:
             rows.append({k: v for k, v in bound.items() if k in names})
     if len(rows) == 1 and result.inserted_primary_key is not None:
+        row = rows[0] = dict(rows[0])
         for column, value in zip(
             table.primary_key.columns, result.inserted_primary_key, strict=False
         ):
             if value is not None:
-                rows[0].setdefault(column.key, value)
+                row.setdefault(column.key, value)
     return rows
 
 
@@ -182,7 +187,11 @@ def version_association_insert(
             f"it adds cannot be told apart (no values for {', '.join(key_names)}); insert "
             f"the rows with their key values, or through the relationship."
         )
-    values = ordered({tuple([row[n] for n in match_names]) for row in rows})
+    if len(match_names) == 1:
+        (name,) = match_names
+        values = ordered({(row[name],) for row in rows})
+    else:
+        values = ordered(set(map(operator.itemgetter(*match_names), rows)))
     if match_names == key_names:
         keys = values
     else:
@@ -201,15 +210,15 @@ def version_association_insert(
     writer = Writer(uow, connection=connection)
     tx_id = writer.tx_id()
     vkey = list(spec.version_pk)
+    width = len(vkey)
     # The current version of each key: the open one (validity), or the newest.
     current: dict[tuple[Any, ...], tuple[int, int]] = {}
-    for chunk in chunks(keys, len(vkey)):
-        newest = sa.select(*vkey, spec.tx, spec.op).where(key_in(vkey, chunk, dialect))
-        if spec.end_tx is not None:
-            newest = newest.where(unindexed(spec.end_tx).is_(None))
-        for row in connection.execute(newest):
-            key = tuple(row[: len(vkey)])
-            tx, op = row[len(vkey)], row[len(vkey) + 1]
+    statements = statements_for(spec, dialect)
+    newest = statements.current()
+    for chunk in chunks(keys, width):
+        for row in connection.execute(newest, statements.key_params(chunk)):
+            key = tuple(row[:width])
+            tx, op = row[width], row[width + 1]
             if key not in current or tx > current[key][0]:
                 current[key] = (tx, op)
     if current:

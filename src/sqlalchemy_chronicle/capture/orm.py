@@ -24,7 +24,7 @@ from ..config import Operation
 from ..exc import NotSupportedError
 from .associations import version_association_delete, version_association_insert
 from .bulk import BulkSave, version_statement
-from .unit_of_work import CaptureConfig, UnitOfWork
+from .unit_of_work import BulkCapture, CaptureConfig, UnitOfWork
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Result
@@ -124,7 +124,10 @@ class OrmCapture:
         """
         for name in self._ENGINE_EVENTS:
             if not event.contains(Engine, name, getattr(self, name)):
-                event.listen(Engine, name, getattr(self, name))
+                # retval: before_execute hands the statement back itself, so that
+                # SQLAlchemy calls it without a wrapper (it runs for every statement).
+                retval = name == "before_execute"
+                event.listen(Engine, name, getattr(self, name), retval=retval)
         self._watching_statements = True
 
     def uninstall(self) -> None:
@@ -163,7 +166,10 @@ class OrmCapture:
             ("after_delete", Operation.DELETE),
         ):
             fn = make(op)
-            event.listen(mapper, name, fn, raw=True)
+            # raw and retval: SQLAlchemy calls the listener itself, with the state,
+            # instead of through a wrapper (a call less per row flushed; the return
+            # value of an after_* event is not used).
+            event.listen(mapper, name, fn, raw=True, retval=True)
             self._mapper_listeners.append((mapper, name, fn))
 
     def listen_attribute(self, attribute: Any) -> None:
@@ -235,10 +241,14 @@ class OrmCapture:
         """The unit of work and association table spec a Core statement versions into."""
         if not isinstance(statement, kind):
             return None
+        # Most statements (the ORM's own INSERTs, one per row on SQLite) write tables
+        # that are not association tables: that is all this asks of them.
+        table = statement.table  # type: ignore[attr-defined]
+        if table not in self.manager.association_tables:
+            return None
         uow: UnitOfWork | None = execution_options.get(self.info_key)
         if uow is None or uow.closed or not self._enabled():
             return None
-        table = statement.table  # type: ignore[attr-defined]
         spec = self.manager.association_spec(table)
         if spec is None or self.manager.native.is_native(table):
             return None  # not versioned, or versioned by triggers
@@ -251,7 +261,7 @@ class OrmCapture:
         multiparams: Any,
         params: Any,
         execution_options: Any,
-    ) -> None:
+    ) -> tuple[Any, Any, Any]:
         update = self._association_write(clauseelement, sa.Update, execution_options)
         if update is not None:
             table = clauseelement.table
@@ -265,6 +275,7 @@ class OrmCapture:
         if target is not None:
             uow, spec = target
             version_association_delete(uow, conn, spec, clauseelement, multiparams or [params])
+        return clauseelement, multiparams, params
 
     def after_execute(
         self,
@@ -306,7 +317,7 @@ class OrmCapture:
                     bulk.watch(connection)
 
     @staticmethod
-    def _end_bulk(uow: UnitOfWork) -> BulkSave | None:
+    def _end_bulk(uow: UnitOfWork) -> BulkCapture | None:
         bulk, uow.bulk, uow.bulk_transaction = uow.bulk, None, None
         if bulk is not None:
             bulk.unwatch()

@@ -128,6 +128,7 @@ class WriteStatements:
         self._mark_deleted: dict[tuple[str, ...], sa.Update] = {}
         #: The combined statements, by (kind, plugin columns, transaction row columns).
         self._combined: dict[tuple[str, tuple[str, ...], Opening | None], sa.Select[Any]] = {}
+        self._current: sa.Select[Any] | None = None
 
     def _close_statement(self, tx: sa.ColumnElement[Any]) -> sa.Update:
         spec = self.spec
@@ -389,6 +390,19 @@ class WriteStatements:
         if cte is None:
             return sa.select(*counts)
         return sa.select(*counts, tx.label("chronicle_tx_id")).add_cte(cte)
+
+    def current(self) -> sa.Select[Any]:
+        """The key, transaction id and operation of the current versions of some keys:
+        the open one of each (validity strategy), or all of them (subquery strategy:
+        the caller keeps the newest)."""
+        if self._current is None:
+            spec = self.spec
+            vpk = spec.version_pk
+            stmt: sa.Select[Any] = sa.select(*vpk, spec.tx, spec.op).where(self._keys_in(vpk))
+            if spec.end_tx is not None:
+                stmt = stmt.where(unindexed(spec.end_tx).is_(None))
+            self._current = stmt
+        return self._current
 
     def mark_deleted(self, extras: tuple[str, ...]) -> sa.Update:
         """Turn the versions ``TX`` wrote for some keys into DELETEs."""

@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from ..schema.tables import VersionTableSpec
     from .unit_of_work import UnitOfWork
 
-__all__ = ["Writer", "unstored_meta", "utc_now", "write_flush"]
+__all__ = ["Writer", "open_transaction", "unstored_meta", "utc_now", "write_flush"]
 
 
 def utc_now() -> datetime.datetime:
@@ -88,6 +88,11 @@ def write_flush(uow: UnitOfWork, session: Session) -> None:
         uow.manager.native.after_flush(uow, session)
     if plans:
         w.write(plans, mapper)
+
+
+def open_transaction(uow: UnitOfWork, session: Session) -> None:
+    """Write the transaction row of ``uow`` now, if it is not written yet."""
+    Writer(uow, session).tx_id()
 
 
 class Writer:

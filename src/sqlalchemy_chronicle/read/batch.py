@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import orm
+from sqlalchemy.orm import attributes
 from sqlalchemy.orm.dynamic import AppenderQuery
 
 from ..capture.sql import key_in, ordered
@@ -64,10 +65,9 @@ BATCH_SIZE = 500
 _BATCH = "_chronicle_history_batch"
 
 
-def _generation(model: VersionedModel, session: orm.Session) -> tuple[int, int]:
+def _generation(manager: Any, session: orm.Session) -> tuple[int, int]:
     """Which unit of work of ``session``'s transaction, and how many flushes and
     rollbacks to a savepoint it saw (the batch is valid while this stays the same)."""
-    manager = model.version_cls.__versioning_manager__  # type: ignore[union-attr]
     uow = manager.find_unit_of_work(session)  # a read must not create one (it would leak)
     if uow is None:
         return 0, 0  # the next flush creates one: its id tells the batch is stale
@@ -84,12 +84,15 @@ class HistoryBatch:
 
     def __init__(self, model: VersionedModel, session: orm.Session) -> None:
         self.model = model
+        self.manager = model.version_cls.__versioning_manager__  # type: ignore[union-attr]
         self.session_ref = weakref.ref(session)
         self.transaction = _transaction_ref(session)
-        self.generation = _generation(model, session)
+        self.generation = _generation(self.manager, session)
         self.members: list[weakref.ref[InstanceState[Any]]] = []
         #: key -> versions in transaction order; None until loaded.
         self.histories: dict[tuple[Any, ...], list[Any]] | None = None
+        #: mapper -> the attribute keys of the version table's key (see key_of).
+        self._names: dict[orm.Mapper[Any], list[str] | None] = {}
 
     def valid_for(self, session: orm.Session | None) -> bool:
         if session is None or self.session_ref() is not session or self.transaction is None:
@@ -98,14 +101,15 @@ class HistoryBatch:
         return (
             current is not None
             and self.transaction() is current
-            and self.generation == _generation(self.model, session)
+            and self.generation == _generation(self.manager, session)
         )
 
     def key_of(self, state: InstanceState[Any]) -> tuple[Any, ...] | None:
         """The version-table key of a parent (None when its key is not loaded, or its
         class does not map the version table's key columns: a concrete subclass, which
         is answered alone)."""
-        names = self._key_names(state.mapper)
+        mapper = state.mapper
+        names = self._names[mapper] if mapper in self._names else self._key_names(mapper)
         if names is None:
             return None
         values = state.dict
@@ -115,17 +119,13 @@ class HistoryBatch:
             return None
 
     def _key_names(self, mapper: orm.Mapper[Any]) -> list[str] | None:
-        by_mapper: dict[orm.Mapper[Any], list[str] | None] = self.__dict__.setdefault(
-            "_names", {}
-        )
-        if mapper not in by_mapper:
-            try:
-                by_mapper[mapper] = [
-                    mapper.get_property_by_column(p).key for p, _ in self.model.local_spec.pk
-                ]
-            except orm.exc.UnmappedColumnError:
-                by_mapper[mapper] = None
-        return by_mapper[mapper]
+        names: list[str] | None
+        try:
+            names = [mapper.get_property_by_column(p).key for p, _ in self.model.local_spec.pk]
+        except orm.exc.UnmappedColumnError:
+            names = None
+        self._names[mapper] = names
+        return names
 
     def history_of(self, state: InstanceState[Any], session: orm.Session) -> list[Any] | None:
         """The versions of ``state``'s entity (loading every member's on first use)."""
@@ -190,41 +190,47 @@ def _owner_model(model: VersionedModel, mapper: Any) -> VersionedModel | None:
     return owner
 
 
-def note_loaded(model: VersionedModel, target: Any, context: QueryContext) -> None:
-    """``load`` listener of versioned parent ``model`` (bound with ``functools.partial``):
-    the object joins the batch of the query loading it."""
+def note_loaded(model: VersionedModel, state: InstanceState[Any], context: QueryContext) -> None:
+    """``load`` listener (``raw=True``) of versioned parent ``model`` (bound with
+    ``functools.partial``): the object joins the batch of the query loading it.
+
+    It runs for every versioned object any query loads, so it does little: the batch
+    is made once per query and model.
+    """
     session = context.session if context is not None else None
     if session is None or model.version_cls is None:
         return
-    state: InstanceState[Any] = sa.inspect(target)
     if state.mapper is not model.mapper:
         found = _owner_model(model, state.mapper)
         if found is None:
             return
         model = found
-    batches = context.attributes.setdefault(_BATCH, {})
-    batch = batches.get(model.local_spec.version)
+    version = model.local_spec.version
+    batches = context.attributes.get(_BATCH)
+    if batches is None:
+        batches = context.attributes[_BATCH] = {}
+    batch = batches.get(version)
     if batch is None:
-        batch = batches[model.local_spec.version] = HistoryBatch(model, session)
+        batch = batches[version] = HistoryBatch(model, session)
     batch.members.append(weakref.ref(state))
     state.dict[_BATCH] = batch
 
 
 def note_refreshed(
-    model: VersionedModel, target: Any, context: QueryContext, attrs: Any
+    model: VersionedModel, state: InstanceState[Any], context: QueryContext, attrs: Any
 ) -> None:
-    """``refresh`` listener: an object that a query loads again (it was expired, or
-    the query populates existing objects) joins that query's batch, as a new one
-    would."""
-    forget_batch(target)
+    """``refresh`` listener (``raw=True``): an object that a query loads again (it was
+    expired, or the query populates existing objects) joins that query's batch, as a
+    new one would."""
+    state.dict.pop(_BATCH, None)
     if context is not None:  # None: values set by a bulk UPDATE's synchronization
-        note_loaded(model, target, context)
+        note_loaded(model, state, context)
 
 
-def forget_batch(target: Any, *args: Any) -> None:
-    """``expire``/``refresh`` listener: an expired parent leaves its batch."""
-    if target is not None:
-        target.__dict__.pop(_BATCH, None)
+def forget_batch(state: InstanceState[Any], *args: Any) -> None:
+    """``expire``/``refresh`` listener (``raw=True``): an expired parent leaves its batch."""
+    if state is not None:
+        state.dict.pop(_BATCH, None)
 
 
 #: What a deferred :class:`VersionsQuery` answers without building its query.
@@ -244,7 +250,7 @@ class VersionsQuery(AppenderQuery[Any]):
 
     def __init__(self, attr: Any, state: InstanceState[Any]) -> None:
         if _BATCH in state.dict:
-            self.__dict__.update(
+            object.__getattribute__(self, "__dict__").update(
                 instance=state.obj(), attr=attr, _chronicle_deferred=state,
                 _chronicle_origin=id(self),
             )
@@ -263,22 +269,27 @@ class VersionsQuery(AppenderQuery[Any]):
             self._chronicle_build(self.__dict__["attr"], state)
 
     def __getattribute__(self, name: str) -> Any:
-        if name not in _DEFERRED_OK and "_chronicle_deferred" in object.__getattribute__(
-            self, "__dict__"
+        # Every attribute read of the query comes here: the common case (a built
+        # query, or a name the deferred one answers) first, with one look-up.
+        if "_chronicle_deferred" in object.__getattribute__(self, "__dict__") and (
+            name not in _DEFERRED_OK
         ):
             object.__getattribute__(self, "_chronicle_complete")()
         return object.__getattribute__(self, name)
 
     def _batched(self) -> list[Any] | None:
-        if self.__dict__.get("_chronicle_origin") != id(self):
+        values = object.__getattribute__(self, "__dict__")
+        if values.get("_chronicle_origin") != id(self):
             return None
-        batch: HistoryBatch | None = self.instance.__dict__.get(_BATCH)
+        instance = values["instance"]
+        batch: HistoryBatch | None = instance.__dict__.get(_BATCH)
         if batch is None:
             return None
         session = self.session  # flushes pending changes first (autoflush)
         if session is None or not batch.valid_for(session):
             return None
-        return batch.history_of(sa.inspect(self.instance), session)
+        state = values.get("_chronicle_deferred") or attributes.instance_state(instance)
+        return batch.history_of(state, session)
 
     def all(self) -> list[Any]:
         found = self._batched()
