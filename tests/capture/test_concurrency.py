@@ -417,9 +417,9 @@ def test_early_flush_then_update_of_a_row_committed_meanwhile(db, article_models
     Article = article_models()
     _seed(db, Article, pool=3)
     a, b = db.session(), db.session()
-    # Row 3, not 2: on MariaDB, A's version writes for row 2 would gap-lock B's
-    # version insert for row 1 (see the deadlock test below).
-    a.get(Article, 3).name = "3 by A"
+    # Row 2, next to row 1: A's version writes lock no gap where B's version of row 1
+    # goes (on MariaDB they lock by whole key; see the deadlock tests below).
+    a.get(Article, 2).name = "2 by A"
     a.flush()  # A's transaction row (and id) is written here
     b.get(Article, 1).name = "1 by B"
     b.commit()  # B gets a larger id, and commits first
