@@ -19,7 +19,7 @@ once.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -300,6 +300,32 @@ class WriteStatements:
             )
             self._copy_last[extras] = stmt
         return stmt
+
+    def copy_versions(
+        self,
+        extras: tuple[str, ...],
+        where: Callable[[Sequence[sa.ColumnElement[Any]]], sa.ColumnElement[bool]],
+    ) -> sa.Insert:
+        """Copy the versions that ``where`` picks as DELETEs of ``TX``.
+
+        ``where`` is given the columns of the whole version key, ``(key...,
+        transaction_id)``, of the rows read. For MySQL/MariaDB, which read them through
+        the primary key (``FORCE INDEX``): a locking read by whole keys locks those rows
+        and no gap. Built for each use, unlike the cached statements.
+        """
+        spec = self.spec
+        prev = spec.version.alias("chronicle_prev")
+        delete = sa.literal(int(Operation.DELETE), spec.op.type)
+        target, exprs = self._columns([prev.c[v.key] for _, v in spec.columns], delete, extras)
+        columns = [prev.c[c.key] for c in spec.version_pk] + [prev.c[spec.tx.key]]
+        hint = "FORCE INDEX (PRIMARY)"
+        select = (
+            sa.select(*exprs)
+            .where(where(columns))
+            .with_hint(prev, hint, dialect_name="mysql")
+            .with_hint(prev, hint, dialect_name="mariadb")
+        )
+        return sa.insert(spec.version).from_select(target, select)
 
     def close_and_from_live(
         self, extras: tuple[str, ...], opening: Opening | None = None
