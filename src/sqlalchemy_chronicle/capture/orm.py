@@ -22,7 +22,11 @@ from sqlalchemy.orm import instrumentation, scoped_session
 from .._compat import session_connections
 from ..config import Operation
 from ..exc import NotSupportedError
-from .associations import version_association_delete, version_association_insert
+from .associations import (
+    read_insert_source,
+    version_association_delete,
+    version_association_insert,
+)
 from .bulk import BulkSave, version_statement
 from .unit_of_work import CaptureConfig, UnitOfWork
 
@@ -265,6 +269,15 @@ class OrmCapture:
         if target is not None:
             uow, spec = target
             version_association_delete(uow, conn, spec, clauseelement, multiparams or [params])
+            return
+        target = self._association_write(clauseelement, sa.Insert, execution_options)
+        if target is not None:
+            uow, _ = target
+            source = read_insert_source(conn, clauseelement, multiparams or [params])
+            if source is not None:  # INSERT ... FROM SELECT: what it adds, read first
+                uow.insert_sources[id(clauseelement)] = source
+            else:  # left by a statement of the same id that failed
+                uow.insert_sources.pop(id(clauseelement), None)
 
     def after_execute(
         self,
@@ -278,8 +291,9 @@ class OrmCapture:
         target = self._association_write(clauseelement, sa.Insert, execution_options)
         if target is not None:
             uow, spec = target
+            source = uow.insert_sources.pop(id(clauseelement), None)
             version_association_insert(
-                uow, conn, spec, clauseelement, multiparams or [params], result
+                uow, conn, spec, clauseelement, multiparams or [params], result, source
             )
 
     def _drop(self, session: Session) -> None:
