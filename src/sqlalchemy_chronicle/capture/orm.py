@@ -120,6 +120,20 @@ class OrmCapture:
             event.listen(session_target, name, getattr(self, name))
         self._session_targets.append(session_target)
 
+    def versions(self, session: Session) -> bool:
+        """Whether the flushes of ``session`` are captured (it is of a Session class,
+        ``sessionmaker`` or ``scoped_session`` this capture was installed on)."""
+        for target in self._session_targets:
+            if target is session:
+                return True
+            if isinstance(target, orm.scoped_session):
+                target = target.session_factory
+            if isinstance(target, orm.sessionmaker):
+                target = target.class_
+            if isinstance(target, type) and isinstance(session, target):
+                return True
+        return False
+
     def watch_statements(self) -> None:
         """Listen to every Core statement, for association tables.
 

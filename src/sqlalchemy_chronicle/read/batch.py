@@ -38,8 +38,8 @@ from sqlalchemy.orm.dynamic import AppenderQuery
 
 from ..capture.sql import key_in, ordered
 from ..config import Operation, Strategy
-from ..exc import ReverterException
-from .revert import Reverter
+from ..exc import ConfigurationError, ReverterException
+from .revert import Reverter, check_session_versioned
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import InstanceState, QueryContext
@@ -360,6 +360,14 @@ def revert_many(version_cls: Any, session: orm.Session, versions: Iterable[Any])
     spec = version_cls._spec()
     model = version_cls.__chronicle_model__
     parent = model.parent
+    if not isinstance(session, orm.Session | orm.scoped_session):
+        raise ConfigurationError(
+            f"{version_cls.__name__}.revert_many() takes a Session first, not "
+            f"{type(session).__name__} {session!r}."
+        )
+    if isinstance(session, orm.scoped_session):
+        session = session()
+    check_session_versioned(session, version_cls, f"{version_cls.__name__}.revert_many()")
     chosen: dict[tuple[Any, ...], Any] = {}
     for version in versions:
         if not isinstance(version, version_cls):

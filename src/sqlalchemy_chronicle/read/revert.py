@@ -31,11 +31,25 @@ from .._compat import new_instance
 from ..capture.plan import Plan
 from ..capture.writer import Writer
 from ..config import Operation
-from ..exc import ReverterException
+from ..exc import ReverterException, VersioningStateError
 
-__all__ = ["Reverter", "change_class"]
+__all__ = ["Reverter", "change_class", "check_session_versioned"]
 
 RelationTree = dict[str, "RelationTree"]
+
+
+def check_session_versioned(session: orm.Session, version_cls: Any, what: str) -> None:
+    """Raise :class:`VersioningStateError` when the manager of ``version_cls`` does not
+    version ``session``'s writes: reverting ``what`` there would write no history."""
+    manager = version_cls.__versioning_manager__
+    model = version_cls.__chronicle_model__
+    if model.options.native_versioning or manager.versions_session(session):
+        return  # captured by the session, or by the database's triggers
+    raise VersioningStateError(
+        f"Cannot revert {what}: its VersioningManager does not version the writes of "
+        f"this session ({type(session).__name__}), so the revert would leave no history. "
+        f"Revert it in a session that manager was installed on (make_versioned(session=...))."
+    )
 
 
 def _relation_tree(parent_cls: type, relations: Sequence[str]) -> RelationTree:
@@ -82,7 +96,9 @@ class Reverter:
         self._done: dict[tuple[type, tuple[Any, ...]], Any] = {}
 
     def __call__(self) -> Any:
-        return self._revert(self.version._session(), self.version, self.relations)
+        session = self.version._session()
+        check_session_versioned(session, type(self.version), repr(self.version))
+        return self._revert(session, self.version, self.relations)
 
     def _revert(self, session: orm.Session, version: Any, tree: RelationTree) -> Any:
         model = version.__chronicle_model__
