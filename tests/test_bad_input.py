@@ -147,6 +147,39 @@ def test_reading_and_reverting_refuse_bad_arguments(db, world):
         ArticleVersion.all_versions(None, 1)
     with pytest.raises(ChronicleError, match=r"primary key is \(id\)"):
         ArticleVersion.all_versions(session, (1, 2))
+    # A key of the wrong type is named before the database sees it (PostgreSQL would
+    # fail on it, SQLite and MariaDB would compare it loosely).
+    for call in (
+        lambda: ArticleVersion.version_at(session, "x", 1),
+        lambda: ArticleVersion.all_versions(session, "1"),
+        lambda: ArticleVersion.versions_at(session, [1, "x"], 1),
+        lambda: ArticleVersion.version_at(session, {"id": 1.5}, 1),
+    ):
+        with pytest.raises(ChronicleError, match="primary key column 'id' holds int values"):
+            call()
+    with pytest.raises(ChronicleError, match=r"needs the keys 'id'; \{'nope': 1\}"):
+        ArticleVersion.version_at(session, {"nope": 1}, 1)
+    with pytest.raises(ChronicleError, match=r"all_versions\(\) takes limit .* not str 'x'"):
+        ArticleVersion.all_versions(session, 1, limit="x")
+    with pytest.raises(ChronicleError, match=r"all_versions\(\) takes offset .* not int -1"):
+        ArticleVersion.all_versions(session, 1, offset=-1)
+    with pytest.raises(ChronicleError, match=r"versions_at\(\) takes a Session first"):
+        ArticleVersion.versions_at(5, [1], 1)
+    with pytest.raises(ChronicleError, match=r"versions_at\(\) takes the transaction id"):
+        ArticleVersion.versions_at(session, [1], "1")
+    with pytest.raises(ChronicleError, match=r"revert_many\(\) takes versions .* not int 5"):
+        ArticleVersion.revert_many(session, 5)
+    with pytest.raises(ChronicleError, match=r"revert_many\(\) takes a Session first"):
+        ArticleVersion.revert_many(None, [version])
+    with pytest.raises(ChronicleError, match=r"vacuum\(\) takes yield_per .* str 'x'"):
+        chronicle.vacuum(session, Article, yield_per="x")
+    from sqlalchemy_chronicle.utils import version_obj
+
+    with pytest.raises(ChronicleError, match=r"version_obj\(\) takes a Session, not int"):
+        version_obj(5, session.get(Article, 1))
+    with pytest.raises(ChronicleError, match="Article has no versioning option 'nope'"):
+        chronicle.utils.option(Article, "nope")
+    assert [v.name for v in ArticleVersion.all_versions(session, {"id": 1}, limit=1)] == ["kept"]
     session.rollback()
     _untouched(db)
 

@@ -271,9 +271,16 @@ class VersioningManager:
         versioned = getattr(cls, "__versioned__", None)
         if versioned is None:
             raise ClassNotVersioned(f"option(): {cls.__name__} has no __versioned__ options.")
-        if cls in self._models:
-            return getattr(self._models[cls].options, name)
-        return getattr(resolve_options(cls.__name__, self.options, versioned), name)
+        options = (
+            self._models[cls].options
+            if cls in self._models
+            else resolve_options(cls.__name__, self.options, versioned)
+        )
+        if not isinstance(name, str) or name.startswith("_") or not hasattr(options, name):
+            raise ConfigurationError(
+                f"option(): {cls.__name__} has no versioning option {name!r}."
+            )
+        return getattr(options, name)
 
     def is_excluded_property(self, model: type, key: str) -> bool:
         self._check_owner(model, "is_excluded_property")
