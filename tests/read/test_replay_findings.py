@@ -317,3 +317,30 @@ def test_revert_many_brings_back_the_class_of_each_entity(db, base, strategy, la
     assert now == {1: ("BookVersion", "b1"), 2: ("ItemVersion", "i2"),
                    3: ("BookVersion", "b3"), 4: ("ItemVersion", "i4")}
     assert {v.id: v.pages for v in session.scalars(version_class(Book).as_of(t3))} == {1: 1, 3: 3}
+
+
+@pytest.mark.dbs("postgresql")
+@pytest.mark.versioning(options={"native_versioning": True})
+@pytest.mark.parametrize("layout", ["joined", "single"])
+def test_revert_brings_back_the_subclass_under_native_versioning(db, base, layout):
+    """PostgreSQL's triggers version the statements that change the class: the same
+    history as the ORM writes."""
+    Item, Book = _items(base, db, layout)
+    session, tx1, _ = _book_becomes_an_item(db, Item, Book)
+    restored = version_class(Book).version_at(session, 1, tx1).revert()
+    session.commit()
+    assert (type(restored), restored.pages) == (Book, 3)
+    assert _live(db, layout) == [(1, "book", "book", 3)]
+    t1, t2, t3 = _tx_ids(db)
+    history = _history(db, layout)
+    assert [r for r in history if r[0] == "item"] == [
+        ("item", "book", "book", t1, t2, Operation.INSERT),
+        ("item", "item", "item", t2, t3, Operation.UPDATE),
+        ("item", "book", "book", t3, None, Operation.UPDATE),
+    ]
+    if layout == "joined":
+        assert [r for r in history if r[0] == "book"] == [
+            ("book", 3, None, t1, t2, Operation.INSERT),
+            ("book", 3, None, t2, t3, Operation.DELETE),
+            ("book", 3, None, t3, None, Operation.INSERT),
+        ]
