@@ -180,6 +180,9 @@ def test_reading_and_reverting_refuse_bad_arguments(db, world):
     with pytest.raises(ChronicleError, match="Article has no versioning option 'nope'"):
         chronicle.utils.option(Article, "nope")
     assert [v.name for v in ArticleVersion.all_versions(session, {"id": 1}, limit=1)] == ["kept"]
+    from decimal import Decimal  # a whole number of another type is a key all the same
+
+    assert ArticleVersion.version_at(session, Decimal(1), version.transaction_id) == version
     session.rollback()
     _untouched(db)
 

@@ -9,7 +9,9 @@ and links it, so that ``previous``/``next`` need no further query.
 from __future__ import annotations
 
 import datetime
+import decimal
 import itertools
+import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -119,9 +121,7 @@ class VersionClassBase:
             )
         for column, value in zip(cols, values, strict=True):
             expected = _plain_python_type(column)
-            if expected is not None and value is not None and (
-                not isinstance(value, expected) or isinstance(value, bool)
-            ):
+            if expected is not None and value is not None and not _fits(value, expected):
                 raise ConfigurationError(
                     f"{cls.__name__}: primary key column {column.key!r} holds "
                     f"{expected.__name__} values, not {type(value).__name__} {value!r}."
@@ -466,6 +466,18 @@ def _plain_python_type(column: sa.Column[Any]) -> type | None:
     except NotImplementedError:
         return None
     return python_type if python_type in (int, str) else None
+
+
+def _fits(value: Any, expected: type) -> bool:
+    """Whether ``value`` can be a key value of a column holding ``expected`` values: an
+    integer key takes whole numbers (a float or Decimal too, when whole), not text."""
+    if isinstance(value, bool):
+        return False
+    if expected is int:
+        if isinstance(value, numbers.Integral):
+            return True
+        return isinstance(value, numbers.Real | decimal.Decimal) and float(value).is_integer()
+    return isinstance(value, expected)
 
 
 def _check_int(value: Any, cls: type, function: str, name: str, minimum: int = 0) -> None:
