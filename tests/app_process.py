@@ -36,10 +36,12 @@ def run_continuum_app(command: str, url: str) -> str:
     return run_app(CONTINUUM_APP, command, url)
 
 
-def wipe(url: str) -> None:
-    """Drop every table and sequence of the database at ``url`` (and, on PostgreSQL,
-    the trigger functions native versioning leaves)."""
-    engine = sa.create_engine(url, poolclass=sa.NullPool)
+def wipe(database: str | sa.Engine) -> None:
+    """Drop every table and sequence of the database (a URL, or an Engine's) and, on
+    PostgreSQL, the trigger functions native versioning leaves."""
+    if isinstance(database, sa.Engine):
+        database = database.url.render_as_string(hide_password=False)
+    engine = sa.create_engine(database, poolclass=sa.NullPool)
     try:
         with engine.begin() as conn:
             if conn.dialect.name == "mysql":

@@ -82,9 +82,9 @@ def load_switched_app() -> types.ModuleType:
 @pytest.fixture
 def empty(engine: sa.Engine) -> Iterator[sa.Engine]:
     """The test database, empty before and after the test."""
-    wipe(engine.url.render_as_string(hide_password=False))
+    wipe(engine)
     yield engine
-    wipe(engine.url.render_as_string(hide_password=False))
+    wipe(engine)
 
 
 @pytest.fixture
