@@ -171,6 +171,23 @@ def _version_values(version: Any, spec: Any) -> dict[sa.Column[Any], Any]:
     return {p: getattr(version, mapper.get_property_by_column(v).key) for p, v in spec.columns}
 
 
+def _forget(session: orm.Session, gone: Any) -> None:
+    """Expire the loaded relationships of ``session``'s objects that hold ``gone`` (an
+    object that left the session): read again, they hold its successor, and a flush
+    cannot put ``gone`` back through them."""
+    for state in list(session.identity_map.all_states()):
+        loaded = state.dict
+        stale = []
+        for prop in state.mapper.relationships:
+            value = loaded.get(prop.key)
+            if value is gone or (
+                prop.uselist and value is not None and any(v is gone for v in value)
+            ):
+                stale.append(prop.key)
+        if stale:
+            session.expire(state.obj(), stale)
+
+
 def _keys(model: Any, identity: tuple[Any, ...]) -> dict[sa.Table, tuple[Any, ...]]:
     """The key of the entity ``identity`` in each version table of ``model``."""
     return {
@@ -232,6 +249,7 @@ def change_class(session: orm.Session, live: Any, version: Any) -> Any:
         else:
             connection.execute(sa.insert(spec.parent).values(values))
     session.expunge(live)
+    _forget(session, live)
     if not new_model.options.native_versioning:  # triggers versioned the statements
         uow = manager.unit_of_work(session)
         plans = Plan(uow.written, uow.born)
