@@ -5,7 +5,8 @@ changes nothing), then restores the object from the version and walks the named
 relationships through the version's temporal relationships: related objects are
 restored from the versions valid at that transaction, even if they were deleted
 since; children that did not exist then are removed (deleted for one-to-many,
-unlinked for many-to-many). Nothing is flushed or committed: the caller commits.
+unlinked for many-to-many). Nothing is committed: the caller commits (and nothing is
+flushed either, except for a change of class, below).
 
 An entity whose class changed since the version (inheritance: a ``Book`` version,
 the row an ``Item`` now, or the other way round) cannot be restored by setting
@@ -13,7 +14,8 @@ attributes: SQLAlchemy cannot change the class of an object, nor switch one obje
 for another of a different class in one flush when their tables differ. The row is
 changed in place instead (:func:`change_class`): the tables both classes share are
 updated, the tables only the live class has lose its row and those only the
-version's class has get one, all at once in the session's transaction. The base
+version's class has get one, at once, in the session's transaction (after a flush of
+what the session holds, the live object's pending changes first). The base
 row is never deleted, so nothing that references the entity is touched, and its
 history records what a delete and re-insert of the entity would fold into (an
 UPDATE of the shared tables).
