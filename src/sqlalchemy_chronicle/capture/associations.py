@@ -7,7 +7,10 @@ connection of a versioned session transaction:
 * a DELETE is versioned *before* it runs: the rows it is about to delete are
   copied into the version table as DELETE versions, exactly as they are, with the
   statement's own WHERE clause;
-* an INSERT is versioned *after* it runs, from the rows it inserted.
+* an INSERT is versioned *after* it runs, from the rows it inserted; for an
+  ``INSERT ... FROM SELECT`` those are the rows its SELECT returns, read just
+  *before* it runs (:func:`read_insert_source`): the SELECT may read the
+  association table itself, which the INSERT then changes.
 
 Each captured statement costs a constant number of extra statements (the ORM's
 executemany of N key pairs is turned into one ``IN`` list).
@@ -24,6 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import BinaryExpression, BindParameter, BooleanClauseList
 
+from .._compat import from_select_names
 from ..config import Operation
 from ..exc import NotSupportedError
 from .sql import key_in, ordered
@@ -36,7 +40,7 @@ if TYPE_CHECKING:
     from ..schema.tables import VersionTableSpec
     from .unit_of_work import UnitOfWork
 
-__all__ = ["version_association_delete", "version_association_insert"]
+__all__ = ["read_insert_source", "version_association_delete", "version_association_insert"]
 
 _MULTI_VALUE_KEY = re.compile(r"^(?P<key>.+)_m(?P<row>\d+)$")
 
@@ -156,6 +160,24 @@ def _inserted_rows(
     return rows
 
 
+def read_insert_source(
+    connection: Connection, stmt: sa.Insert, params: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]] | None:
+    """The rows an ``INSERT ... FROM SELECT`` is about to add, as ``{column key:
+    value}``, read by running its SELECT (None for another INSERT).
+
+    Run before the INSERT: what the SELECT returns then is what the INSERT adds.
+    """
+    names = from_select_names(stmt)
+    if names is None:
+        return None
+    rows: list[dict[str, Any]] = []
+    for param_set in params or [{}]:
+        result = connection.execute(stmt.select, param_set)  # type: ignore[arg-type]
+        rows.extend(dict(zip(names, row, strict=True)) for row in result)
+    return rows
+
+
 def version_association_insert(
     uow: UnitOfWork,
     connection: Connection,
@@ -163,17 +185,27 @@ def version_association_insert(
     stmt: sa.Insert,
     params: Sequence[Mapping[str, Any]],
     result: CursorResult[Any],
+    source: list[dict[str, Any]] | None = None,
 ) -> None:
     """Version the rows ``stmt`` inserted into association table ``spec.parent``.
 
     The rows are found again by their key, or, when the database generated a
     surrogate key, by the link (foreign key) columns given. A row that already had a
     current version (a pair inserted again on a table that allows duplicates) gets
-    none; one deleted earlier in this transaction becomes an UPDATE.
+    none; one deleted earlier in this transaction becomes an UPDATE. ``source``: the
+    rows of an ``INSERT ... FROM SELECT``, read before it ran
+    (:func:`read_insert_source`); a SELECT whose rows change from one run to the next
+    (a volatile function, LIMIT without ORDER BY) is versioned with those it returned
+    then.
     """
     table, version = spec.parent, spec.version
     dialect = connection.dialect
-    rows = _inserted_rows(stmt, table, result, params)
+    if source is None:
+        rows = _inserted_rows(stmt, table, result, params)
+    else:
+        rows = source
+        if not rows:
+            return
     key_names = [p.key for p, _ in spec.pk]
     links = sorted({c.key for c in table.columns if c.foreign_keys})
     has_keys, has_links = set(key_names), set(links)

@@ -22,7 +22,11 @@ from sqlalchemy.orm import instrumentation, scoped_session
 from .._compat import session_connections
 from ..config import Operation
 from ..exc import NotSupportedError
-from .associations import version_association_delete, version_association_insert
+from .associations import (
+    read_insert_source,
+    version_association_delete,
+    version_association_insert,
+)
 from .bulk import BulkSave, version_statement
 from .unit_of_work import BulkCapture, CaptureConfig, UnitOfWork
 
@@ -115,6 +119,20 @@ class OrmCapture:
         for name in self._SESSION_EVENTS:
             event.listen(session_target, name, getattr(self, name))
         self._session_targets.append(session_target)
+
+    def versions(self, session: Session) -> bool:
+        """Whether the flushes of ``session`` are captured (it is of a Session class,
+        ``sessionmaker`` or ``scoped_session`` this capture was installed on)."""
+        for target in self._session_targets:
+            if target is session:
+                return True
+            if isinstance(target, orm.scoped_session):
+                target = target.session_factory
+            if isinstance(target, orm.sessionmaker):
+                target = target.class_
+            if isinstance(target, type) and isinstance(session, target):
+                return True
+        return False
 
     def watch_statements(self) -> None:
         """Listen to every Core statement, for association tables.
@@ -275,6 +293,15 @@ class OrmCapture:
         if target is not None:
             uow, spec = target
             version_association_delete(uow, conn, spec, clauseelement, multiparams or [params])
+            return clauseelement, multiparams, params
+        target = self._association_write(clauseelement, sa.Insert, execution_options)
+        if target is not None:
+            uow, _ = target
+            source = read_insert_source(conn, clauseelement, multiparams or [params])
+            if source is not None:  # INSERT ... FROM SELECT: what it adds, read first
+                uow.insert_sources[id(clauseelement)] = source
+            else:  # left by a statement of the same id that failed
+                uow.insert_sources.pop(id(clauseelement), None)
         return clauseelement, multiparams, params
 
     def after_execute(
@@ -289,8 +316,9 @@ class OrmCapture:
         target = self._association_write(clauseelement, sa.Insert, execution_options)
         if target is not None:
             uow, spec = target
+            source = uow.insert_sources.pop(id(clauseelement), None)
             version_association_insert(
-                uow, conn, spec, clauseelement, multiparams or [params], result
+                uow, conn, spec, clauseelement, multiparams or [params], result, source
             )
 
     def _drop(self, session: Session) -> None:

@@ -186,6 +186,9 @@ class UnitOfWork:
         self.info: dict[str, Any] = {}
         #: Association version tables this transaction wrote to.
         self.association_touched: set[sa.Table] = set()
+        #: id of an ``INSERT ... FROM SELECT`` being run -> the rows its SELECT
+        #: returned just before it ran (``associations.read_insert_source``).
+        self.insert_sources: dict[int, list[dict[str, Any]]] = {}
         #: Set when the session transaction ended; the object then versions nothing.
         self.closed = False
         #: The parent classes whose versions the write being processed writes.

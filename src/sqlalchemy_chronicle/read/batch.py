@@ -39,7 +39,8 @@ from sqlalchemy.orm.dynamic import AppenderQuery
 
 from ..capture.sql import key_in, ordered
 from ..config import Operation, Strategy
-from ..exc import ReverterException
+from ..exc import ConfigurationError, ReverterException
+from .revert import Reverter, check_session_versioned
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import InstanceState, QueryContext
@@ -361,10 +362,23 @@ def revert_many(version_cls: Any, session: orm.Session, versions: Iterable[Any])
     these entities in the session are expired. Relationships are not reverted (use
     ``version.revert(relations=[...])`` for that); objects of entities deleted here are
     expunged from the session. The caller commits.
+
+    An entity whose class changed since its version (inheritance), or whose
+    version's class maps several tables (a joined-inheritance subclass), is restored
+    as ``version.revert()`` restores it, one at a time: these statements restore the
+    columns of this version class's own table only.
     """
     spec = version_cls._spec()
     model = version_cls.__chronicle_model__
     parent = model.parent
+    if not isinstance(session, orm.Session | orm.scoped_session):
+        raise ConfigurationError(
+            f"{version_cls.__name__}.revert_many() takes a Session first, not "
+            f"{type(session).__name__} {session!r}."
+        )
+    if isinstance(session, orm.scoped_session):
+        session = session()
+    check_session_versioned(session, version_cls, f"{version_cls.__name__}.revert_many()")
     chosen: dict[tuple[Any, ...], Any] = {}
     for version in versions:
         if not isinstance(version, version_cls):
@@ -382,13 +396,30 @@ def revert_many(version_cls: Any, session: orm.Session, versions: Iterable[Any])
     if not chosen:
         return
     live_pk = [p for p, _ in spec.pk]
-    dialect = session.get_bind(mapper=sa.inspect(parent)).dialect
+    parent_mapper: orm.Mapper[Any] = sa.inspect(parent)
+    dialect = session.get_bind(mapper=parent_mapper).dialect
+    discriminator = parent_mapper.polymorphic_on
     existing: set[tuple[Any, ...]] = set()
+    one_by_one: list[tuple[Any, ...]] = []
     keys = ordered(chosen)
     for start in range(0, len(keys), BATCH_SIZE):
         chunk = keys[start : start + BATCH_SIZE]
-        stmt = sa.select(*live_pk).where(key_in(live_pk, chunk, dialect))
-        existing.update(tuple(row) for row in session.execute(stmt))
+        extra = [] if discriminator is None else [discriminator]
+        stmt = sa.select(*live_pk, *extra).where(key_in(live_pk, chunk, dialect))
+        for row in session.execute(stmt):
+            key = tuple(row[: len(live_pk)])
+            existing.add(key)
+            if discriminator is not None:
+                live_cls = parent_mapper.polymorphic_map[row[-1]].class_
+                if live_cls is not type(chosen[key]).__chronicle_model__.parent:
+                    one_by_one.append(key)
+    # An entity whose class changed since its version, or whose version's class maps
+    # more tables than this one (joined inheritance): restored as revert() does it.
+    joined = [k for k in keys if len(type(chosen[k]).__chronicle_model__.specs) > 1]
+    one_by_one += [k for k in joined if k not in one_by_one]
+    for key in one_by_one:
+        Reverter(chosen.pop(key))()
+    keys = [k for k in keys if k in chosen]
     deleting = [k for k in keys if chosen[k].operation is Operation.DELETE and k in existing]
     restoring = [k for k in keys if chosen[k].operation is not Operation.DELETE]
     updating = [k for k in restoring if k in existing]
