@@ -89,10 +89,12 @@ soak: $(STAMP)
 # mutant's diff: `$(BIN)/mutmut show NAME`.
 MUTATE ?=
 MUTATION_JOBS ?= 2
+# Each test's SQLite file goes to pytest's tmp_path: on a tmpfs the run is about 3x faster.
+MUTATION_TMPDIR ?= $(if $(wildcard /dev/shm),/dev/shm,$(TMPDIR))
 MUTANT_GLOBS := $(foreach m,$(MUTATE),'sqlalchemy_chronicle.$(subst /,.,$(basename $(m))).*')
 mutation: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,mutation]' $(QUOTED_REQS)
-	CHRONICLE_TEST_DBS=sqlite nice -n 15 $(BIN)/mutmut run --max-children $(MUTATION_JOBS) \
+	CHRONICLE_TEST_DBS=sqlite TMPDIR=$(MUTATION_TMPDIR) nice -n 15 $(BIN)/mutmut run --max-children $(MUTATION_JOBS) \
 		$(MUTANT_GLOBS)
 	$(BIN)/python tests/mutation_summary.py $(MUTATE)
 

@@ -51,6 +51,21 @@ def test_update_that_changes_nothing_writes_nothing(db, article_models):
     assert len(db.rows("transaction")) == 1
 
 
+def test_object_flagged_dirty_without_a_change_writes_nothing(db, article_models):
+    """``flag_dirty`` sends an object through the flush with no attribute changed (an
+    UPDATE event with nothing in it): no version, no transaction row."""
+    Article = article_models()
+    session = db.session()
+    article = Article(name="same", content="x")
+    session.add(article)
+    session.commit()
+    sa.orm.attributes.flag_dirty(article)
+    assert article in session.dirty
+    session.commit()
+    assert [r["name"] for r in db.rows("article_version")] == ["same"]
+    assert len(db.rows("transaction")) == 1
+
+
 def test_update_of_excluded_column_only_writes_nothing(db, article_models):
     Article = article_models({"exclude": ["content"]})
     session = db.session()
