@@ -266,16 +266,16 @@ def test_transaction_object_survives_rolled_back_savepoints(db, article_models, 
     with versioning_context(remote_addr="192.0.2.1"):
         session.add(Article(id=1, name="a"))
         session.flush()
+    seen = []
     for i in (2, 3):  # first before the object was asked for, then after
         with session.begin_nested() as savepoint:
             session.add(Article(id=i, name="dropped"))
             session.flush()
             savepoint.rollback()
-        tx = uow.current_transaction
-        assert tx.remote_addr == "192.0.2.1"
-        if i == 3:
-            assert tx is first and tx in session
-        first = tx
+        seen.append(uow.current_transaction)
+    tx = seen[0]
+    assert tx.remote_addr == "192.0.2.1"
+    assert seen[1] is tx and tx in session
     session.commit()
     assert [(r["id"], r["remote_addr"]) for r in db.rows("transaction")] == [
         (tx.id, "192.0.2.1")
