@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 import sqlalchemy as sa
 
-from sqlalchemy_chronicle import Operation, version_class
+from sqlalchemy_chronicle import Operation, Plugin, version_class
 from sqlalchemy_chronicle.capture import templates
 from sqlalchemy_chronicle.capture.sql import key_in
 
@@ -64,6 +64,43 @@ def test_object_flagged_dirty_without_a_change_writes_nothing(db, article_models
     session.commit()
     assert [r["name"] for r in db.rows("article_version")] == ["same"]
     assert len(db.rows("transaction")) == 1
+
+
+class _VersionObjects(Plugin):
+    """A plugin of the object-per-version hook: it notes each version and stamps it."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, int, Operation]] = []
+
+    def after_create_version_object(self, uow, parent_obj, version_obj):
+        assert parent_obj.id == version_obj.id
+        self.seen.append((parent_obj.name, version_obj.id, version_obj.operation_type))
+        version_obj.content = f"noted {len(self.seen)}"
+
+
+OBJECT_HOOK = _VersionObjects()
+
+
+@pytest.mark.versioning(plugins=[OBJECT_HOOK])
+def test_object_per_version_hook_sees_and_changes_each_version(db, article_models):
+    Article = article_models()
+    OBJECT_HOOK.seen.clear()
+    session = db.session()
+    a, b = Article(name="a"), Article(name="b")
+    session.add_all([a, b])
+    session.commit()
+    b.name = "b2"
+    session.commit()
+    assert sorted(OBJECT_HOOK.seen) == [
+        ("a", a.id, Operation.INSERT), ("b", b.id, Operation.INSERT),
+        ("b2", b.id, Operation.UPDATE),
+    ]
+    noted = {name: f"noted {i}" for i, (name, _, _) in enumerate(OBJECT_HOOK.seen, 1)}
+    rows = db.rows("article_version", order_by=["transaction_id", "id"])
+    assert [(r["name"], r["content"]) for r in rows] == [
+        ("a", noted["a"]), ("b", noted["b"]), ("b2", noted["b2"])
+    ]
+    assert noted["b2"] == "noted 3"
 
 
 def test_update_of_excluded_column_only_writes_nothing(db, article_models):
