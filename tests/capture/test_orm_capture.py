@@ -145,6 +145,22 @@ def test_delete_and_reinsert_in_one_transaction_is_an_update(db, article_models)
     assert rows[1]["end_transaction_id"] is None
 
 
+def test_insert_delete_and_insert_again_in_one_transaction_is_an_insert(db, article_models):
+    """The row did not exist before the transaction: its one version is an INSERT."""
+    Article = article_models()
+    session = db.session()
+    session.add(Article(id=1, name="first"))
+    session.flush()
+    session.delete(session.get(Article, 1))
+    session.flush()
+    session.add(Article(id=1, name="again"))
+    session.commit()
+    rows = db.rows("article_version")
+    assert [(r["name"], r["operation_type"], r["end_transaction_id"]) for r in rows] == [
+        ("again", Operation.INSERT, None)
+    ]
+
+
 def test_rollback_leaves_no_version_and_no_transaction(db, article_models):
     Article = article_models()
     session = db.session()
