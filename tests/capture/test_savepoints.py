@@ -254,6 +254,27 @@ def test_a_flush_that_fails_after_the_versions_were_written(db, article_models, 
     _check_history(db, strategy)
 
 
+@BOTH_STRATEGIES
+def test_a_row_inserted_before_a_rolled_back_savepoint_is_still_new(db, article_models, strategy):
+    """Inserted by this transaction, then deleted and inserted again after a savepoint was
+    rolled back: the row did not exist before the transaction, its version is an INSERT."""
+    Article = article_models()
+    session = db.session()
+    session.add(Article(id=1, name="first"))
+    session.flush()
+    with session.begin_nested() as savepoint:
+        session.add(Article(id=2, name="dropped"))
+        session.flush()
+        savepoint.rollback()
+    session.delete(session.get(Article, 1))
+    session.flush()
+    session.add(Article(id=1, name="again"))
+    session.commit()
+    (tx,) = [t["id"] for t in db.rows("transaction")]
+    assert _history(db) == {1: [("again", tx, None, Operation.INSERT)]}
+    _check_history(db, strategy)
+
+
 # -- the transaction object ------------------------------------------------------------
 
 
