@@ -433,6 +433,23 @@ def test_plugin_hooks_run_around_the_versions_of_a_bulk_update(db, seeded):
     assert sorted(h[:2] for h in _history(db) if h[2] == tx2) == [(1, "renamed"), (2, "renamed")]
 
 
+def test_a_bulk_save_stops_watching_the_connection_when_it_ends(db, seeded):
+    """A second bulk save in the same transaction costs what the first one did: the
+    first one's listeners are gone from the connection."""
+    Article, session = seeded
+    counts = []
+    for i in range(3):
+        with db.count_statements() as statements:
+            session.bulk_insert_mappings(Article, [{"id": 10 + i, "name": f"k{i}"}])
+        counts.append(len(statements))
+    session.commit()
+    assert counts[1] == counts[2] <= counts[0]  # the first may write the transaction row
+    _, tx2 = _txs(db)
+    assert sorted(h[:2] for h in _history(db) if h[2] == tx2) == [
+        (10, "k0"), (11, "k1"), (12, "k2")
+    ]
+
+
 @pytest.mark.dbs("sqlite", "postgresql")
 def test_bulk_statements_through_an_async_session(db, seeded):
     import asyncio
