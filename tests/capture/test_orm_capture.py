@@ -161,6 +161,25 @@ def test_insert_delete_and_insert_again_in_one_transaction_is_an_insert(db, arti
     ]
 
 
+def test_delete_after_the_key_changed_in_the_same_flush_versions_the_old_key(
+    db, article_models
+):
+    """The row deleted is the one with the key it had; so is the DELETE version."""
+    Article = article_models()
+    session = db.session()
+    article = Article(id=1, name="a")
+    session.add(article)
+    session.commit()
+    article.id = 5
+    session.delete(article)
+    session.commit()
+    assert db.rows("article") == []
+    rows = db.rows("article_version", order_by="transaction_id")
+    assert [(r["id"], r["operation_type"]) for r in rows] == [
+        (1, Operation.INSERT), (1, Operation.DELETE)
+    ]
+
+
 def test_rollback_leaves_no_version_and_no_transaction(db, article_models):
     Article = article_models()
     session = db.session()
