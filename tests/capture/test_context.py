@@ -187,6 +187,28 @@ def test_one_context_open_in_two_tasks_that_leave_in_any_order():
     assert seen["b after"] is None
 
 
+def test_leaving_a_context_that_is_not_the_innermost_is_an_error():
+    """Contexts left out of order (or one never entered) raise, and what is in force stays."""
+    outer = versioning_context(user_id=1)
+    inner = versioning_context(user_id=2)
+    outer.__enter__()
+    inner.__enter__()
+    with pytest.raises(RuntimeError) as error:
+        outer.__exit__(None, None, None)
+    assert str(error.value) == (
+        "versioning_context exited where it was not the innermost context; "
+        "close nested versioning contexts in the reverse order of opening them."
+    )
+    assert current_context().user_id == 2
+    inner.__exit__(None, None, None)
+    assert current_context().user_id == 1
+    outer.__exit__(None, None, None)
+    assert current_context() is None
+    with pytest.raises(RuntimeError, match="not the innermost context"):
+        versioning_context(user_id=3).__exit__(None, None, None)
+    assert current_context() is None
+
+
 # -- threads and tasks -----------------------------------------------------------------
 
 
