@@ -200,6 +200,7 @@ def version_association_insert(
     """
     table, version = spec.parent, spec.version
     dialect = connection.dialect
+    rows: Sequence[Mapping[str, Any]]
     if source is None:
         rows = _inserted_rows(stmt, table, result, params)
     else:
