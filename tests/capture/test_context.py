@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import Mapped, mapped_column
 
-from sqlalchemy_chronicle import versioning_context
+from sqlalchemy_chronicle import VersioningStateError, versioning_context
 from sqlalchemy_chronicle.capture.context import current_context
 from sqlalchemy_chronicle.exc import ConfigurationError
 from sqlalchemy_chronicle.plugins import TransactionMetaPlugin
@@ -193,7 +193,7 @@ def test_leaving_a_context_that_is_not_the_innermost_is_an_error():
     inner = versioning_context(user_id=2)
     outer.__enter__()
     inner.__enter__()
-    with pytest.raises(RuntimeError) as error:
+    with pytest.raises(VersioningStateError) as error:
         outer.__exit__(None, None, None)
     assert str(error.value) == (
         "versioning_context exited where it was not the innermost context; "
@@ -204,7 +204,7 @@ def test_leaving_a_context_that_is_not_the_innermost_is_an_error():
     assert current_context().user_id == 1
     outer.__exit__(None, None, None)
     assert current_context() is None
-    with pytest.raises(RuntimeError, match="not the innermost context"):
+    with pytest.raises(VersioningStateError, match="not the innermost context"):
         versioning_context(user_id=3).__exit__(None, None, None)
     assert current_context() is None
 
