@@ -1,0 +1,172 @@
+"""Plugins with bulk and ORM-enabled statements: the version rows they write must be
+those an equivalent flush writes (capture/bulk.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+
+from sqlalchemy_chronicle import Operation
+from sqlalchemy_chronicle.plugins import PropertyModTrackerPlugin
+
+INSERT, UPDATE, DELETE = Operation.INSERT, Operation.UPDATE, Operation.DELETE
+
+pytestmark = pytest.mark.versioning(plugins=[PropertyModTrackerPlugin()])
+
+
+def _flags(db: Any, tx: int | None = None) -> list[tuple[Any, ...]]:
+    """(id, name_mod, content_mod, operation) of the versions (of transaction ``tx``)."""
+    rows = db.rows("article_version", order_by=["transaction_id", "id"])
+    return [
+        (r["id"], r["name_mod"], r["content_mod"], r["operation_type"])
+        for r in rows
+        if tx is None or r["transaction_id"] == tx
+    ]
+
+
+def _last_tx(db: Any) -> int:
+    return max(r["id"] for r in db.rows("transaction"))
+
+
+@pytest.fixture
+def seeded(db, article_models):
+    """Articles 1-4 named a1-a4 with content c, committed in the first transaction."""
+    Article = article_models()
+    session = db.session()
+    session.add_all([Article(id=i, name=f"a{i}", content="c") for i in range(1, 5)])
+    session.commit()
+    return Article, session
+
+
+# -- INSERT: the columns given ------------------------------------------------------------
+
+
+def test_insert_values_flags_the_columns_given(db, article_models):
+    Article = article_models()
+    session = db.session()
+    session.execute(sa.insert(Article).values([{"id": 1, "name": "a"}, {"id": 2, "name": None}]))
+    session.commit()
+    assert _flags(db) == [(1, True, False, INSERT), (2, True, False, INSERT)]
+
+
+def test_insert_executemany_flags_the_columns_each_row_gives(db, article_models):
+    Article = article_models()
+    session = db.session()
+    session.execute(
+        sa.insert(Article),
+        [{"id": 1, "name": "a"}, {"id": 2, "content": "c"}, {"id": 3, "name": "n", "content": "c"}],
+    )
+    session.commit()
+    assert _flags(db) == [
+        (1, True, False, INSERT), (2, False, True, INSERT), (3, True, True, INSERT),
+    ]
+
+
+def test_insert_without_keys_and_returning(db, article_models):
+    Article = article_models()
+    session = db.session()
+    session.execute(sa.insert(Article), [{"content": "x"}, {"content": "y"}])
+    if db.name != "mysql":
+        ids = session.scalars(
+            sa.insert(Article).returning(Article.id), [{"id": 10, "name": "r"}]
+        ).all()
+        assert ids == [10]
+    session.commit()
+    flags = _flags(db)
+    assert [f[1:] for f in flags[:2]] == [(False, True, INSERT)] * 2
+    if db.name != "mysql":
+        assert flags[2] == (10, True, False, INSERT)
+
+
+# -- UPDATE: the columns whose values changed -------------------------------------------
+
+
+@pytest.mark.parametrize("sync", [False, "evaluate", "fetch", "auto"])
+def test_update_by_criteria_flags_the_changed_columns(db, seeded, sync):
+    Article, session = seeded
+    session.execute(
+        sa.update(Article).where(Article.id <= 2).values(name="x", content="c"),
+        execution_options={"synchronize_session": sync},
+    )
+    session.commit()
+    # content was given its own value: not a change, as in a flush.
+    assert _flags(db, _last_tx(db)) == [(1, True, False, UPDATE), (2, True, False, UPDATE)]
+
+
+def test_update_by_primary_key_flags_each_rows_changes(db, seeded):
+    Article, session = seeded
+    session.execute(
+        sa.update(Article),
+        [{"id": 1, "name": "x"}, {"id": 2, "content": "d"}, {"id": 3, "name": "a3"}],
+    )
+    session.commit()
+    assert _flags(db, _last_tx(db)) == [(1, True, False, UPDATE), (2, False, True, UPDATE)]
+
+
+def test_query_update_and_delete(db, seeded):
+    Article, session = seeded
+    assert session.query(Article).filter(Article.id == 1).update({"content": "q"}) == 1
+    assert session.query(Article).filter(Article.id == 2).delete() == 1
+    session.commit()
+    assert _flags(db, _last_tx(db)) == [(1, False, True, UPDATE), (2, True, True, DELETE)]
+
+
+def test_update_folds_with_the_flush_of_the_same_transaction(db, seeded):
+    Article, session = seeded
+    session.get(Article, 1).name = "flushed"
+    session.flush()
+    session.execute(sa.update(Article).where(Article.id == 1).values(content="bulk"))
+    session.add(Article(id=7, name="n"))
+    session.flush()
+    session.execute(sa.update(Article).where(Article.id == 7).values(content="later"))
+    session.commit()
+    assert _flags(db, _last_tx(db)) == [(1, True, True, UPDATE), (7, True, True, INSERT)]
+
+
+# -- DELETE: every column, as a flush ----------------------------------------------------
+
+
+def test_delete_flags_every_column(db, seeded):
+    Article, session = seeded
+    session.execute(sa.delete(Article).where(Article.id.in_([1, 3])))
+    session.commit()
+    assert _flags(db, _last_tx(db)) == [(1, True, True, DELETE), (3, True, True, DELETE)]
+
+
+# -- upserts and legacy bulk saves -------------------------------------------------------
+
+
+def _upsert(db: Any, Article: Any, rows: list[dict[str, Any]]) -> Any:
+    if db.name == "mysql":
+        stmt = mysql.insert(Article).values(rows)
+        return stmt.on_duplicate_key_update(name=stmt.inserted.name)
+    dialect = postgresql if db.name == "postgresql" else sqlite
+    stmt = dialect.insert(Article).values(rows)
+    return stmt.on_conflict_do_update(index_elements=["id"], set_={"name": stmt.excluded.name})
+
+
+def test_upsert_flags_inserted_and_updated_rows(db, seeded):
+    Article, session = seeded
+    rows = [{"id": 1, "name": "u1"}, {"id": 2, "name": "a2"}, {"id": 8, "name": "u8"}]
+    session.execute(_upsert(db, Article, rows))
+    session.commit()
+    assert _flags(db, _last_tx(db)) == [(1, True, False, UPDATE), (8, True, False, INSERT)]
+
+
+def test_bulk_mappings_and_save_objects(db, seeded):
+    Article, session = seeded
+    session.bulk_insert_mappings(Article, [{"id": 10, "content": "k"}, {"name": "auto"}])
+    session.bulk_update_mappings(Article, [{"id": 1, "content": "m"}, {"id": 2, "name": "a2"}])
+    loaded = session.get(Article, 3)
+    loaded.name = "saved"
+    session.bulk_save_objects([loaded, Article(id=12, name="new", content="o")])
+    session.commit()
+    flags = _flags(db, _last_tx(db))
+    assert [f for f in flags if f[0] <= 12] == [
+        (1, False, True, UPDATE), (3, True, False, UPDATE),
+        (10, False, True, INSERT), (12, True, True, INSERT),
+    ]
+    assert [f[1:] for f in flags if f[0] > 12] == [(True, False, INSERT)]
