@@ -147,6 +147,26 @@ class Plugin:
         """
         return {}
 
+    def bulk_version_row_values(
+        self,
+        uow: UnitOfWorkView,
+        version_table: Table,
+        operation: int,
+        key: tuple[Any, ...],
+        changed: frozenset[str],
+    ) -> Mapping[str, Any]:
+        """Column values (by version column key) for the version row of the entity
+        ``key`` (its primary key values) written for a bulk or ORM-enabled statement.
+
+        :meth:`version_row_values` for rows no session object stands for.
+        ``operation`` is that of the version row (after folding with this
+        transaction's earlier writes); ``changed`` the keys of the versioned columns
+        the statement gave a value (INSERT) or a new value (UPDATE); every versioned
+        column for a DELETE. Rows with equal values are written by one statement, so
+        return hashable values.
+        """
+        return {}
+
     def transaction_id_changed(
         self, uow: UnitOfWorkView, session: Session, old_id: int, new_id: int
     ) -> None:

@@ -155,6 +155,38 @@ class PropertyModTrackerPlugin(Plugin):
                 for key, mod_key in tracked
                 if key in attrs and attributes.get_history(obj, key, _NO_LOAD).has_changes()
             )
+        return self._remember(uow, version_table, identity, changed, tracked)
+
+    def bulk_version_row_values(
+        self,
+        uow: Any,
+        version_table: sa.Table,
+        operation: int,
+        key: tuple[Any, ...],
+        changed: frozenset[str],
+    ) -> Mapping[str, Any]:
+        """The flags of the version row of a row a bulk statement wrote, ORed with
+        earlier writes' flags: the columns it gave (INSERT) or changed (UPDATE), all
+        of them for a DELETE."""
+        tracked = self.tracked_columns(version_table)
+        if not tracked:
+            return {}
+        if operation == Operation.DELETE:
+            flagged = frozenset(mod_key for _, mod_key in tracked)
+        else:
+            flagged = frozenset(mod_key for name, mod_key in tracked if name in changed)
+        return self._remember(uow, version_table, tuple(key), flagged, tracked)
+
+    @staticmethod
+    def _remember(
+        uow: Any,
+        version_table: sa.Table,
+        identity: tuple[Any, ...],
+        changed: frozenset[str],
+        tracked: _Tracked,
+    ) -> dict[str, bool]:
+        """The flags ``changed`` ORed with those this transaction set before for the
+        entity ``identity``; remembered for the next write."""
         memory: dict[tuple[sa.Table, tuple[Any, ...]], frozenset[str]] | None = uow.info.get(
             _MEMORY_KEY
         )
