@@ -151,19 +151,18 @@ class Plugin:
         self,
         uow: UnitOfWorkView,
         version_table: Table,
-        operation: int,
-        key: tuple[Any, ...],
-        changed: frozenset[str],
-    ) -> Mapping[str, Any]:
-        """Column values (by version column key) for the version row of the entity
-        ``key`` (its primary key values) written for a bulk or ORM-enabled statement.
+        rows: Mapping[tuple[Any, ...], tuple[Operation, frozenset[str]]],
+    ) -> Mapping[tuple[Any, ...], Mapping[str, Any]]:
+        """Column values (by version column key) for the version rows one bulk or
+        ORM-enabled statement writes: :meth:`version_row_values` for rows no session
+        object stands for, called once per statement and version table.
 
-        :meth:`version_row_values` for rows no session object stands for.
-        ``operation`` is that of the version row (after folding with this
-        transaction's earlier writes); ``changed`` the keys of the versioned columns
-        the statement gave a value (INSERT) or a new value (UPDATE); every versioned
-        column for a DELETE. Rows with equal values are written by one statement, so
-        return hashable values.
+        ``rows`` maps the key (primary key values) of each entity versioned to the
+        operation of its version row (after folding with this transaction's earlier
+        writes) and the keys of the versioned columns the statement gave a value
+        (INSERT) or a new value (UPDATE); every versioned column for a DELETE. Return
+        the values of the keys that get some; rows with equal values are written by
+        one statement, so return hashable values.
         """
         return {}
 

@@ -174,3 +174,26 @@ def test_bulk_mappings_and_save_objects(db, seeded):
         (1, False, True, UPDATE), (3, True, False, UPDATE),
         ("auto", True, False, INSERT), (10, False, True, INSERT), (12, True, True, INSERT),
     }
+
+
+def test_a_rolled_back_savepoint_forgets_the_flags_of_its_bulk_statements(db, seeded):
+    Article, session = seeded
+    article = session.get(Article, 1)
+    article.name = "b"
+    session.flush()
+    with session.begin_nested() as savepoint:
+        session.execute(sa.update(Article).where(Article.id == 1).values(content="undone"))
+        savepoint.rollback()
+    session.refresh(article)
+    article.name = "b2"
+    session.commit()
+    assert _flags(db, _last_tx(db)) == [(1, True, False, UPDATE)]
+    assert db.rows("article_version")[-1]["content"] == "c"
+
+
+def test_a_flush_after_a_bulk_statement_keeps_its_flags(db, seeded):
+    Article, session = seeded
+    session.execute(sa.update(Article).where(Article.id == 1).values(content="bulk"))
+    session.get(Article, 1).name = "flushed"
+    session.commit()
+    assert _flags(db, _last_tx(db)) == [(1, True, True, UPDATE)]

@@ -529,15 +529,15 @@ def _write(
         return
     if plugins:
         table_plan = plan[spec.version]
+        rows = {
+            key: (op, changes.get(key, frozenset())) for key, op in table_plan.ops.items()
+        }
+        given_values: dict[PK, dict[str, Any]] = {}
+        for plugin in plugins:
+            for key, values in plugin.bulk_version_row_values(uow, spec.version, rows).items():
+                given_values.setdefault(key, {}).update(values)
         columns = spec.version.c
-        for key, op in table_plan.ops.items():
-            values: dict[str, Any] = {}
-            for plugin in plugins:
-                values.update(
-                    plugin.bulk_version_row_values(
-                        uow, spec.version, op, key, changes.get(key, frozenset())
-                    )
-                )
+        for key, values in given_values.items():
             items = [(k, v) for k, v in values.items() if k in columns]
             table_plan.extras[key] = tuple(sorted(items))
     uow.changed_entities = {target.model.parent} if target.model is not None else set()

@@ -161,21 +161,27 @@ class PropertyModTrackerPlugin(Plugin):
         self,
         uow: Any,
         version_table: sa.Table,
-        operation: int,
-        key: tuple[Any, ...],
-        changed: frozenset[str],
-    ) -> Mapping[str, Any]:
-        """The flags of the version row of a row a bulk statement wrote, ORed with
-        earlier writes' flags: the columns it gave (INSERT) or changed (UPDATE), all
-        of them for a DELETE."""
+        rows: Mapping[tuple[Any, ...], tuple[Operation, frozenset[str]]],
+    ) -> Mapping[tuple[Any, ...], Mapping[str, Any]]:
+        """The flags of the version rows of one bulk statement, ORed with earlier
+        writes' flags: the columns it gave (INSERT) or changed (UPDATE), all of them
+        for a DELETE."""
         tracked = self.tracked_columns(version_table)
         if not tracked:
             return {}
-        if operation == Operation.DELETE:
-            flagged = frozenset(mod_key for _, mod_key in tracked)
-        else:
-            flagged = frozenset(mod_key for name, mod_key in tracked if name in changed)
-        return self._remember(uow, version_table, tuple(key), flagged, tracked)
+        # A copy, as for a flush: a savepoint taken before keeps the flags it saw.
+        memory = uow.info.get(_MEMORY_KEY)
+        if memory is not None:
+            uow.info[_MEMORY_KEY] = dict(memory)
+        every = frozenset(mod_key for _, mod_key in tracked)
+        values = {}
+        for key, (operation, changed) in rows.items():
+            if operation == Operation.DELETE:
+                flagged = every
+            else:
+                flagged = frozenset(mod_key for name, mod_key in tracked if name in changed)
+            values[key] = self._remember(uow, version_table, key, flagged, tracked)
+        return values
 
     @staticmethod
     def _remember(
