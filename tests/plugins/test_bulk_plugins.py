@@ -9,8 +9,14 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-from sqlalchemy_chronicle import Operation
-from sqlalchemy_chronicle.plugins import PropertyModTrackerPlugin
+from sqlalchemy_chronicle import Operation, verify, versioning_context
+from sqlalchemy_chronicle.plugins import (
+    ActivityPlugin,
+    PropertyModTrackerPlugin,
+    TamperEvidencePlugin,
+    TransactionChangesPlugin,
+    TransactionMetaPlugin,
+)
 
 INSERT, UPDATE, DELETE = Operation.INSERT, Operation.UPDATE, Operation.DELETE
 
@@ -197,3 +203,83 @@ def test_a_flush_after_a_bulk_statement_keeps_its_flags(db, seeded):
     session.get(Article, 1).name = "flushed"
     session.commit()
     assert _flags(db, _last_tx(db)) == [(1, True, True, UPDATE)]
+
+
+# -- the other plugins -------------------------------------------------------------------
+
+
+def _bulk_history(session: Any, Article: Any) -> None:
+    """An UPDATE ... WHERE, an INSERT, a bulk UPDATE by key and a DELETE, one
+    transaction each, on the articles of ``seeded``."""
+    session.execute(sa.update(Article).where(Article.id <= 2).values(name="x"))
+    session.commit()
+    session.execute(sa.insert(Article), [{"id": 10, "name": "i"}, {"id": 11, "name": "j"}])
+    session.commit()
+    session.execute(sa.update(Article), [{"id": 10, "content": "k"}])
+    session.commit()
+    session.execute(sa.delete(Article).where(Article.id == 3))
+    session.commit()
+
+
+@pytest.mark.versioning(plugins=[TransactionChangesPlugin()])
+def test_transaction_changes_records_the_class_of_bulk_statements(db, seeded):
+    Article, session = seeded
+    _bulk_history(session, Article)
+    session.execute(sa.update(Article).where(Article.id == 1).values(name="x"))  # no change
+    session.commit()
+    txs = [r["id"] for r in db.rows("transaction")]
+    assert len(txs) == 5
+    assert [(r["transaction_id"], r["entity_name"]) for r in db.rows("transaction_changes")] == [
+        (tx, "Article") for tx in txs
+    ]
+
+
+@pytest.mark.versioning(plugins=[TransactionMetaPlugin()])
+def test_transaction_meta_of_bulk_statements(db, seeded):
+    Article, session = seeded
+    with versioning_context(reason="bulk"):
+        session.execute(sa.update(Article).where(Article.id <= 2).values(name="x"))
+        session.commit()
+        session.execute(sa.update(Article).where(Article.id <= 2).values(name="x"))  # no change
+        session.execute(sa.delete(Article).where(Article.id == 4))
+        session.commit()
+    txs = [r["id"] for r in db.rows("transaction")]
+    assert len(txs) == 3
+    meta = [(r["transaction_id"], r["key"], r["value"]) for r in db.rows("transaction_meta")]
+    assert meta == [(txs[1], "reason", "bulk"), (txs[2], "reason", "bulk")]
+
+
+@pytest.mark.versioning(plugins=[TransactionMetaPlugin()])
+def test_a_bulk_update_that_changes_nothing_leaves_no_meta_behind(db, seeded):
+    Article, session = seeded
+    with versioning_context(reason="nothing"):
+        session.execute(sa.update(Article).where(Article.id <= 2).values(content="c"))
+        session.commit()
+    assert len(db.rows("transaction")) == 1
+    assert db.rows("transaction_meta") == []
+
+
+ACTIVITY = ActivityPlugin()
+
+
+@pytest.mark.versioning(plugins=[ACTIVITY])
+def test_an_activity_points_at_the_version_a_bulk_statement_wrote(db, seeded, manager):
+    Article, session = seeded
+    session.execute(sa.update(Article).where(Article.id == 1).values(name="bulk"))
+    activity = manager.activity_cls(verb="edit", object=session.get(Article, 1))
+    session.add(activity)
+    session.commit()
+    tx = max(r["id"] for r in db.rows("transaction"))
+    [row] = db.rows("activity")
+    assert (row["transaction_id"], row["object_id"], row["object_tx_id"]) == (tx, 1, tx)
+    assert activity.object_version.name == "bulk"
+
+
+@pytest.mark.versioning(plugins=[TamperEvidencePlugin(), PropertyModTrackerPlugin()])
+def test_bulk_statements_are_chained_into_the_ledger(db, seeded, base):
+    Article, session = seeded
+    _bulk_history(session, Article)
+    report = verify(db.engine, models=base)
+    assert report.ok, report.violations
+    ledger = db.rows("transaction_ledger")
+    assert len([r for r in ledger if r["transaction_id"]]) == len(db.rows("transaction")) == 5

@@ -66,6 +66,7 @@ from sqlalchemy.orm import exc as orm_exc
 from .._compat import dml_values, is_upsert
 from ..config import Operation
 from ..exc import NotSupportedError
+from .context import current_context
 from .plan import PK, Plan, TablePlan
 from .sql import ARRAYS, key_in, ordered, unindexed
 from .templates import OP, TX, chunks, statements_for
@@ -330,6 +331,13 @@ def _fast_update(
         return False
     if _row_plugins(uow):
         return False
+    if uow.transaction_id is None:
+        context = current_context()
+        if context is not None and context.meta:
+            # The transaction row, written first, takes the metadata with it; were
+            # nothing changed, it would be deleted again and leave the metadata
+            # behind. The other path writes it only once something changed.
+            return False
     if len(target.pk) > 1 and connection.dialect.name == "sqlite":
         return False  # keep the row-value IN of composite keys off SQLite's planner
     cached: bool | None = spec.cache.get("bulk_update:comparable")
