@@ -20,6 +20,10 @@ The flags of a version are:
 * UPDATE: true for the columns whose value changed;
 * DELETE: all true.
 
+Rows written by bulk and ORM-enabled statements (``session.execute(update(...))``,
+``insert(...)``, ``delete(...)``, upserts, ``bulk_*_mappings()``) get the same
+flags: the columns the statement gave a value (INSERT) or a new value (UPDATE).
+
 Several flushes in one database transaction write one version row; its flags are
 the OR of the flags of each flush, so a column changed by the first flush and left
 alone by the second stays flagged. A rolled-back savepoint forgets the flags of the
