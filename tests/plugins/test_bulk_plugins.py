@@ -12,6 +12,7 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy_chronicle import Operation, verify, versioning_context
 from sqlalchemy_chronicle.plugins import (
     ActivityPlugin,
+    NullDeletePlugin,
     PropertyModTrackerPlugin,
     TamperEvidencePlugin,
     TransactionChangesPlugin,
@@ -283,3 +284,21 @@ def test_bulk_statements_are_chained_into_the_ledger(db, seeded, base):
     assert report.ok, report.violations
     ledger = db.rows("transaction_ledger")
     assert len([r for r in ledger if r["transaction_id"]]) == len(db.rows("transaction")) == 5
+
+
+@pytest.mark.versioning(plugins=[NullDeletePlugin(), PropertyModTrackerPlugin()])
+def test_null_delete_empties_the_delete_versions_of_bulk_deletes(db, seeded):
+    Article, session = seeded
+    session.execute(sa.delete(Article).where(Article.id <= 2))
+    session.query(Article).filter(Article.id == 3).delete()
+    session.execute(sa.update(Article).where(Article.id == 4).values(name="kept"))
+    session.commit()
+    tx = _last_tx(db)
+    rows = [r for r in db.rows("article_version") if r["transaction_id"] == tx]
+    assert [
+        (r["id"], r["name"], r["content"], r["name_mod"], r["content_mod"], r["operation_type"])
+        for r in rows
+    ] == [
+        (1, None, None, True, True, DELETE), (2, None, None, True, True, DELETE),
+        (3, None, None, True, True, DELETE), (4, "kept", "c", True, False, UPDATE),
+    ]
