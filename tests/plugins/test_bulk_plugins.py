@@ -23,6 +23,8 @@ INSERT, UPDATE, DELETE = Operation.INSERT, Operation.UPDATE, Operation.DELETE
 
 pytestmark = pytest.mark.versioning(plugins=[PropertyModTrackerPlugin()])
 
+BOTH_STRATEGIES = pytest.mark.parametrize("strategy", ["validity", "subquery"])
+
 
 def _flags(db: Any, tx: int | None = None) -> list[tuple[Any, ...]]:
     """(id, name_mod, content_mod, operation) of the versions (of transaction ``tx``)."""
@@ -103,7 +105,8 @@ def test_update_by_criteria_flags_the_changed_columns(db, seeded, sync):
     assert _flags(db, _last_tx(db)) == [(1, True, False, UPDATE), (2, True, False, UPDATE)]
 
 
-def test_update_by_primary_key_flags_each_rows_changes(db, seeded):
+@BOTH_STRATEGIES
+def test_update_by_primary_key_flags_each_rows_changes(db, seeded, strategy):
     Article, session = seeded
     session.execute(
         sa.update(Article),
@@ -136,7 +139,8 @@ def test_update_folds_with_the_flush_of_the_same_transaction(db, seeded):
 # -- DELETE: every column, as a flush ----------------------------------------------------
 
 
-def test_delete_flags_every_column(db, seeded):
+@BOTH_STRATEGIES
+def test_delete_flags_every_column(db, seeded, strategy):
     Article, session = seeded
     session.execute(sa.delete(Article).where(Article.id.in_([1, 3])))
     session.commit()
