@@ -8,6 +8,8 @@
 #   make conformance CONFORMANCE_ARGS='--db sqlite -- -k revert'
 #   make conformance CONFORMANCE_ARGS='--db postgres-native'   # native versioning
 #   make soak                                   # long replay proof + writers (not in CI)
+#   make mutation                               # mutation testing of capture/ and read/ (not in CI)
+#   make mutation MUTATE=capture/plan.py        # only these modules (or packages: MUTATE=read)
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -22,7 +24,7 @@ STAMP := $(VENV)/.installed
 QUOTED_REQS := $(foreach req,$(EXTRA_REQS),'$(req)')
 
 .DEFAULT_GOAL := test
-.PHONY: install demo test check conformance bench soak clean FORCE
+.PHONY: install demo test check conformance bench soak mutation clean FORCE
 
 install: $(STAMP)
 
@@ -79,8 +81,25 @@ soak: $(STAMP)
 		$(BIN)/python -m pytest -q -p no:cacheprovider tests/capture/test_replay_proof.py
 	$(BIN)/python -m benchmarks.soak $(SOAK_ARGS)
 
+# Not in CI: mutmut (the `mutation` extra) mutates capture/ and read/ ([tool.mutmut] in
+# pyproject.toml) and runs, per mutant, the tests that reach its function, on SQLite only.
+# MUTATE narrows it to modules or packages under src/sqlalchemy_chronicle (their mutants are
+# then all run again); without it, results kept in mutants/ from an earlier run are reused.
+# The summary per module is printed at the end; survivors: `$(BIN)/mutmut results`, one
+# mutant's diff: `$(BIN)/mutmut show NAME`.
+MUTATE ?=
+MUTATION_JOBS ?= 2
+# Each test's SQLite file goes to pytest's tmp_path: on a tmpfs the run is about 3x faster.
+MUTATION_TMPDIR ?= $(if $(wildcard /dev/shm),/dev/shm,$(TMPDIR))
+MUTANT_GLOBS := $(foreach m,$(MUTATE),'sqlalchemy_chronicle.$(subst /,.,$(basename $(m))).*')
+mutation: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,mutation]' $(QUOTED_REQS)
+	CHRONICLE_TEST_DBS=sqlite TMPDIR=$(MUTATION_TMPDIR) nice -n 15 $(BIN)/mutmut run --max-children $(MUTATION_JOBS) \
+		$(MUTANT_GLOBS)
+	$(BIN)/python tests/mutation_summary.py $(MUTATE)
+
 clean:
 	rm -rf $(VENV) .venv-* build dist .mypy_cache .ruff_cache .pytest_cache .import_linter_cache \
-		conformance/.download conformance/.work
+		conformance/.download conformance/.work mutants
 	find . -path ./.git -prune -o \( -name __pycache__ -o -name '*.egg-info' \) -prune \
 		-exec rm -rf {} +

@@ -209,6 +209,35 @@ def test_history_is_read_without_lazy_load_errors(db, async_base, versions_lazy)
     ]
 
 
+def test_many_histories_are_read_and_reverted_in_async_code(db, async_base):
+    Article = _article(async_base, db)
+    ArticleVersion = Article.versions.property.mapper.class_
+    url = _urls(db)[-1]
+
+    async def main() -> None:
+        engine = create_async_engine(url)
+        try:
+            async with AsyncSession(engine, expire_on_commit=False) as session:
+                session.add_all([Article(id=1, name="a1"), Article(id=2, name="b1")])
+                await session.commit()
+                tx1 = (await session.scalars(sa.select(ArticleVersion.transaction_id))).first()
+                for article in await session.scalars(sa.select(Article)):
+                    article.name = article.name[0] + "2"
+                await session.commit()
+                at = await ArticleVersion.versions_at_async(session, [1, (2,)], tx1)
+                assert {key: v.name for key, v in at.items()} == {(1,): "a1", (2,): "b1"}
+                await ArticleVersion.revert_many_async(session, at.values())
+                await session.commit()
+        finally:
+            await engine.dispose()
+
+    asyncio.run(main())
+    assert [(r["id"], r["name"]) for r in db.rows("article")] == [(1, "a1"), (2, "b1")]
+    assert [(r[1], r[4]) for r in _history(db, {1})] == [
+        ("a1", INSERT), ("a2", UPDATE), ("a1", UPDATE)
+    ]
+
+
 def test_versions_lazy_option_is_validated(db, async_base):
     from sqlalchemy_chronicle.exc import ConfigurationError
 

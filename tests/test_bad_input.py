@@ -147,6 +147,42 @@ def test_reading_and_reverting_refuse_bad_arguments(db, world):
         ArticleVersion.all_versions(None, 1)
     with pytest.raises(ChronicleError, match=r"primary key is \(id\)"):
         ArticleVersion.all_versions(session, (1, 2))
+    # A key of the wrong type is named before the database sees it (PostgreSQL would
+    # fail on it, SQLite and MariaDB would compare it loosely).
+    for call in (
+        lambda: ArticleVersion.version_at(session, "x", 1),
+        lambda: ArticleVersion.all_versions(session, "1"),
+        lambda: ArticleVersion.versions_at(session, [1, "x"], 1),
+        lambda: ArticleVersion.version_at(session, {"id": 1.5}, 1),
+    ):
+        with pytest.raises(ChronicleError, match="primary key column 'id' holds int values"):
+            call()
+    with pytest.raises(ChronicleError, match=r"needs the keys 'id'; \{'nope': 1\}"):
+        ArticleVersion.version_at(session, {"nope": 1}, 1)
+    with pytest.raises(ChronicleError, match=r"all_versions\(\) takes limit .* not str 'x'"):
+        ArticleVersion.all_versions(session, 1, limit="x")
+    with pytest.raises(ChronicleError, match=r"all_versions\(\) takes offset .* not int -1"):
+        ArticleVersion.all_versions(session, 1, offset=-1)
+    with pytest.raises(ChronicleError, match=r"versions_at\(\) takes a Session first"):
+        ArticleVersion.versions_at(5, [1], 1)
+    with pytest.raises(ChronicleError, match=r"versions_at\(\) takes the transaction id"):
+        ArticleVersion.versions_at(session, [1], "1")
+    with pytest.raises(ChronicleError, match=r"revert_many\(\) takes versions .* not int 5"):
+        ArticleVersion.revert_many(session, 5)
+    with pytest.raises(ChronicleError, match=r"revert_many\(\) takes a Session first"):
+        ArticleVersion.revert_many(None, [version])
+    with pytest.raises(ChronicleError, match=r"vacuum\(\) takes yield_per .* str 'x'"):
+        chronicle.vacuum(session, Article, yield_per="x")
+    from sqlalchemy_chronicle.utils import version_obj
+
+    with pytest.raises(ChronicleError, match=r"version_obj\(\) takes a Session, not int"):
+        version_obj(5, session.get(Article, 1))
+    with pytest.raises(ChronicleError, match="Article has no versioning option 'nope'"):
+        chronicle.utils.option(Article, "nope")
+    assert [v.name for v in ArticleVersion.all_versions(session, {"id": 1}, limit=1)] == ["kept"]
+    from decimal import Decimal  # a whole number of another type is a key all the same
+
+    assert ArticleVersion.version_at(session, Decimal(1), version.transaction_id) == version
     session.rollback()
     _untouched(db)
 
@@ -197,3 +233,144 @@ def test_context_values_reach_sql_only_as_parameters(db, base, manager, text):
     assert not [s for s, _ in sent if text in s or address in s]
     assert [r["name"] for r in db.rows("article")] == ["x"]
     assert len(db.rows("article_version")) == 1
+
+
+# -- versions of another manager ---------------------------------------------------------
+
+
+@pytest.fixture
+def other_world(db, world):
+    """A second manager, installed on its own sessionmaker, versioning Other (its own
+    base and transaction table), beside the first manager's Article."""
+    from sqlalchemy import orm
+
+    Article, _, session = world
+    other_sessions = orm.sessionmaker(db.engine)
+    other = chronicle.VersioningManager(
+        transaction_table_name="other_transaction", transaction_class_name="OtherTransaction"
+    )
+    chronicle.make_versioned(manager=other, session=other_sessions, user_cls=None)
+
+    class OtherBase(orm.DeclarativeBase):
+        pass
+
+    class Other(OtherBase):
+        __tablename__ = "other"
+        __versioned__: dict[str, Any] = {}
+        __versioning_manager__ = other
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str | None] = mapped_column(sa.String(50))
+
+    try:
+        db.create(OtherBase.metadata)
+        with other_sessions() as writing:
+            writing.add(Other(id=1, name="first"))
+            writing.commit()
+            writing.get(Other, 1).name = "second"
+            writing.commit()
+        yield Article, Other, other, other_sessions, session
+    finally:
+        db.close()  # the tables, before the classes go
+        chronicle.remove_versioning(manager=other)
+        OtherBase.registry.dispose()
+
+
+def _other_untouched(db: Any) -> None:
+    assert [(r["id"], r["name"]) for r in db.rows("other")] == [(1, "second")]
+    assert [r["name"] for r in db.rows("other_version", order_by="transaction_id")] == [
+        "first", "second"
+    ]
+    assert len(db.rows("other_transaction")) == 2
+
+
+def test_a_manager_refuses_the_classes_of_another(db, other_world, manager):
+    Article, Other, other, _, session = other_world
+    OtherVersion = chronicle.version_class(Other)
+    version = session.scalars(sa.select(OtherVersion)).first()
+    assert other.versioned_model(Other).version_cls is OtherVersion  # its own manager
+    calls = {
+        "versioned_model": [lambda c: manager.versioned_model(c)],
+        "option": [lambda c: manager.option(c, "strategy")],
+        "is_excluded_property": [lambda c: manager.is_excluded_property(c, "name")],
+        "is_excluded_column": [lambda c: manager.is_excluded_column(c, Other.__table__.c.name)],
+    }
+    for function, (call,) in calls.items():
+        for given, named in ((Other, "Other"), (OtherVersion, "OtherVersion")):
+            with pytest.raises(chronicle.ClassNotVersioned, match=rf"{function}\(\): {named} is "
+                               r"versioned by another VersioningManager"):
+                call(given)
+    with pytest.raises(chronicle.ClassNotVersioned, match="OtherVersion"):
+        manager.fetcher(version)
+    # What the first manager versions is answered as before.
+    assert manager.option(Article, "versioning") is True
+    session.rollback()
+    _untouched(db)
+    _other_untouched(db)
+
+
+def test_reverting_where_the_versions_manager_does_not_version_the_session(db, other_world):
+    """A session of the first manager only: reverting the second manager's version
+    there would write Other without a version, so it is refused before anything
+    changes; in a session of its own manager it is reverted and versioned."""
+    _, Other, _, other_sessions, session = other_world
+    OtherVersion = chronicle.version_class(Other)
+    first = session.scalars(sa.select(OtherVersion).order_by(OtherVersion.transaction_id)).first()
+    with pytest.raises(chronicle.VersioningStateError, match=r"Cannot revert <OtherVersion id=1"):
+        first.revert()
+    with pytest.raises(chronicle.VersioningStateError, match=r"OtherVersion.revert_many\(\)"):
+        OtherVersion.revert_many(session, [first])
+    session.commit()
+    _untouched(db)
+    _other_untouched(db)
+    with other_sessions() as own:
+        first = own.scalars(sa.select(OtherVersion).order_by(OtherVersion.transaction_id)).first()
+        first.revert()
+        own.commit()
+    assert [r["name"] for r in db.rows("other")] == ["first"]
+    assert [r["name"] for r in db.rows("other_version", order_by="transaction_id")] == [
+        "first", "second", "first"
+    ]
+    _untouched(db)
+
+
+def test_module_functions_answer_from_the_objects_own_manager(db, other_world):
+    """The module-level functions take the manager from what they are given: the
+    second manager's objects get its answers, and the first manager's data is left
+    alone."""
+    _, Other, other, _, session = other_world
+    OtherVersion = chronicle.version_class(Other)
+    assert chronicle.get_versioning_manager(OtherVersion) is other
+    assert chronicle.transaction_class(Other).__table__.name == "other_transaction"
+    live = session.get(Other, 1)
+    assert chronicle.count_versions(live) == 2
+    assert [v.changeset for v in live.versions] == [
+        {"id": [None, 1], "name": [None, "first"]}, {"name": ["first", "second"]}
+    ]
+    assert chronicle.vacuum(session, Other) == 0
+    session.commit()
+    _untouched(db)
+    _other_untouched(db)
+
+
+# -- the PostgreSQL trigger functions ----------------------------------------------------
+
+
+@pytest.mark.dbs("postgresql")
+def test_trigger_functions_name_a_missing_table(db, world):
+    from sqlalchemy_chronicle.dialects.postgresql import create_trigger, sync_trigger
+
+    with db.engine.begin() as conn:
+        with pytest.raises(chronicle.TableNotVersioned, match="'nothere' has no version table "
+                           "'nothere_version'"):
+            sync_trigger(conn, "nothere_version")
+        conn.execute(sa.text("CREATE TABLE lonely (id INTEGER PRIMARY KEY)"))
+        conn.execute(sa.text("CREATE TABLE orphan_version (id INTEGER)"))
+        try:
+            with pytest.raises(chronicle.ConfigurationError, match="no table 'orphan' in"):
+                sync_trigger(conn, "orphan_version")
+            lonely = sa.Table("lonely", sa.MetaData(), sa.Column("id", sa.Integer))
+            with pytest.raises(chronicle.TableNotVersioned, match="'lonely_version'"):
+                create_trigger(conn, lonely)
+        finally:
+            conn.execute(sa.text("DROP TABLE lonely, orphan_version"))
+    _untouched(db)

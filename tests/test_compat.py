@@ -5,7 +5,12 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-from sqlalchemy_chronicle._compat import dml_values, is_upsert, session_connections
+from sqlalchemy_chronicle._compat import (
+    dml_values,
+    from_select_names,
+    is_upsert,
+    session_connections,
+)
 
 TABLE = sa.Table("t", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True),
                  sa.Column("name", sa.String(10)))
@@ -18,6 +23,15 @@ def test_dml_values_reads_single_and_multi_row_values():
     assert dml_values(sa.insert(TABLE)) == []
     # an SQL expression is no value a key can be read from
     assert dml_values(sa.insert(TABLE).values(id=sa.func.abs(-1), name="x")) == [{"name": "x"}]
+
+
+def test_from_select_names_reads_the_names_given_to_from_select():
+    source = sa.select(sa.literal("x"), sa.literal(1))
+    assert from_select_names(sa.insert(TABLE).from_select(["name", "id"], source)) == [
+        "name", "id"
+    ]
+    assert from_select_names(sa.insert(TABLE).from_select([TABLE.c.id], sa.select(1))) == ["id"]
+    assert from_select_names(sa.insert(TABLE).values(id=1)) is None
 
 
 def test_is_upsert_knows_each_dialects_conflict_clause():

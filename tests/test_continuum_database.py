@@ -27,21 +27,20 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import subprocess
 import sys
 import types
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import orm
 
+from app_process import CONTINUUM_APP, run_continuum_app, wipe
 from sqlalchemy_chronicle import remove_versioning, version_class
 from sqlalchemy_chronicle.schema.tables import TX_ID_TYPE
 
-APP = Path(__file__).with_name("continuum_app.py")
+APP = CONTINUUM_APP
 
 # Subprocesses running the real Continuum: what they check does not depend on the
 # SQLAlchemy line, so CI runs them on one.
@@ -66,28 +65,7 @@ def continuum(db_name: str) -> None:
 
 def run_continuum(engine: sa.Engine, command: str) -> str:
     """Run ``continuum_app.py command URL`` with the real SQLAlchemy-Continuum."""
-    url = engine.url.render_as_string(hide_password=False)
-    result = subprocess.run(
-        [sys.executable, "-W", "error", str(APP), command, url],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-def wipe(engine: sa.Engine) -> None:
-    """Drop every table and sequence of the test database."""
-    with engine.begin() as conn:
-        if conn.dialect.name == "mysql":
-            conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS=0")
-        metadata = sa.MetaData()
-        metadata.reflect(conn)
-        metadata.drop_all(conn)
-        if conn.dialect.supports_sequences:
-            for name in sa.inspect(conn).get_sequence_names():
-                conn.execute(sa.schema.DropSequence(sa.Sequence(name)))
-        if conn.dialect.name == "mysql":
-            conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS=1")
+    return run_continuum_app(command, engine.url.render_as_string(hide_password=False))
 
 
 def load_switched_app() -> types.ModuleType:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import types
 from typing import Any
 
@@ -553,6 +554,31 @@ def test_unit_of_work_creates_the_transaction_before_any_flush(db, article_model
     txs = [r["id"] for r in db.rows("transaction")]
     assert len(txs) == 2
     assert article.versions[1].transaction_id == txs[1] != tx.id
+
+
+def test_current_transaction_after_a_flush_is_its_row(db, article_models, manager):
+    """Without a query, ``current_transaction`` after a flush carries the values the row
+    was written with; one the session loaded already is returned itself."""
+    Article = article_models()
+    Transaction = transaction_class(Article)
+    table = manager.transaction_table
+    session = db.session()
+    with sqlalchemy_chronicle.versioning_context(remote_addr="192.0.2.5"):
+        session.add(Article(name="a"))
+        session.flush()
+    row = session.execute(sa.select(table)).one()
+    tx = manager.unit_of_work(session).current_transaction
+    assert (tx.id, tx.remote_addr) == (row.id, "192.0.2.5")
+    # MariaDB's DATETIME keeps whole seconds; the object has the value as it was sent.
+    assert abs(tx.issued_at - row.issued_at) < datetime.timedelta(seconds=1)
+    session.commit()
+
+    session.add(Article(name="b"))
+    session.flush()
+    loaded = session.scalars(sa.select(Transaction).order_by(Transaction.id.desc())).first()
+    assert manager.unit_of_work(session).current_transaction is loaded
+    session.commit()
+    assert [r["id"] for r in db.rows("transaction")] == [tx.id, loaded.id]
 
 
 def test_adapt_columns_points_an_expression_at_the_version_table(db, article_models):

@@ -9,7 +9,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
-__all__ = ["dml_values", "is_upsert", "new_instance", "session_connections"]
+__all__ = [
+    "dml_values",
+    "from_select_names",
+    "is_upsert",
+    "new_instance",
+    "session_connections",
+]
 
 
 def new_instance(cls: type) -> Any:
@@ -50,6 +56,21 @@ def dml_values(stmt: Any) -> list[dict[Any, Any]]:
                 row[_key(k)] = v
         rows.append(row)
     return rows
+
+
+def from_select_names(stmt: Any) -> list[str] | None:
+    """The column names of an ``INSERT ... FROM SELECT`` (``insert().from_select(names,
+    select)``), in the order of the SELECT's columns; None for another INSERT.
+
+    Versioning such an INSERT into an association table reads the rows its SELECT
+    adds; which column each value goes to is known only from the names given to
+    ``from_select()``, which SQLAlchemy keeps in ``Insert._select_names`` (the SELECT
+    itself is the public ``Insert.select``).
+    """
+    if getattr(stmt, "select", None) is None:
+        return None
+    names = getattr(stmt, "_select_names", None)
+    return None if names is None else [_key(name) for name in names]
 
 
 def is_upsert(stmt: Any) -> bool:

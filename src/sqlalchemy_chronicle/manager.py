@@ -17,9 +17,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event, orm
 
+from .capture import writer
 from .capture.native.postgresql import NativeCapture
 from .capture.orm import OrmCapture
-from .capture.unit_of_work import UnitOfWork
+from .capture.unit_of_work import UnitOfWork, VersionWriter
 from .config import ClassOptions, OptionsDict, Strategy, resolve_options
 from .exc import ClassNotVersioned, ConfigurationError, ImproperlyConfigured
 from .hooks import PluginCollection
@@ -109,6 +110,8 @@ class VersioningManager:
         self._capture = OrmCapture(self, lambda: bool(self.options["versioning"]))
         #: The trigger backend, for models with ``native_versioning=True`` (PostgreSQL).
         self.native = NativeCapture(self)
+        #: The writer of version rows, as units of work call it.
+        self.writer: VersionWriter = writer
         self._installed = False
         self._set_transaction_cls(transaction_cls)
         self.reset()
@@ -239,6 +242,7 @@ class VersioningManager:
 
     def versioned_model(self, cls: type) -> VersionedModel:
         """The :class:`VersionedModel` of a parent or version class."""
+        self._check_owner(cls, "versioned_model")
         model = getattr(cls, "__chronicle_model__", None)
         if model is None and isinstance(cls, type):
             model = self._models.get(cls)
@@ -247,23 +251,49 @@ class VersioningManager:
             raise ClassNotVersioned(f"{name} is not versioned by this manager.")
         return model
 
+    def _check_owner(self, cls: Any, function: str) -> None:
+        """Raise :class:`ClassNotVersioned` when ``cls`` (a class or an object) belongs
+        to another manager: this one's options and tables say nothing of it."""
+        owner = getattr(cls, "__versioning_manager__", None)
+        if owner is not None and owner is not self:
+            name = cls.__name__ if isinstance(cls, type) else f"{type(cls).__name__} {cls!r}"
+            raise ClassNotVersioned(
+                f"{function}(): {name} is versioned by another VersioningManager, not "
+                f"this one; ask its own (sqlalchemy_chronicle.get_versioning_manager())."
+            )
+
+    def versions_session(self, session: orm.Session) -> bool:
+        """Whether this manager versions the writes of ``session`` (it was installed
+        on its Session class, ``sessionmaker`` or ``scoped_session``)."""
+        return self._capture.versions(session)
+
     def option(self, model: Any, name: str) -> Any:
         """The value of option ``name`` for ``model`` (``__versioned__`` over defaults)."""
+        self._check_owner(model, "option")
         cls = model if isinstance(model, type) else type(model)
         versioned = getattr(cls, "__versioned__", None)
         if versioned is None:
-            raise TypeError(f"{cls.__name__} has no __versioned__ options.")
-        if cls in self._models:
-            return getattr(self._models[cls].options, name)
-        return getattr(resolve_options(cls.__name__, self.options, versioned), name)
+            raise ClassNotVersioned(f"option(): {cls.__name__} has no __versioned__ options.")
+        options = (
+            self._models[cls].options
+            if cls in self._models
+            else resolve_options(cls.__name__, self.options, versioned)
+        )
+        if not isinstance(name, str) or name.startswith("_") or not hasattr(options, name):
+            raise ConfigurationError(
+                f"option(): {cls.__name__} has no versioning option {name!r}."
+            )
+        return getattr(options, name)
 
     def is_excluded_property(self, model: type, key: str) -> bool:
+        self._check_owner(model, "is_excluded_property")
         options: ClassOptions = resolve_options(
             model.__name__, self.options, getattr(model, "__versioned__", None)
         )
         return options.is_excluded(key)
 
     def is_excluded_column(self, model: type, column: sa.Column[Any]) -> bool:
+        self._check_owner(model, "is_excluded_column")
         try:
             mapper: orm.Mapper[Any] = sa.inspect(model)
             key = mapper.get_property_by_column(column).key
@@ -650,10 +680,13 @@ class VersioningManager:
         add_versions_relationship(model, version_cls, VersionsQuery if dynamic else None)
         if dynamic and base_version is None:
             # The loop over objects reaching their histories batches (read/batch.py).
-            event.listen(model.mapper, "load", partial(note_loaded, model), propagate=True)
+            # raw: the listeners take the InstanceState, as SQLAlchemy has it (no
+            # wrapper call looking up the object, for every object a query loads).
+            loaded = partial(note_loaded, model)
+            event.listen(model.mapper, "load", loaded, propagate=True, raw=True)
             refreshed = partial(note_refreshed, model)
-            event.listen(model.mapper, "refresh", refreshed, propagate=True)
-            event.listen(model.mapper, "expire", forget_batch, propagate=True)
+            event.listen(model.mapper, "refresh", refreshed, propagate=True, raw=True)
+            event.listen(model.mapper, "expire", forget_batch, propagate=True, raw=True)
         if len(self.plugins):
             self.plugins.after_version_class_built(parent, version_cls)
 

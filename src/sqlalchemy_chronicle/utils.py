@@ -303,6 +303,7 @@ def count_versions(obj: Any) -> int:
 
 def version_obj(session: orm.Session, parent_obj: Any) -> Any:
     """The version of ``parent_obj`` written by ``session``'s current transaction, or None."""
+    _session(session, "version_obj")
     manager = get_versioning_manager(parent_obj)
     uow = manager.find_unit_of_work(session)
     if uow is None or uow.transaction_id is None:
@@ -355,6 +356,10 @@ def vacuum(session: orm.Session, model: type, yield_per: int = 1000) -> int:
     versions, and the version after a DELETE, are always kept. The caller commits.
     """
     _session(session, "vacuum")
+    if not isinstance(yield_per, int) or isinstance(yield_per, bool) or yield_per < 1:
+        raise ConfigurationError(
+            f"vacuum() takes yield_per as an integer >= 1, not {_describe(yield_per)}."
+        )
     if not isinstance(model, type):
         raise ConfigurationError(f"vacuum() takes a versioned model class, not {_describe(model)}.")
     manager = get_versioning_manager(model)

@@ -522,15 +522,9 @@ def test_sqlite_finds_pairs_through_the_index_not_by_scanning(db, models, monkey
     assert sum(r[4] == INSERT and r[3] is None for r in rows) == 40 * 5 - 20 * 2 + 20
 
 
-# -- known gaps (strict xfail: they flip when fixed) -----------------------------------
+# -- INSERT ... FROM SELECT ------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="INSERT ... FROM SELECT carries no values for the rows it adds: it is refused "
-    "with NotSupportedError rather than versioned (or versioned wrongly)",
-    raises=NotSupportedError,
-)
 def test_core_insert_from_select_is_versioned(db, models, kind):
     m = models
     session = db.session()
@@ -579,13 +573,57 @@ def test_core_update_of_an_association_row_is_refused_before_it_runs(db, models,
     assert _pairs(db, m) == before
 
 
-def test_core_insert_from_select_is_refused_with_a_clear_error(db, models, kind):
+def test_core_insert_from_select_reading_the_association_table_itself(db, models, kind):
+    """The SELECT reads the table the INSERT adds to: the rows versioned are those it
+    returned before the INSERT ran (article 1's links, copied to article 2), not those
+    it would return after."""
     m = models
     session = db.session()
-    _seed(session, m, articles=(1, 2))
-    source = sa.select(sa.literal(1).label("article_id"), m.Tag.id).where(m.Tag.id <= 2)
-    with pytest.raises(NotSupportedError, match=f"association table {m.table.name!r}"):
-        session.execute(sa.insert(m.table).from_select(["article_id", "tag_id"], source))
-    session.rollback()
+    _seed(session, m, articles=(1, 2, 3))
+    session.execute(sa.insert(m.table), [{"article_id": 1, "tag_id": t} for t in (1, 3)])
+    session.commit()
+    # Read after the INSERT, it would return (3, 1) and (3, 3) too.
+    source = sa.select(m.table.c.article_id + 1, m.table.c.tag_id).where(m.table.c.article_id < 3)
+    session.execute(sa.insert(m.table).from_select(["article_id", "tag_id"], source))
+    session.commit()
+    _, tx2, tx3 = _txs(db)
+    assert [r[:5] for r in _pairs(db, m)] == [
+        (1, 1, tx2, None, INSERT), (1, 3, tx2, None, INSERT),
+        (2, 1, tx3, None, INSERT), (2, 3, tx3, None, INSERT),
+    ]
+    assert sorted((r["article_id"], r["tag_id"]) for r in db.rows(m.table.name)) == [
+        (1, 1), (1, 3), (2, 1), (2, 3)
+    ]
+
+
+@pytest.mark.parametrize("kind", ["surrogate", "no_pk"])
+def test_core_insert_from_select_of_a_pair_already_present(db, models, kind):
+    """As for a plain INSERT: a second (1, 1) row has a key of its own (surrogate); a
+    row without a key is the pair itself, linked already (no_pk)."""
+    m = models
+    session = db.session()
+    _seed(session, m)
+    session.execute(sa.insert(m.table), [{"article_id": 1, "tag_id": 1}])
+    session.commit()
+    source = sa.select(sa.literal(1), m.Tag.id).where(m.Tag.id <= 2)
+    session.execute(sa.insert(m.table).from_select(["article_id", "tag_id"], source))
+    session.commit()
+    _, tx2, tx3 = _txs(db)
+    if kind == "surrogate":
+        expected = [
+            (1, 1, tx2, None, INSERT), (1, 1, tx3, None, INSERT), (1, 2, tx3, None, INSERT)
+        ]
+    else:
+        expected = [(1, 1, tx2, None, INSERT), (1, 2, tx3, None, INSERT)]
+    assert [r[:5] for r in _pairs(db, m)] == expected
+
+
+def test_core_insert_from_select_adding_nothing_writes_nothing(db, models):
+    m = models
+    session = db.session()
+    _seed(session, m)
+    source = sa.select(sa.literal(1), m.Tag.id).where(m.Tag.id > 99)
+    session.execute(sa.insert(m.table).from_select(["article_id", "tag_id"], source))
+    session.commit()
     assert _pairs(db, m) == []
-    assert db.rows(m.table.name) == []
+    assert len(_txs(db)) == 1

@@ -10,7 +10,7 @@ from sqlalchemy import orm
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
-from sqlalchemy_chronicle import Operation
+from sqlalchemy_chronicle import Operation, Plugin
 from sqlalchemy_chronicle.exc import NotSupportedError
 
 INSERT, UPDATE, DELETE = Operation.INSERT, Operation.UPDATE, Operation.DELETE
@@ -388,6 +388,65 @@ def test_insert_without_keys_after_rows_given_explicit_keys(db, article_models):
     session.commit()
     assert sorted((h[1], h[4]) for h in _history(db)) == [
         ("explicit", INSERT), ("generated1", INSERT), ("generated2", INSERT)
+    ]
+
+
+def test_insert_without_keys_where_a_deleted_row_was(db, seeded):
+    """A row inserted without its key may get the key of a deleted row (SQLite hands it
+    out again): it gets a version of its own all the same."""
+    Article, session = seeded
+    session.delete(session.get(Article, 4))
+    session.commit()
+    session.execute(sa.insert(Article), [{"name": "new"}])
+    session.commit()
+    tx1, tx2, tx3 = _txs(db)
+    (new_id,) = [r["id"] for r in db.rows("article") if r["name"] == "new"]
+    assert [h for h in _history(db) if h[2] == tx3] == [(new_id, "new", tx3, None, INSERT)]
+    if new_id == 4:
+        assert [h[2:] for h in _history(db) if h[0] == 4] == [
+            (tx1, tx2, INSERT), (tx2, tx3, DELETE), (tx3, None, INSERT)
+        ]
+
+
+class _HookCalls(Plugin):
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    def before_create_version_objects(self, uow: Any, session: Any) -> None:
+        self.calls.append(("before", session))
+
+    def after_create_version_objects(self, uow: Any, session: Any) -> None:
+        self.calls.append(("after", session))
+
+
+HOOKS = _HookCalls()
+
+
+@pytest.mark.versioning(plugins=[HOOKS])
+def test_plugin_hooks_run_around_the_versions_of_a_bulk_update(db, seeded):
+    Article, session = seeded
+    HOOKS.calls.clear()
+    session.execute(sa.update(Article).where(Article.id <= 2).values(name="renamed"))
+    assert HOOKS.calls == [("before", session), ("after", session)]
+    session.commit()
+    _, tx2 = _txs(db)
+    assert sorted(h[:2] for h in _history(db) if h[2] == tx2) == [(1, "renamed"), (2, "renamed")]
+
+
+def test_a_bulk_save_stops_watching_the_connection_when_it_ends(db, seeded):
+    """A second bulk save in the same transaction costs what the first one did: the
+    first one's listeners are gone from the connection."""
+    Article, session = seeded
+    counts = []
+    for i in range(3):
+        with db.count_statements() as statements:
+            session.bulk_insert_mappings(Article, [{"id": 10 + i, "name": f"k{i}"}])
+        counts.append(len(statements))
+    session.commit()
+    assert counts[1] == counts[2] <= counts[0]  # the first may write the transaction row
+    _, tx2 = _txs(db)
+    assert sorted(h[:2] for h in _history(db) if h[2] == tx2) == [
+        (10, "k0"), (11, "k1"), (12, "k2")
     ]
 
 

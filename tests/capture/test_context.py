@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import Mapped, mapped_column
 
-from sqlalchemy_chronicle import versioning_context
+from sqlalchemy_chronicle import VersioningStateError, versioning_context
 from sqlalchemy_chronicle.capture.context import current_context
 from sqlalchemy_chronicle.exc import ConfigurationError
 from sqlalchemy_chronicle.plugins import TransactionMetaPlugin
@@ -185,6 +185,28 @@ def test_one_context_open_in_two_tasks_that_leave_in_any_order():
     assert (seen["b"].user_id, seen["b"].remote_addr) == (2, "203.0.113.1")
     assert seen["a after"] is None
     assert seen["b after"] is None
+
+
+def test_leaving_a_context_that_is_not_the_innermost_is_an_error():
+    """Contexts left out of order (or one never entered) raise, and what is in force stays."""
+    outer = versioning_context(user_id=1)
+    inner = versioning_context(user_id=2)
+    outer.__enter__()
+    inner.__enter__()
+    with pytest.raises(VersioningStateError) as error:
+        outer.__exit__(None, None, None)
+    assert str(error.value) == (
+        "versioning_context exited where it was not the innermost context; "
+        "close nested versioning contexts in the reverse order of opening them."
+    )
+    assert current_context().user_id == 2
+    inner.__exit__(None, None, None)
+    assert current_context().user_id == 1
+    outer.__exit__(None, None, None)
+    assert current_context() is None
+    with pytest.raises(VersioningStateError, match="not the innermost context"):
+        versioning_context(user_id=3).__exit__(None, None, None)
+    assert current_context() is None
 
 
 # -- threads and tasks -----------------------------------------------------------------

@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 import sqlalchemy as sa
 
-from sqlalchemy_chronicle import Operation, version_class
+from sqlalchemy_chronicle import Operation, Plugin, version_class
 from sqlalchemy_chronicle.capture import templates
 from sqlalchemy_chronicle.capture.sql import key_in
 
@@ -51,6 +51,58 @@ def test_update_that_changes_nothing_writes_nothing(db, article_models):
     assert len(db.rows("transaction")) == 1
 
 
+def test_object_flagged_dirty_without_a_change_writes_nothing(db, article_models):
+    """``flag_dirty`` sends an object through the flush with no attribute changed (an
+    UPDATE event with nothing in it): no version, no transaction row."""
+    Article = article_models()
+    session = db.session()
+    article = Article(name="same", content="x")
+    session.add(article)
+    session.commit()
+    sa.orm.attributes.flag_dirty(article)
+    assert article in session.dirty
+    session.commit()
+    assert [r["name"] for r in db.rows("article_version")] == ["same"]
+    assert len(db.rows("transaction")) == 1
+
+
+class _VersionObjects(Plugin):
+    """A plugin of the object-per-version hook: it notes each version and stamps it."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, int, Operation]] = []
+
+    def after_create_version_object(self, uow, parent_obj, version_obj):
+        assert parent_obj.id == version_obj.id
+        self.seen.append((parent_obj.name, version_obj.id, version_obj.operation_type))
+        version_obj.content = f"noted {len(self.seen)}"
+
+
+OBJECT_HOOK = _VersionObjects()
+
+
+@pytest.mark.versioning(plugins=[OBJECT_HOOK])
+def test_object_per_version_hook_sees_and_changes_each_version(db, article_models):
+    Article = article_models()
+    OBJECT_HOOK.seen.clear()
+    session = db.session()
+    a, b = Article(name="a"), Article(name="b")
+    session.add_all([a, b])
+    session.commit()
+    b.name = "b2"
+    session.commit()
+    assert sorted(OBJECT_HOOK.seen) == [
+        ("a", a.id, Operation.INSERT), ("b", b.id, Operation.INSERT),
+        ("b2", b.id, Operation.UPDATE),
+    ]
+    noted = {name: f"noted {i}" for i, (name, _, _) in enumerate(OBJECT_HOOK.seen, 1)}
+    rows = db.rows("article_version", order_by=["transaction_id", "id"])
+    assert [(r["name"], r["content"]) for r in rows] == [
+        ("a", noted["a"]), ("b", noted["b"]), ("b2", noted["b2"])
+    ]
+    assert noted["b2"] == "noted 3"
+
+
 def test_update_of_excluded_column_only_writes_nothing(db, article_models):
     Article = article_models({"exclude": ["content"]})
     session = db.session()
@@ -91,6 +143,41 @@ def test_delete_and_reinsert_in_one_transaction_is_an_update(db, article_models)
     assert [(r["name"], r["operation_type"]) for r in rows] == [("old", 0), ("new", 1)]
     assert rows[0]["end_transaction_id"] == rows[1]["transaction_id"]
     assert rows[1]["end_transaction_id"] is None
+
+
+def test_insert_delete_and_insert_again_in_one_transaction_is_an_insert(db, article_models):
+    """The row did not exist before the transaction: its one version is an INSERT."""
+    Article = article_models()
+    session = db.session()
+    session.add(Article(id=1, name="first"))
+    session.flush()
+    session.delete(session.get(Article, 1))
+    session.flush()
+    session.add(Article(id=1, name="again"))
+    session.commit()
+    rows = db.rows("article_version")
+    assert [(r["name"], r["operation_type"], r["end_transaction_id"]) for r in rows] == [
+        ("again", Operation.INSERT, None)
+    ]
+
+
+def test_delete_after_the_key_changed_in_the_same_flush_versions_the_old_key(
+    db, article_models
+):
+    """The row deleted is the one with the key it had; so is the DELETE version."""
+    Article = article_models()
+    session = db.session()
+    article = Article(id=1, name="a")
+    session.add(article)
+    session.commit()
+    article.id = 5
+    session.delete(article)
+    session.commit()
+    assert db.rows("article") == []
+    rows = db.rows("article_version", order_by="transaction_id")
+    assert [(r["id"], r["operation_type"]) for r in rows] == [
+        (1, Operation.INSERT), (1, Operation.DELETE)
+    ]
 
 
 def test_rollback_leaves_no_version_and_no_transaction(db, article_models):

@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from sqlalchemy_chronicle import Operation
+from sqlalchemy_chronicle import Operation, versioning_context
 
 BOTH_STRATEGIES = pytest.mark.parametrize("strategy", ["validity", "subquery"])
 
@@ -252,3 +252,80 @@ def test_a_flush_that_fails_after_the_versions_were_written(db, article_models, 
     assert [(v[0], v[1]) for v in history[a.id]] == [("a1", tx1)]
     assert [(v[0], v[1]) for v in history[b.id]] == [("b1", tx1), ("b2", tx2)]
     _check_history(db, strategy)
+
+
+@BOTH_STRATEGIES
+def test_a_row_inserted_before_a_rolled_back_savepoint_is_still_new(db, article_models, strategy):
+    """Inserted by this transaction, then deleted and inserted again after a savepoint was
+    rolled back: the row did not exist before the transaction, its version is an INSERT."""
+    Article = article_models()
+    session = db.session()
+    session.add(Article(id=1, name="first"))
+    session.flush()
+    with session.begin_nested() as savepoint:
+        session.add(Article(id=2, name="dropped"))
+        session.flush()
+        savepoint.rollback()
+    session.delete(session.get(Article, 1))
+    session.flush()
+    session.add(Article(id=1, name="again"))
+    session.commit()
+    (tx,) = [t["id"] for t in db.rows("transaction")]
+    assert _history(db) == {1: [("again", tx, None, Operation.INSERT)]}
+    _check_history(db, strategy)
+
+
+# -- the transaction object ------------------------------------------------------------
+
+
+def test_transaction_object_survives_rolled_back_savepoints(db, article_models, manager):
+    """A savepoint rolled back after the transaction row was written leaves it, and the
+    object ``current_transaction`` gave, as they were."""
+    Article = article_models()
+    session = db.session()
+    uow = manager.unit_of_work(session)
+    with versioning_context(remote_addr="192.0.2.1"):
+        session.add(Article(id=1, name="a"))
+        session.flush()
+    seen = []
+    for i in (2, 3):  # first before the object was asked for, then after
+        with session.begin_nested() as savepoint:
+            session.add(Article(id=i, name="dropped"))
+            session.flush()
+            savepoint.rollback()
+        seen.append(uow.current_transaction)
+    tx = seen[0]
+    assert tx.remote_addr == "192.0.2.1"
+    assert seen[1] is tx and tx in session
+    session.commit()
+    assert [(r["id"], r["remote_addr"]) for r in db.rows("transaction")] == [
+        (tx.id, "192.0.2.1")
+    ]
+    assert [(r["id"], r["transaction_id"]) for r in db.rows("article_version")] == [(1, tx.id)]
+
+
+def test_transaction_row_written_in_a_rolled_back_savepoint_is_forgotten(
+    db, article_models, manager
+):
+    """The transaction object of a row that a savepoint rollback took away leaves the
+    session; the row written next gets an object of its own, with its own values."""
+    Article = article_models()
+    session = db.session()
+    uow = manager.unit_of_work(session)
+    with session.begin_nested() as savepoint:
+        with versioning_context(remote_addr="192.0.2.1"):
+            session.add(Article(id=1, name="dropped"))
+            session.flush()
+            dropped = uow.current_transaction
+            assert dropped.remote_addr == "192.0.2.1"
+        savepoint.rollback()
+    assert uow.current_transaction is None and dropped not in session
+    with versioning_context(remote_addr="192.0.2.2"):
+        session.add(Article(id=2, name="kept"))
+        session.flush()
+    tx = uow.current_transaction
+    assert tx is not dropped and tx.remote_addr == "192.0.2.2"
+    session.commit()
+    assert [(r["id"], r["remote_addr"]) for r in db.rows("transaction")] == [
+        (tx.id, "192.0.2.2")
+    ]

@@ -30,13 +30,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from app_process import run_app, run_continuum_app, wipe
 from conftest import SERVER_URLS
 
 pytestmark = pytest.mark.once
 
 HERE = Path(__file__).resolve().parent
 APP = HERE / "history_app.py"
-CONTINUUM_APP = HERE.parent / "continuum_app.py"
 CHRONICLE = Path(sys.executable).with_name("chronicle")
 MARKER = "cli_history_kind"
 #: POSIX TZ string for UTC-10 (no zoneinfo needed): times print as HST.
@@ -81,29 +81,6 @@ def database(db_name: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     wipe(url)
 
 
-def wipe(url: str) -> None:
-    engine = sa.create_engine(url, poolclass=sa.NullPool)
-    with engine.begin() as conn:
-        if conn.dialect.name == "mysql":
-            conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS=0")
-        metadata = sa.MetaData()
-        metadata.reflect(conn)
-        metadata.drop_all(conn)
-        if conn.dialect.supports_sequences:
-            for name in sa.inspect(conn).get_sequence_names():
-                conn.execute(sa.schema.DropSequence(sa.Sequence(name)))
-        if conn.dialect.name == "mysql":
-            conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS=1")
-        if conn.dialect.name == "postgresql":
-            # The trigger functions native versioning leaves (CREATE OR REPLACE'd anyway).
-            for (name,) in conn.execute(sa.text(
-                "SELECT proname FROM pg_proc WHERE proname LIKE :names "
-                "AND pronamespace = 'public'::regnamespace"
-            ), {"names": "chronicle%"}):
-                conn.exec_driver_sql(f'DROP FUNCTION IF EXISTS "{name}" CASCADE')
-    engine.dispose()
-
-
 def holding(url: str, kind: str) -> str:
     """The database at ``url`` holding history ``kind``: written unless it already is."""
     engine = sa.create_engine(url, poolclass=sa.NullPool)
@@ -119,13 +96,9 @@ def holding(url: str, kind: str) -> str:
     wipe(url)
     _IDS.pop(url, None)
     if kind == "continuum":
-        command = [sys.executable, "-W", "error", str(CONTINUUM_APP), "write", url]
-        env = dict(os.environ)
+        run_continuum_app("write", url)
     else:
-        command = [sys.executable, "-W", "error", str(APP), "write", url]
-        env = {**os.environ, "HISTORY_APP_NATIVE": "1" if kind == "native" else "0"}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
-    assert result.returncode == 0, result.stderr
+        run_app(APP, "write", url, env={"HISTORY_APP_NATIVE": "1" if kind == "native" else "0"})
     engine = sa.create_engine(url, poolclass=sa.NullPool)
     with engine.begin() as conn:
         conn.execute(sa.text(f"CREATE TABLE {MARKER} (kind VARCHAR(20))"))

@@ -206,6 +206,19 @@ def test_insert_then_delete_in_one_transaction_flags_everything(db, article_mode
     assert flags(db) == [(article.id, True, True, Operation.DELETE)]
 
 
+def test_delete_of_a_row_older_than_versioning_flags_everything(db, article_models):
+    """A row with no version yet gets a DELETE version written from its values: with
+    its flags, as any other."""
+    Article = article_models()
+    with db.engine.begin() as conn:  # a bare connection: not versioned
+        conn.execute(sa.insert(Article.__table__).values(id=1, name="old", content="c"))
+    session = db.session()
+    session.delete(session.get(Article, 1))
+    session.commit()
+    assert flags(db) == [(1, True, True, Operation.DELETE)]
+    assert [(r["name"], r["content"]) for r in db.rows("article_version")] == [("old", "c")]
+
+
 def test_delete_and_reinsert_in_one_transaction_flags_everything(db, article_models):
     Article = article_models()
     session = db.session()

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import datetime
+import decimal
+import enum
+import ipaddress
 import threading
+import uuid
 from typing import Any
 
 import pytest
@@ -11,6 +16,12 @@ from sqlalchemy import orm
 from sqlalchemy.orm import Mapped, mapped_column
 
 from sqlalchemy_chronicle import ConfigurationError, verify
+from sqlalchemy_chronicle.capture.ledger import (
+    GENESIS_CHAIN,
+    chain_hash,
+    row_hash,
+    transaction_digest,
+)
 from sqlalchemy_chronicle.plugins import TamperEvidencePlugin
 
 both_strategies = pytest.mark.parametrize("strategy", ["validity", "subquery"])
@@ -388,3 +399,30 @@ def test_a_ledgered_history_written_by_triggers_verifies_clean(db, models, base)
             version.update().where(version.c.transaction_id == txs["delete"]).values(name="x")
         )
     assert verify(db.engine).first_altered_transaction == txs["delete"]
+
+
+def test_ledger_hashes_keep_their_format():
+    """The ledger is stored: hashes written by one release must verify with the next, so
+    the text each kind of value hashes as is fixed (a change breaks every ledger)."""
+    class Color(enum.Enum):
+        RED = 1
+
+    plus_two = datetime.timezone(datetime.timedelta(hours=2))
+    row = {
+        "none": None, "text": "zoë", "flag": True, "count": 42, "ratio": 0.5,
+        "price": decimal.Decimal("9.90"), "blob": b"\x00\xff",
+        "moment": datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=plus_two),
+        "day": datetime.date(2026, 1, 2), "uuid": uuid.UUID(int=1), "color": Color.RED,
+        "doc": {"b": [1, 2], "a": "x"}, "address": ipaddress.ip_address("192.0.2.1"),
+    }
+    digest = row_hash("article_version", row)
+    assert digest == "1a975eabfedfd80f7b1780846c291921afe35234311cd5e2523493f541cbca49"
+    issued_at = datetime.datetime(2026, 1, 2, 3, 4, 5)
+    tx = transaction_digest({"id": 7, "issued_at": issued_at}, [digest])
+    assert tx == "f4678a8dac64af0b1c4884b96b0bad1eadb0d77f5a8ef71aa31972f3fc5aacdb"
+    assert chain_hash(GENESIS_CHAIN, tx, 7, 1) == (
+        "28428530408eda315425e9db8bf2e97bfccd47acbf92e3d1cfc3620a00db6708"
+    )
+    # The same moment in another zone is the same stored value.
+    utc = row["moment"].astimezone(datetime.timezone.utc)
+    assert row_hash("article_version", {**row, "moment": utc}) == digest

@@ -477,6 +477,29 @@ def test_all_versions_page_links_inside_and_queries_past_its_edges(db, article_m
     assert page[1].previous.name == "a"
 
 
+@both_strategies
+def test_all_versions_oldest_first_links_only_the_ends_of_the_history(
+    db, article_models, strategy
+):
+    Article = article_models()
+    session, article = _history(db, Article, ["a", "b", "c", "d"])
+    article_id = article.id
+    session.close()
+    session = db.session()
+    ArticleVersion = version_class(Article)
+
+    whole = ArticleVersion.all_versions(session, {"id": article_id}, desc=False)
+    with db.count_statements() as statements:
+        assert whole[0].previous is None and whole[-1].next is None
+    assert statements == []
+    session.close()
+    session = db.session()
+    page = ArticleVersion.all_versions(session, {"id": article_id}, limit=2, offset=1, desc=False)
+    assert [v.name for v in page] == ["b", "c"]
+    assert page[0].previous.name == "a"
+    assert page[1].next.name == "d"
+
+
 def test_all_versions_without_link_still_navigates(db, article_models):
     Article = article_models()
     session, article = _history(db, Article, ["a", "b"])

@@ -104,14 +104,16 @@ def test_column_keys_follow_attribute_names(db, base):
 
 
 def test_sqlite_compiles_transaction_ids_as_integer(base, manager):
+    from sqlalchemy.dialects import postgresql, sqlite  # loaded here whatever ran before
+
     define_models(base)
     orm.configure_mappers()
     table = base.metadata.tables["article_version"]
     ddl = {
         name: str(sa.schema.CreateTable(table).compile(dialect=dialect))
         for name, dialect in [
-            ("sqlite", sa.dialects.sqlite.dialect()),
-            ("postgresql", sa.dialects.postgresql.dialect()),
+            ("sqlite", sqlite.dialect()),
+            ("postgresql", postgresql.dialect()),
         ]
     }
     assert "transaction_id INTEGER NOT NULL" in ddl["sqlite"]

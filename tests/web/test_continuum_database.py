@@ -9,28 +9,23 @@ composite key, given as two ``key`` parameters.
 from __future__ import annotations
 
 import importlib.util
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from werkzeug.test import Client
 
+from app_process import run_continuum_app
 from sqlalchemy_chronicle.web import history_wsgi_app
 
 from .html import Page
-
-CONTINUUM_APP = Path(__file__).resolve().parents[1] / "continuum_app.py"
 
 
 def test_pages_of_a_database_continuum_wrote(tmp_path: Path):
     if importlib.util.find_spec("sqlalchemy_continuum") is None:
         pytest.skip("SQLAlchemy-Continuum 2.0.0 is not installed (it needs Python 3.11+)")
     url = f"sqlite:///{tmp_path}/continuum.db"
-    written = subprocess.run([sys.executable, "-W", "error", str(CONTINUUM_APP), "write", url],
-                             capture_output=True, text=True, timeout=300)
-    assert written.returncode == 0, written.stderr
+    run_continuum_app("write", url)
     engine = sa.create_engine(url)
     client = Client(history_wsgi_app(engine))
     try:

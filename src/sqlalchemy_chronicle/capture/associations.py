@@ -7,7 +7,10 @@ connection of a versioned session transaction:
 * a DELETE is versioned *before* it runs: the rows it is about to delete are
   copied into the version table as DELETE versions, exactly as they are, with the
   statement's own WHERE clause;
-* an INSERT is versioned *after* it runs, from the rows it inserted.
+* an INSERT is versioned *after* it runs, from the rows it inserted; for an
+  ``INSERT ... FROM SELECT`` those are the rows its SELECT returns, read just
+  *before* it runs (:func:`read_insert_source`): the SELECT may read the
+  association table itself, which the INSERT then changes.
 
 Each captured statement costs a constant number of extra statements (the ORM's
 executemany of N key pairs is turned into one ``IN`` list).
@@ -15,6 +18,7 @@ executemany of N key pairs is turned into one ``IN`` list).
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -23,10 +27,11 @@ import sqlalchemy as sa
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import BinaryExpression, BindParameter, BooleanClauseList
 
+from .._compat import from_select_names
 from ..config import Operation
 from ..exc import NotSupportedError
-from .sql import key_in, ordered, unindexed
-from .templates import chunks
+from .sql import key_in, ordered
+from .templates import chunks, statements_for
 from .writer import Writer
 
 if TYPE_CHECKING:
@@ -35,7 +40,7 @@ if TYPE_CHECKING:
     from ..schema.tables import VersionTableSpec
     from .unit_of_work import UnitOfWork
 
-__all__ = ["version_association_delete", "version_association_insert"]
+__all__ = ["read_insert_source", "version_association_delete", "version_association_insert"]
 
 _MULTI_VALUE_KEY = re.compile(r"^(?P<key>.+)_m(?P<row>\d+)$")
 
@@ -125,12 +130,15 @@ def version_association_delete(
 
 def _inserted_rows(
     stmt: sa.Insert, table: sa.Table, result: CursorResult[Any], params: Sequence[Mapping[str, Any]]
-) -> list[dict[str, Any]]:
+) -> list[Mapping[str, Any]]:
     """The column values of the rows ``stmt`` inserted, as far as they are known."""
     names = set(table.c.keys())
     compiled = list(result.context.compiled_parameters)
-    rows: list[dict[str, Any]] = []
+    rows: list[Mapping[str, Any]] = []
     for bound in compiled:
+        if names.issuperset(bound):  # one row, by column (the ORM's executemany)
+            rows.append(bound)  # read only, never changed (but see the end)
+            continue
         multi: dict[int, dict[str, Any]] = {}
         for name, value in bound.items():
             if name in names:
@@ -143,11 +151,30 @@ def _inserted_rows(
         else:
             rows.append({k: v for k, v in bound.items() if k in names})
     if len(rows) == 1 and result.inserted_primary_key is not None:
+        row = rows[0] = dict(rows[0])
         for column, value in zip(
             table.primary_key.columns, result.inserted_primary_key, strict=False
         ):
             if value is not None:
-                rows[0].setdefault(column.key, value)
+                row.setdefault(column.key, value)
+    return rows
+
+
+def read_insert_source(
+    connection: Connection, stmt: sa.Insert, params: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]] | None:
+    """The rows an ``INSERT ... FROM SELECT`` is about to add, as ``{column key:
+    value}``, read by running its SELECT (None for another INSERT).
+
+    Run before the INSERT: what the SELECT returns then is what the INSERT adds.
+    """
+    names = from_select_names(stmt)
+    if names is None:
+        return None
+    rows: list[dict[str, Any]] = []
+    for param_set in params or [{}]:
+        result = connection.execute(stmt.select, param_set)  # type: ignore[arg-type]
+        rows.extend(dict(zip(names, row, strict=True)) for row in result)
     return rows
 
 
@@ -158,17 +185,28 @@ def version_association_insert(
     stmt: sa.Insert,
     params: Sequence[Mapping[str, Any]],
     result: CursorResult[Any],
+    source: list[dict[str, Any]] | None = None,
 ) -> None:
     """Version the rows ``stmt`` inserted into association table ``spec.parent``.
 
     The rows are found again by their key, or, when the database generated a
     surrogate key, by the link (foreign key) columns given. A row that already had a
     current version (a pair inserted again on a table that allows duplicates) gets
-    none; one deleted earlier in this transaction becomes an UPDATE.
+    none; one deleted earlier in this transaction becomes an UPDATE. ``source``: the
+    rows of an ``INSERT ... FROM SELECT``, read before it ran
+    (:func:`read_insert_source`); a SELECT whose rows change from one run to the next
+    (a volatile function, LIMIT without ORDER BY) is versioned with those it returned
+    then.
     """
     table, version = spec.parent, spec.version
     dialect = connection.dialect
-    rows = _inserted_rows(stmt, table, result, params)
+    rows: Sequence[Mapping[str, Any]]
+    if source is None:
+        rows = _inserted_rows(stmt, table, result, params)
+    else:
+        rows = source
+        if not rows:
+            return
     key_names = [p.key for p, _ in spec.pk]
     links = sorted({c.key for c in table.columns if c.foreign_keys})
     has_keys, has_links = set(key_names), set(links)
@@ -182,7 +220,11 @@ def version_association_insert(
             f"it adds cannot be told apart (no values for {', '.join(key_names)}); insert "
             f"the rows with their key values, or through the relationship."
         )
-    values = ordered({tuple([row[n] for n in match_names]) for row in rows})
+    if len(match_names) == 1:
+        (name,) = match_names
+        values = ordered({(row[name],) for row in rows})
+    else:
+        values = ordered(set(map(operator.itemgetter(*match_names), rows)))
     if match_names == key_names:
         keys = values
     else:
@@ -201,15 +243,15 @@ def version_association_insert(
     writer = Writer(uow, connection=connection)
     tx_id = writer.tx_id()
     vkey = list(spec.version_pk)
+    width = len(vkey)
     # The current version of each key: the open one (validity), or the newest.
     current: dict[tuple[Any, ...], tuple[int, int]] = {}
-    for chunk in chunks(keys, len(vkey)):
-        newest = sa.select(*vkey, spec.tx, spec.op).where(key_in(vkey, chunk, dialect))
-        if spec.end_tx is not None:
-            newest = newest.where(unindexed(spec.end_tx).is_(None))
-        for row in connection.execute(newest):
-            key = tuple(row[: len(vkey)])
-            tx, op = row[len(vkey)], row[len(vkey) + 1]
+    statements = statements_for(spec, dialect)
+    newest = statements.current()
+    for chunk in chunks(keys, width):
+        for row in connection.execute(newest, statements.key_params(chunk)):
+            key = tuple(row[:width])
+            tx, op = row[width], row[width + 1]
             if key not in current or tx > current[key][0]:
                 current[key] = (tx, op)
     if current:

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
 from typing import Any, TypeVar, cast
 
+from ..exc import VersioningStateError
+
 __all__ = ["VersioningContext", "current_context", "versioning_context"]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -114,7 +116,7 @@ class versioning_context:
                     token = self._entries.pop(i)[0]
                     break
             else:
-                raise RuntimeError(
+                raise VersioningStateError(
                     "versioning_context exited where it was not the innermost context; "
                     "close nested versioning contexts in the reverse order of opening them."
                 )

@@ -22,9 +22,13 @@ from sqlalchemy.orm import instrumentation, scoped_session
 from .._compat import session_connections
 from ..config import Operation
 from ..exc import NotSupportedError
-from .associations import version_association_delete, version_association_insert
+from .associations import (
+    read_insert_source,
+    version_association_delete,
+    version_association_insert,
+)
 from .bulk import BulkSave, version_statement
-from .unit_of_work import CaptureConfig, UnitOfWork
+from .unit_of_work import BulkCapture, CaptureConfig, UnitOfWork
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Result
@@ -116,6 +120,20 @@ class OrmCapture:
             event.listen(session_target, name, getattr(self, name))
         self._session_targets.append(session_target)
 
+    def versions(self, session: Session) -> bool:
+        """Whether the flushes of ``session`` are captured (it is of a Session class,
+        ``sessionmaker`` or ``scoped_session`` this capture was installed on)."""
+        for target in self._session_targets:
+            if target is session:
+                return True
+            if isinstance(target, orm.scoped_session):
+                target = target.session_factory
+            if isinstance(target, orm.sessionmaker):
+                target = target.class_
+            if isinstance(target, type) and isinstance(session, target):
+                return True
+        return False
+
     def watch_statements(self) -> None:
         """Listen to every Core statement, for association tables.
 
@@ -124,7 +142,10 @@ class OrmCapture:
         """
         for name in self._ENGINE_EVENTS:
             if not event.contains(Engine, name, getattr(self, name)):
-                event.listen(Engine, name, getattr(self, name))
+                # retval: before_execute hands the statement back itself, so that
+                # SQLAlchemy calls it without a wrapper (it runs for every statement).
+                retval = name == "before_execute"
+                event.listen(Engine, name, getattr(self, name), retval=retval)
         self._watching_statements = True
 
     def uninstall(self) -> None:
@@ -163,7 +184,10 @@ class OrmCapture:
             ("after_delete", Operation.DELETE),
         ):
             fn = make(op)
-            event.listen(mapper, name, fn, raw=True)
+            # raw and retval: SQLAlchemy calls the listener itself, with the state,
+            # instead of through a wrapper (a call less per row flushed; the return
+            # value of an after_* event is not used).
+            event.listen(mapper, name, fn, raw=True, retval=True)
             self._mapper_listeners.append((mapper, name, fn))
 
     def listen_attribute(self, attribute: Any) -> None:
@@ -235,10 +259,14 @@ class OrmCapture:
         """The unit of work and association table spec a Core statement versions into."""
         if not isinstance(statement, kind):
             return None
+        # Most statements (the ORM's own INSERTs, one per row on SQLite) write tables
+        # that are not association tables: that is all this asks of them.
+        table = statement.table  # type: ignore[attr-defined]
+        if table not in self.manager.association_tables:
+            return None
         uow: UnitOfWork | None = execution_options.get(self.info_key)
         if uow is None or uow.closed or not self._enabled():
             return None
-        table = statement.table  # type: ignore[attr-defined]
         spec = self.manager.association_spec(table)
         if spec is None or self.manager.native.is_native(table):
             return None  # not versioned, or versioned by triggers
@@ -251,7 +279,7 @@ class OrmCapture:
         multiparams: Any,
         params: Any,
         execution_options: Any,
-    ) -> None:
+    ) -> tuple[Any, Any, Any]:
         update = self._association_write(clauseelement, sa.Update, execution_options)
         if update is not None:
             table = clauseelement.table
@@ -265,6 +293,16 @@ class OrmCapture:
         if target is not None:
             uow, spec = target
             version_association_delete(uow, conn, spec, clauseelement, multiparams or [params])
+            return clauseelement, multiparams, params
+        target = self._association_write(clauseelement, sa.Insert, execution_options)
+        if target is not None:
+            uow, _ = target
+            source = read_insert_source(conn, clauseelement, multiparams or [params])
+            if source is not None:  # INSERT ... FROM SELECT: what it adds, read first
+                uow.insert_sources[id(clauseelement)] = source
+            else:  # left by a statement of the same id that failed
+                uow.insert_sources.pop(id(clauseelement), None)
+        return clauseelement, multiparams, params
 
     def after_execute(
         self,
@@ -278,8 +316,9 @@ class OrmCapture:
         target = self._association_write(clauseelement, sa.Insert, execution_options)
         if target is not None:
             uow, spec = target
+            source = uow.insert_sources.pop(id(clauseelement), None)
             version_association_insert(
-                uow, conn, spec, clauseelement, multiparams or [params], result
+                uow, conn, spec, clauseelement, multiparams or [params], result, source
             )
 
     def _drop(self, session: Session) -> None:
@@ -306,7 +345,7 @@ class OrmCapture:
                     bulk.watch(connection)
 
     @staticmethod
-    def _end_bulk(uow: UnitOfWork) -> BulkSave | None:
+    def _end_bulk(uow: UnitOfWork) -> BulkCapture | None:
         bulk, uow.bulk, uow.bulk_transaction = uow.bulk, None, None
         if bulk is not None:
             bulk.unwatch()

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from ..schema.models import VersionedModel
     from ..schema.tables import VersionTableSpec
 
-__all__ = ["FOLD", "PK", "Plan", "TablePlan", "changed", "fold", "plan_flush", "state_key"]
+__all__ = ["FOLD", "PK", "Plan", "TablePlan", "changed", "plan_flush", "state_key"]
 
 #: The key of an entity: its primary key values, in the version table's key order.
 PK = tuple[Any, ...]
@@ -46,12 +46,6 @@ FOLD: dict[tuple[Operation, Operation], Operation | None] = {
     (Operation.DELETE, Operation.UPDATE): Operation.UPDATE,
     (Operation.DELETE, Operation.DELETE): None,
 }
-
-
-def fold(before: Operation | None, op: Operation) -> Operation | None:
-    """The operation of an entity's version after ``op``, when this transaction's
-    version of it had ``before`` (None: it had none); None means no version."""
-    return op if before is None else FOLD[(before, op)]
 
 
 @dataclass

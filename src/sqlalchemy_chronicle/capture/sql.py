@@ -25,6 +25,7 @@ __all__ = [
     "key_transport",
     "match_keys",
     "ordered",
+    "table_name",
     "unindexed",
 ]
 
@@ -172,3 +173,23 @@ class unindexed(ColumnElement[Any]):
 @compiles(unindexed)
 def _no_index(element: unindexed, compiler: SQLCompiler, **kw: Any) -> str:
     return "(" + compiler.process(element.column, **kw) + " + 0)"
+
+
+class table_name(ColumnElement[Any]):
+    """The name of ``table`` as the dialect quotes it (schema included).
+
+    MySQL/MariaDB take an index hint in a DELETE only in the multi-table form,
+    ``DELETE t FROM t FORCE INDEX (PRIMARY) WHERE ...``: this renders the first ``t``,
+    as a prefix of a :func:`sqlalchemy.delete`.
+    """
+
+    inherit_cache = True
+    _traverse_internals = [("table", InternalTraversal.dp_clauseelement)]
+
+    def __init__(self, table: sa.Table) -> None:
+        self.table = table
+
+
+@compiles(table_name)
+def _table_name(element: table_name, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.preparer.format_table(element.table)

@@ -19,7 +19,7 @@ once.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -128,6 +128,7 @@ class WriteStatements:
         self._mark_deleted: dict[tuple[str, ...], sa.Update] = {}
         #: The combined statements, by (kind, plugin columns, transaction row columns).
         self._combined: dict[tuple[str, tuple[str, ...], Opening | None], sa.Select[Any]] = {}
+        self._current: sa.Select[Any] | None = None
 
     def _close_statement(self, tx: sa.ColumnElement[Any]) -> sa.Update:
         spec = self.spec
@@ -300,6 +301,32 @@ class WriteStatements:
             self._copy_last[extras] = stmt
         return stmt
 
+    def copy_versions(
+        self,
+        extras: tuple[str, ...],
+        where: Callable[[Sequence[sa.ColumnElement[Any]]], sa.ColumnElement[bool]],
+    ) -> sa.Insert:
+        """Copy the versions that ``where`` picks as DELETEs of ``TX``.
+
+        ``where`` is given the columns of the whole version key, ``(key...,
+        transaction_id)``, of the rows read. For MySQL/MariaDB, which read them through
+        the primary key (``FORCE INDEX``): a locking read by whole keys locks those rows
+        and no gap. Built for each use, unlike the cached statements.
+        """
+        spec = self.spec
+        prev = spec.version.alias("chronicle_prev")
+        delete = sa.literal(int(Operation.DELETE), spec.op.type)
+        target, exprs = self._columns([prev.c[v.key] for _, v in spec.columns], delete, extras)
+        columns = [prev.c[c.key] for c in spec.version_pk] + [prev.c[spec.tx.key]]
+        hint = "FORCE INDEX (PRIMARY)"
+        select = (
+            sa.select(*exprs)
+            .where(where(columns))
+            .with_hint(prev, hint, dialect_name="mysql")
+            .with_hint(prev, hint, dialect_name="mariadb")
+        )
+        return sa.insert(spec.version).from_select(target, select)
+
     def close_and_from_live(
         self, extras: tuple[str, ...], opening: Opening | None = None
     ) -> sa.Select[Any] | None:
@@ -389,6 +416,19 @@ class WriteStatements:
         if cte is None:
             return sa.select(*counts)
         return sa.select(*counts, tx.label("chronicle_tx_id")).add_cte(cte)
+
+    def current(self) -> sa.Select[Any]:
+        """The key, transaction id and operation of the current versions of some keys:
+        the open one of each (validity strategy), or all of them (subquery strategy:
+        the caller keeps the newest)."""
+        if self._current is None:
+            spec = self.spec
+            vpk = spec.version_pk
+            stmt: sa.Select[Any] = sa.select(*vpk, spec.tx, spec.op).where(self._keys_in(vpk))
+            if spec.end_tx is not None:
+                stmt = stmt.where(unindexed(spec.end_tx).is_(None))
+            self._current = stmt
+        return self._current
 
     def mark_deleted(self, extras: tuple[str, ...]) -> sa.Update:
         """Turn the versions ``TX`` wrote for some keys into DELETEs."""

@@ -9,9 +9,10 @@ see each other's state.
 
 It holds state only: what this transaction wrote, and its transaction row. The
 statements are written by :mod:`.writer`, fed by the sources (:mod:`.orm`,
-:mod:`.associations`, :mod:`.bulk`); :meth:`UnitOfWork.make_versions` and
-:meth:`UnitOfWork.create_transaction` are kept, for SQLAlchemy-Continuum
-compatibility, as calls into the writer.
+:mod:`.associations`, :mod:`.bulk`), and the writer records what it wrote here: the
+writer depends on this module, never the other way. :meth:`UnitOfWork.make_versions`
+and :meth:`UnitOfWork.create_transaction` are kept, for SQLAlchemy-Continuum
+compatibility, as calls into the writer the manager holds (:class:`VersionWriter`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from sqlalchemy.orm import attributes
 from sqlalchemy.orm import util as orm_util
 
 from ..config import Operation
-from . import writer
 from .plan import PK
 
 if TYPE_CHECKING:
@@ -37,11 +37,56 @@ if TYPE_CHECKING:
     from ..hooks import PluginCollection
     from ..schema.models import VersionedModel
     from ..schema.tables import VersionTableSpec
-    from .bulk import BulkSave
-    from .native.postgresql import NativeCapture
 
 
-__all__ = ["CaptureConfig", "Operations", "Snapshot", "UnitOfWork"]
+__all__ = [
+    "BulkCapture",
+    "CaptureConfig",
+    "NativeBackend",
+    "Operations",
+    "Snapshot",
+    "UnitOfWork",
+    "VersionWriter",
+]
+
+
+class VersionWriter(Protocol):
+    """The writer, as the unit of work's Continuum-compatible calls need it (the
+    module :mod:`.writer` is one)."""
+
+    def write_flush(self, uow: UnitOfWork, session: Session) -> None:
+        """Write the versions of the rows the last flush wrote (``uow.changes``)."""
+
+    def open_transaction(self, uow: UnitOfWork, session: Session) -> None:
+        """Write ``uow``'s transaction row now, if it is not written yet."""
+
+
+class NativeBackend(Protocol):
+    """What the write path asks of the trigger backend (``capture/native``)."""
+
+    @property
+    def active(self) -> bool:
+        """Whether some model is versioned by triggers."""
+
+    def is_native(self, table: Any) -> bool:
+        """Whether triggers version ``table``."""
+
+    def before_flush(self, uow: UnitOfWork, session: Session) -> None: ...
+
+    def after_flush(self, uow: UnitOfWork, session: Session) -> None: ...
+
+    def transaction_opened(self, connection: Connection, tx_id: int) -> None: ...
+
+
+class BulkCapture(Protocol):
+    """A legacy bulk save being versioned (:class:`.bulk.BulkSave`), as the unit of
+    work holds it."""
+
+    def watch(self, connection: Connection) -> None: ...
+
+    def unwatch(self) -> None: ...
+
+    def finish(self) -> None: ...
 
 
 class CaptureConfig(Protocol):
@@ -50,7 +95,9 @@ class CaptureConfig(Protocol):
     plugins: PluginCollection
     association_tables: set[sa.Table]
     #: The trigger backend (PostgreSQL), for models with ``native_versioning``.
-    native: NativeCapture
+    native: NativeBackend
+    #: The writer of version rows (:mod:`.writer`).
+    writer: VersionWriter
 
     @property
     def transaction_table(self) -> sa.Table: ...
@@ -139,6 +186,9 @@ class UnitOfWork:
         self.info: dict[str, Any] = {}
         #: Association version tables this transaction wrote to.
         self.association_touched: set[sa.Table] = set()
+        #: id of an ``INSERT ... FROM SELECT`` being run -> the rows its SELECT
+        #: returned just before it ran (``associations.read_insert_source``).
+        self.insert_sources: dict[int, list[dict[str, Any]]] = {}
         #: Set when the session transaction ended; the object then versions nothing.
         self.closed = False
         #: The parent classes whose versions the write being processed writes.
@@ -152,7 +202,7 @@ class UnitOfWork:
         self.flush_pending = False
         #: The legacy bulk save being versioned (:class:`.bulk.BulkSave`), and its
         #: subtransaction.
-        self.bulk: BulkSave | None = None
+        self.bulk: BulkCapture | None = None
         self.bulk_transaction: SessionTransaction | None = None
 
     @property
@@ -223,7 +273,7 @@ class UnitOfWork:
         Useful to give the transaction metadata before the first flush.
         """
         if self.transaction_id is None:
-            writer.Writer(self, session).tx_id()
+            self.manager.writer.open_transaction(self, session)
         return self.current_transaction
 
     def written_operation(self, version_table: sa.Table, key: Sequence[Any]) -> Operation | None:
@@ -259,7 +309,7 @@ class UnitOfWork:
     def make_versions(self, session: Session) -> None:
         """Write the versions of everything flushed since the last call (after a flush)."""
         if self.changes:
-            writer.write_flush(self, session)
+            self.manager.writer.write_flush(self, session)
 
     # -- savepoints ------------------------------------------------------------------
 

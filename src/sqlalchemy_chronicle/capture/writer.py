@@ -46,8 +46,8 @@ from ..config import Operation
 from ..exc import ConfigurationError
 from .context import current_context
 from .plan import PK, Plan, TablePlan, plan_flush
-from .sql import key_in, ordered
-from .templates import OP, WriteStatements, chunks, statements_for
+from .sql import key_in, ordered, table_name
+from .templates import OP, TX, WriteStatements, chunks, extra_param, statements_for
 from .transaction_ids import insert_transaction_row
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from ..schema.tables import VersionTableSpec
     from .unit_of_work import UnitOfWork
 
-__all__ = ["Writer", "unstored_meta", "utc_now", "write_flush"]
+__all__ = ["Writer", "open_transaction", "unstored_meta", "utc_now", "write_flush"]
 
 
 def utc_now() -> datetime.datetime:
@@ -88,6 +88,11 @@ def write_flush(uow: UnitOfWork, session: Session) -> None:
         uow.manager.native.after_flush(uow, session)
     if plans:
         w.write(plans, mapper)
+
+
+def open_transaction(uow: UnitOfWork, session: Session) -> None:
+    """Write the transaction row of ``uow`` now, if it is not written yet."""
+    Writer(uow, session).tx_id()
 
 
 class Writer:
@@ -459,8 +464,7 @@ class Writer:
                 plan.closed_keys.update(keys)
 
         for extra, keys in mark_deleted.items():
-            mark = statements.mark_deleted(tuple(k for k, _ in extra))
-            statements.run(connection, mark, keys, self.tx_id(), extra)
+            self._mark_deleted(connection, statements, keys, extra)
 
         if spec.end_tx is not None and plan.new:
             rest = plan.new - plan.closed_keys if plan.closed_keys else plan.new
@@ -489,13 +493,17 @@ class Writer:
         vpk = spec.version_pk
         width = len(vpk)
         statements = statements_for(spec, connection.dialect)
+        written = 0
+        keys_left = keys_all
+        if spec.end_tx is not None and connection.dialect.name in ("mysql", "mariadb"):
+            written, keys_left = self._copy_by_version_key(connection, plan, keys_all)
         groups: dict[Any, list[PK]] = {}
         if not plan.extras:
-            groups[()] = keys_all
+            if keys_left:
+                groups[()] = keys_left
         else:
-            for key in keys_all:
+            for key in keys_left:
                 groups.setdefault(plan.extras.get(key, ()), []).append(key)
-        written = 0
         for extra, group in groups.items():
             build = statements.close_and_copy_last
             counts = self._counts(connection, statements, build, group, extra)
@@ -536,6 +544,71 @@ class Writer:
         if rows_to_add:
             connection.execute(sa.insert(spec.version), rows_to_add)
         return known
+
+    def _copy_by_version_key(
+        self, connection: Connection, plan: TablePlan, keys: list[PK]
+    ) -> tuple[int, list[PK]]:
+        """MySQL/MariaDB: write DELETE versions of ``keys`` as copies of their open
+        versions, and close those, all by whole version keys.
+
+        Read by the entity's key, a prefix of the version table's key, the copy (a
+        locking read in an ``INSERT ... SELECT``) would take next-key locks covering the
+        gap before the entity's versions, where the neighbouring entity's next version
+        goes. The open versions are found by a plain (snapshot) read, closed by whole
+        key, and where the snapshot is older than the writer that closed one, the chain
+        is followed by whole keys to the version open now (:meth:`_follow`); then those
+        versions are copied through the primary key. An open version that is a DELETE
+        (another transaction deleted the row first) is neither copied nor closed; one
+        newer than this transaction is copied, not closed (it re-stamps).
+
+        Returns how many versions it wrote, and the keys with no open version in the
+        snapshot, for :meth:`~.templates.WriteStatements.copy_last`.
+        """
+        spec = plan.spec
+        tx_id = self.tx_id()
+        width = len(spec.version_pk)
+        delete = int(Operation.DELETE)
+        found = ordered(self._open_in_snapshot(connection, spec, keys))
+        if not found:
+            return 0, keys
+        attempt = [r[: width + 1] for r in found if r[width + 1] != delete and r[width] < tx_id]
+        closed = self._close_rows(connection, spec, attempt)
+        seen = {tuple(r[:width]) for r in found}
+        if closed == len(found):
+            copy = {tuple(r[:width]): r[width] for r in found}
+        else:
+            # Closed since the snapshot, newer than this transaction, or a DELETE.
+            stops, lost = self._follow(connection, spec, [r[: width + 1] for r in found], tx_id)
+            more = [
+                (*key, tx)
+                for key, (tx, end, op) in stops.items()
+                if end is None and op != delete and tx < tx_id
+            ]
+            closed += self._close_rows(connection, spec, ordered(more))
+            copy = {key: tx for key, (tx, _, op) in stops.items() if op != delete}
+            seen -= lost
+        plan.closed += closed
+        plan.closed_keys.update(seen)
+        statements = statements_for(spec, connection.dialect)
+        groups: dict[Any, list[PK]] = {}
+        for key in copy:
+            groups.setdefault(plan.extras.get(key, ()) if plan.extras else (), []).append(key)
+        written = 0
+        for extra, group in groups.items():
+            names = tuple(k for k, _ in extra)
+            params = {TX: tx_id, **{extra_param(k): v for k, v in extra}}
+            rows = ordered([(*key, copy[key]) for key in group])
+            for chunk in chunks(rows, width + 1):
+
+                def among(
+                    columns: Sequence[sa.ColumnElement[Any]], chunk: Sequence[PK] = chunk
+                ) -> sa.ColumnElement[bool]:
+                    return _exact(columns, chunk, connection)
+
+                stmt = statements.copy_versions(names, among)
+                stmt = stmt.execution_options(preserve_rowcount=True)
+                written += max(connection.execute(stmt, params).rowcount, 0)
+        return written, [key for key in keys if key not in seen]
 
     # -- single statements (association rows, re-stamping) ----------------------------
 
@@ -579,41 +652,124 @@ class Writer:
         they cover the gap where the next version of the neighbouring entity goes, so
         two writers of different rows can deadlock on the version table. The open
         versions are found first by a plain (snapshot, lock-free) read, then closed by
-        ``(key..., transaction_id)``, which locks those rows only.
+        ``(key..., transaction_id)``, which locks those rows only. A version the snapshot
+        shows open may have been closed since by a writer that committed after the
+        snapshot was taken: the chain is then followed from it, by whole keys too
+        (:meth:`_follow`), to the version open now.
 
-        Returns the keys this could not settle, for the prefix UPDATE (a current read):
-        keys with no open version in the snapshot (new entities, or a version committed
-        since the snapshot was taken), and, when a version found was closed meanwhile by
-        another transaction, all of them. And how many versions it closed.
+        Returns the keys with no open version in the snapshot (new entities, or entities
+        whose versions were all committed after it), for the prefix UPDATE (a current
+        read), and how many versions it closed.
         """
         assert spec.end_tx is not None
         tx_id = self.tx_id()
-        vpk = list(spec.version_pk)
-        width = len(vpk)
-        found: list[PK] = []
-        for chunk in chunks(keys, width):
-            probe = sa.select(*vpk, spec.tx).where(
-                key_in(vpk, chunk, connection.dialect),
-                spec.end_tx.is_(None),
-                spec.tx < tx_id,
-            )
-            found.extend(tuple(row) for row in connection.execute(probe))
+        width = len(spec.version_pk)
+        found = [row[: width + 1] for row in self._open_in_snapshot(connection, spec, keys)]
         if not found:
             return keys, 0
         found = ordered(found)
         settled = {row[:width] for row in found}
+        closed = self._close_rows(connection, spec, [r for r in found if r[width] < tx_id])
+        if closed < len(found):
+            # Closed since the snapshot (or newer than this transaction): read on.
+            stops, lost = self._follow(connection, spec, found, tx_id)
+            more = [
+                (*key, tx) for key, (tx, end, _) in stops.items() if end is None and tx < tx_id
+            ]
+            closed += self._close_rows(connection, spec, ordered(more))
+            settled -= lost
+        return [key for key in keys if key not in settled], closed
+
+    def _open_in_snapshot(
+        self, connection: Connection, spec: VersionTableSpec, keys: Sequence[PK]
+    ) -> list[tuple[Any, ...]]:
+        """``(key..., transaction_id, operation_type)`` of the versions of ``keys`` that
+        are open in this transaction's snapshot, other than its own: a plain read, which
+        locks nothing (MySQL/MariaDB)."""
+        assert spec.end_tx is not None
+        tx_id = self.tx_id()
+        vpk = list(spec.version_pk)
+        found: list[tuple[Any, ...]] = []
+        for chunk in chunks(keys, len(vpk)):
+            probe = sa.select(*vpk, spec.tx, spec.op).where(
+                key_in(vpk, chunk, connection.dialect),
+                spec.end_tx.is_(None),
+                spec.tx != tx_id,
+            )
+            found.extend(tuple(row) for row in connection.execute(probe))
+        return found
+
+    def _close_rows(
+        self, connection: Connection, spec: VersionTableSpec, rows: Sequence[PK]
+    ) -> int:
+        """MySQL/MariaDB: close the versions ``rows`` (whole keys, in order) that are
+        still open, through the primary key; how many it closed."""
+        assert spec.end_tx is not None
+        if not rows:
+            return 0
+        tx_id = self.tx_id()
         closed = 0
-        columns = [*vpk, spec.tx]
-        for chunk in chunks(found, width + 1):
+        columns = [*spec.version_pk, spec.tx]
+        for chunk in chunks(rows, len(columns)):
             stmt = (
                 _by_primary_key(sa.update(spec.version))
                 .where(_exact(columns, chunk, connection), spec.end_tx.is_(None))
                 .values({spec.end_tx: tx_id})
             )
             closed += max(connection.execute(stmt).rowcount, 0)
-        if closed < len(found):
-            return keys, closed  # a snapshot older than the versions: read them current
-        return [key for key in keys if key not in settled], closed
+        return closed
+
+    @staticmethod
+    def _follow(
+        connection: Connection, spec: VersionTableSpec, rows: Sequence[PK], tx_id: int
+    ) -> tuple[dict[PK, tuple[Any, Any, Any]], set[PK]]:
+        """MySQL/MariaDB: from the versions ``rows`` (whole keys), follow each chain
+        (``end_transaction_id`` to the next version's key) to the version open now, or to
+        the one this transaction closed. Each step is a locking read by whole keys
+        through the primary key: it sees what writers committed after the snapshot,
+        and locks the rows it reads and no gap.
+
+        Returns, per entity key, ``(transaction_id, end_transaction_id,
+        operation_type)`` of that version, and the keys whose chain led to a row that
+        is not there (a version deleted by retention), left to a prefix read.
+        """
+        assert spec.end_tx is not None
+        vpk = list(spec.version_pk)
+        width = len(vpk)
+        columns = [*vpk, spec.tx]
+        stops: dict[PK, tuple[Any, Any, Any]] = {}
+        lost: set[PK] = set()
+        seen: set[PK] = set()
+        pending = ordered(rows)
+        hint = "FORCE INDEX (PRIMARY)"
+        while pending:
+            got: dict[PK, tuple[Any, ...]] = {}
+            for chunk in chunks(pending, width + 1):
+                read = (
+                    sa.select(*columns, spec.end_tx, spec.op)
+                    .where(_exact(columns, chunk, connection))
+                    .with_hint(spec.version, hint, dialect_name="mysql")
+                    .with_hint(spec.version, hint, dialect_name="mariadb")
+                    .with_for_update()
+                )
+                got.update((tuple(r[: width + 1]), tuple(r)) for r in connection.execute(read))
+            following: list[PK] = []
+            for row in pending:
+                key = tuple(row[:width])
+                current = got.get(tuple(row))
+                seen.add(tuple(row))
+                if current is None:
+                    lost.add(key)
+                    continue
+                end = current[width + 1]
+                if end is None or end == tx_id:
+                    stops[key] = (current[width], end, current[width + 2])
+                elif (*key, end) in seen:  # pragma: no cover - a chain that loops
+                    lost.add(key)
+                else:
+                    following.append((*key, end))
+            pending = ordered(following)
+        return stops, lost
 
     def replace(self, spec: VersionTableSpec, keys: Sequence[PK]) -> None:
         """Delete the versions this transaction wrote for ``keys`` (to write them anew)."""
@@ -628,18 +784,48 @@ class Writer:
         if connection.dialect.name not in ("mysql", "mariadb"):
             statements.run(connection, statements.replace, keys, tx_id)
             return
-        # MySQL/MariaDB: by the whole key, or it may find the rows through the
-        # transaction_id index and gap-lock where newer transactions insert versions.
+        # MySQL/MariaDB: by the whole key, through the primary key. MariaDB would find
+        # the rows through the transaction_id index otherwise (even given whole keys),
+        # and lock the gap after this transaction's id there, where every newer
+        # transaction inserts its versions.
         spec = statements.spec
         columns = [*spec.version_pk, spec.tx]
-        for chunk in chunks([(*key, tx_id) for key in keys], len(columns)):
-            connection.execute(sa.delete(spec.version).where(_exact(columns, chunk, connection)))
+        rows = ordered([(*key, tx_id) for key in keys])
+        for chunk in chunks(rows, len(columns)):
+            connection.execute(
+                _delete_by_primary_key(spec.version).where(_exact(columns, chunk, connection))
+            )
 
     def mark_deleted(self, spec: VersionTableSpec, keys: Sequence[PK]) -> None:
         """Turn the versions this transaction wrote for ``keys`` into DELETEs."""
         if keys:
-            statements = statements_for(spec, self.connection.dialect)
-            statements.run(self.connection, statements.mark_deleted(()), keys, self.tx_id())
+            connection = self.connection
+            self._mark_deleted(connection, statements_for(spec, connection.dialect), keys, ())
+
+    def _mark_deleted(
+        self,
+        connection: Connection,
+        statements: WriteStatements,
+        keys: Sequence[PK],
+        extra: tuple[tuple[str, Any], ...],
+    ) -> None:
+        tx_id = self.tx_id()
+        if connection.dialect.name not in ("mysql", "mariadb"):
+            mark = statements.mark_deleted(tuple(k for k, _ in extra))
+            statements.run(connection, mark, keys, tx_id, extra)
+            return
+        # MySQL/MariaDB: by the whole key, through the primary key (see _replace).
+        spec = statements.spec
+        values: dict[Any, Any] = {spec.op: int(Operation.DELETE)}
+        values.update((spec.version.c[key], value) for key, value in extra)
+        columns = [*spec.version_pk, spec.tx]
+        rows = ordered([(*key, tx_id) for key in keys])
+        for chunk in chunks(rows, len(columns)):
+            connection.execute(
+                _by_primary_key(sa.update(spec.version))
+                .where(_exact(columns, chunk, connection))
+                .values(values)
+            )
 
     def from_live(self, spec: VersionTableSpec, keys: Sequence[PK], op: Operation) -> None:
         """Copy the live rows of ``keys`` into versions with operation ``op``."""
@@ -674,3 +860,16 @@ def _by_primary_key(stmt: sa.Update) -> sa.Update:
     (gaps included) there, where other transactions insert their versions."""
     hint = "FORCE INDEX (PRIMARY)"
     return stmt.with_hint(hint, dialect_name="mysql").with_hint(hint, dialect_name="mariadb")
+
+
+def _delete_by_primary_key(table: sa.Table) -> sa.Delete:
+    """A DELETE from ``table`` that MySQL/MariaDB run through the primary key. Only the
+    multi-table form takes an index hint there: ``DELETE t FROM t FORCE INDEX (PRIMARY)
+    WHERE ...``."""
+    hint = "FORCE INDEX (PRIMARY)"
+    return (
+        sa.delete(table)
+        .prefix_with(table_name(table))
+        .with_hint(hint, dialect_name="mysql")
+        .with_hint(hint, dialect_name="mariadb")
+    )

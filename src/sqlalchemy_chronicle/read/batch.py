@@ -34,11 +34,13 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import orm
+from sqlalchemy.orm import attributes
 from sqlalchemy.orm.dynamic import AppenderQuery
 
 from ..capture.sql import key_in, ordered
 from ..config import Operation, Strategy
-from ..exc import ReverterException
+from ..exc import ConfigurationError, ReverterException
+from .revert import Reverter, check_session_versioned
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import InstanceState, QueryContext
@@ -64,10 +66,9 @@ BATCH_SIZE = 500
 _BATCH = "_chronicle_history_batch"
 
 
-def _generation(model: VersionedModel, session: orm.Session) -> tuple[int, int]:
+def _generation(manager: Any, session: orm.Session) -> tuple[int, int]:
     """Which unit of work of ``session``'s transaction, and how many flushes and
     rollbacks to a savepoint it saw (the batch is valid while this stays the same)."""
-    manager = model.version_cls.__versioning_manager__  # type: ignore[union-attr]
     uow = manager.find_unit_of_work(session)  # a read must not create one (it would leak)
     if uow is None:
         return 0, 0  # the next flush creates one: its id tells the batch is stale
@@ -84,12 +85,15 @@ class HistoryBatch:
 
     def __init__(self, model: VersionedModel, session: orm.Session) -> None:
         self.model = model
+        self.manager = model.version_cls.__versioning_manager__  # type: ignore[union-attr]
         self.session_ref = weakref.ref(session)
         self.transaction = _transaction_ref(session)
-        self.generation = _generation(model, session)
+        self.generation = _generation(self.manager, session)
         self.members: list[weakref.ref[InstanceState[Any]]] = []
         #: key -> versions in transaction order; None until loaded.
         self.histories: dict[tuple[Any, ...], list[Any]] | None = None
+        #: mapper -> the attribute keys of the version table's key (see key_of).
+        self._names: dict[orm.Mapper[Any], list[str] | None] = {}
 
     def valid_for(self, session: orm.Session | None) -> bool:
         if session is None or self.session_ref() is not session or self.transaction is None:
@@ -98,14 +102,15 @@ class HistoryBatch:
         return (
             current is not None
             and self.transaction() is current
-            and self.generation == _generation(self.model, session)
+            and self.generation == _generation(self.manager, session)
         )
 
     def key_of(self, state: InstanceState[Any]) -> tuple[Any, ...] | None:
         """The version-table key of a parent (None when its key is not loaded, or its
         class does not map the version table's key columns: a concrete subclass, which
         is answered alone)."""
-        names = self._key_names(state.mapper)
+        mapper = state.mapper
+        names = self._names[mapper] if mapper in self._names else self._key_names(mapper)
         if names is None:
             return None
         values = state.dict
@@ -115,17 +120,13 @@ class HistoryBatch:
             return None
 
     def _key_names(self, mapper: orm.Mapper[Any]) -> list[str] | None:
-        by_mapper: dict[orm.Mapper[Any], list[str] | None] = self.__dict__.setdefault(
-            "_names", {}
-        )
-        if mapper not in by_mapper:
-            try:
-                by_mapper[mapper] = [
-                    mapper.get_property_by_column(p).key for p, _ in self.model.local_spec.pk
-                ]
-            except orm.exc.UnmappedColumnError:
-                by_mapper[mapper] = None
-        return by_mapper[mapper]
+        names: list[str] | None
+        try:
+            names = [mapper.get_property_by_column(p).key for p, _ in self.model.local_spec.pk]
+        except orm.exc.UnmappedColumnError:
+            names = None
+        self._names[mapper] = names
+        return names
 
     def history_of(self, state: InstanceState[Any], session: orm.Session) -> list[Any] | None:
         """The versions of ``state``'s entity (loading every member's on first use)."""
@@ -190,41 +191,47 @@ def _owner_model(model: VersionedModel, mapper: Any) -> VersionedModel | None:
     return owner
 
 
-def note_loaded(model: VersionedModel, target: Any, context: QueryContext) -> None:
-    """``load`` listener of versioned parent ``model`` (bound with ``functools.partial``):
-    the object joins the batch of the query loading it."""
+def note_loaded(model: VersionedModel, state: InstanceState[Any], context: QueryContext) -> None:
+    """``load`` listener (``raw=True``) of versioned parent ``model`` (bound with
+    ``functools.partial``): the object joins the batch of the query loading it.
+
+    It runs for every versioned object any query loads, so it does little: the batch
+    is made once per query and model.
+    """
     session = context.session if context is not None else None
     if session is None or model.version_cls is None:
         return
-    state: InstanceState[Any] = sa.inspect(target)
     if state.mapper is not model.mapper:
         found = _owner_model(model, state.mapper)
         if found is None:
             return
         model = found
-    batches = context.attributes.setdefault(_BATCH, {})
-    batch = batches.get(model.local_spec.version)
+    version = model.local_spec.version
+    batches = context.attributes.get(_BATCH)
+    if batches is None:
+        batches = context.attributes[_BATCH] = {}
+    batch = batches.get(version)
     if batch is None:
-        batch = batches[model.local_spec.version] = HistoryBatch(model, session)
+        batch = batches[version] = HistoryBatch(model, session)
     batch.members.append(weakref.ref(state))
     state.dict[_BATCH] = batch
 
 
 def note_refreshed(
-    model: VersionedModel, target: Any, context: QueryContext, attrs: Any
+    model: VersionedModel, state: InstanceState[Any], context: QueryContext, attrs: Any
 ) -> None:
-    """``refresh`` listener: an object that a query loads again (it was expired, or
-    the query populates existing objects) joins that query's batch, as a new one
-    would."""
-    forget_batch(target)
+    """``refresh`` listener (``raw=True``): an object that a query loads again (it was
+    expired, or the query populates existing objects) joins that query's batch, as a
+    new one would."""
+    state.dict.pop(_BATCH, None)
     if context is not None:  # None: values set by a bulk UPDATE's synchronization
-        note_loaded(model, target, context)
+        note_loaded(model, state, context)
 
 
-def forget_batch(target: Any, *args: Any) -> None:
-    """``expire``/``refresh`` listener: an expired parent leaves its batch."""
-    if target is not None:
-        target.__dict__.pop(_BATCH, None)
+def forget_batch(state: InstanceState[Any], *args: Any) -> None:
+    """``expire``/``refresh`` listener (``raw=True``): an expired parent leaves its batch."""
+    if state is not None:
+        state.dict.pop(_BATCH, None)
 
 
 #: What a deferred :class:`VersionsQuery` answers without building its query.
@@ -244,7 +251,7 @@ class VersionsQuery(AppenderQuery[Any]):
 
     def __init__(self, attr: Any, state: InstanceState[Any]) -> None:
         if _BATCH in state.dict:
-            self.__dict__.update(
+            object.__getattribute__(self, "__dict__").update(
                 instance=state.obj(), attr=attr, _chronicle_deferred=state,
                 _chronicle_origin=id(self),
             )
@@ -263,22 +270,27 @@ class VersionsQuery(AppenderQuery[Any]):
             self._chronicle_build(self.__dict__["attr"], state)
 
     def __getattribute__(self, name: str) -> Any:
-        if name not in _DEFERRED_OK and "_chronicle_deferred" in object.__getattribute__(
-            self, "__dict__"
+        # Every attribute read of the query comes here: the common case (a built
+        # query, or a name the deferred one answers) first, with one look-up.
+        if "_chronicle_deferred" in object.__getattribute__(self, "__dict__") and (
+            name not in _DEFERRED_OK
         ):
             object.__getattribute__(self, "_chronicle_complete")()
         return object.__getattribute__(self, name)
 
     def _batched(self) -> list[Any] | None:
-        if self.__dict__.get("_chronicle_origin") != id(self):
+        values = object.__getattribute__(self, "__dict__")
+        if values.get("_chronicle_origin") != id(self):
             return None
-        batch: HistoryBatch | None = self.instance.__dict__.get(_BATCH)
+        instance = values["instance"]
+        batch: HistoryBatch | None = instance.__dict__.get(_BATCH)
         if batch is None:
             return None
         session = self.session  # flushes pending changes first (autoflush)
         if session is None or not batch.valid_for(session):
             return None
-        return batch.history_of(sa.inspect(self.instance), session)
+        state = values.get("_chronicle_deferred") or attributes.instance_state(instance)
+        return batch.history_of(state, session)
 
     def all(self) -> list[Any]:
         found = self._batched()
@@ -350,10 +362,23 @@ def revert_many(version_cls: Any, session: orm.Session, versions: Iterable[Any])
     these entities in the session are expired. Relationships are not reverted (use
     ``version.revert(relations=[...])`` for that); objects of entities deleted here are
     expunged from the session. The caller commits.
+
+    An entity whose class changed since its version (inheritance), or whose
+    version's class maps several tables (a joined-inheritance subclass), is restored
+    as ``version.revert()`` restores it, one at a time: these statements restore the
+    columns of this version class's own table only.
     """
     spec = version_cls._spec()
     model = version_cls.__chronicle_model__
     parent = model.parent
+    if not isinstance(session, orm.Session | orm.scoped_session):
+        raise ConfigurationError(
+            f"{version_cls.__name__}.revert_many() takes a Session first, not "
+            f"{type(session).__name__} {session!r}."
+        )
+    if isinstance(session, orm.scoped_session):
+        session = session()
+    check_session_versioned(session, version_cls, f"{version_cls.__name__}.revert_many()")
     chosen: dict[tuple[Any, ...], Any] = {}
     for version in versions:
         if not isinstance(version, version_cls):
@@ -371,13 +396,30 @@ def revert_many(version_cls: Any, session: orm.Session, versions: Iterable[Any])
     if not chosen:
         return
     live_pk = [p for p, _ in spec.pk]
-    dialect = session.get_bind(mapper=sa.inspect(parent)).dialect
+    parent_mapper: orm.Mapper[Any] = sa.inspect(parent)
+    dialect = session.get_bind(mapper=parent_mapper).dialect
+    discriminator = parent_mapper.polymorphic_on
     existing: set[tuple[Any, ...]] = set()
+    one_by_one: list[tuple[Any, ...]] = []
     keys = ordered(chosen)
     for start in range(0, len(keys), BATCH_SIZE):
         chunk = keys[start : start + BATCH_SIZE]
-        stmt = sa.select(*live_pk).where(key_in(live_pk, chunk, dialect))
-        existing.update(tuple(row) for row in session.execute(stmt))
+        extra = [] if discriminator is None else [discriminator]
+        stmt = sa.select(*live_pk, *extra).where(key_in(live_pk, chunk, dialect))
+        for row in session.execute(stmt):
+            key = tuple(row[: len(live_pk)])
+            existing.add(key)
+            if discriminator is not None:
+                live_cls = parent_mapper.polymorphic_map[row[-1]].class_
+                if live_cls is not type(chosen[key]).__chronicle_model__.parent:
+                    one_by_one.append(key)
+    # An entity whose class changed since its version, or whose version's class maps
+    # more tables than this one (joined inheritance): restored as revert() does it.
+    joined = [k for k in keys if len(type(chosen[k]).__chronicle_model__.specs) > 1]
+    one_by_one += [k for k in joined if k not in one_by_one]
+    for key in one_by_one:
+        Reverter(chosen.pop(key))()
+    keys = [k for k in keys if k in chosen]
     deleting = [k for k in keys if chosen[k].operation is Operation.DELETE and k in existing]
     restoring = [k for k in keys if chosen[k].operation is not Operation.DELETE]
     updating = [k for k in restoring if k in existing]

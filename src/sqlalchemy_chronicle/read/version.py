@@ -9,7 +9,9 @@ and links it, so that ``previous``/``next`` need no further query.
 from __future__ import annotations
 
 import datetime
+import decimal
 import itertools
+import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -103,17 +105,27 @@ class VersionClassBase:
         cols = cls._spec().version_pk
         if isinstance(pk, Mapping):
             try:
-                return tuple(pk[c.key] for c in cols)
+                values = tuple(pk[c.key] for c in cols)
             except KeyError as err:
                 keys = ", ".join(repr(c.key) for c in cols)
-                raise TypeError(f"{cls.__name__}: the primary key needs the keys {keys}") from err
-        values = tuple(pk) if isinstance(pk, tuple | list) else (pk,)
+                raise ConfigurationError(
+                    f"{cls.__name__}: the primary key needs the keys {keys}; {pk!r} was given."
+                ) from err
+        else:
+            values = tuple(pk) if isinstance(pk, tuple | list) else (pk,)
         if len(values) != len(cols):
             keys = ", ".join(c.key for c in cols)
             raise ConfigurationError(
                 f"{cls.__name__}: the primary key is ({keys}), {len(cols)} value(s); "
                 f"{pk!r} was given."
             )
+        for column, value in zip(cols, values, strict=True):
+            expected = _plain_python_type(column)
+            if expected is not None and value is not None and not _fits(value, expected):
+                raise ConfigurationError(
+                    f"{cls.__name__}: primary key column {column.key!r} holds "
+                    f"{expected.__name__} values, not {type(value).__name__} {value!r}."
+                )
         return values
 
     @property
@@ -295,6 +307,9 @@ class VersionClassBase:
         list, so walking it needs no further query (except at the ends of a page).
         """
         _check_session(session, cls, "all_versions")
+        if limit is not None:
+            _check_int(limit, cls, "all_versions", "limit")
+        _check_int(offset, cls, "all_versions", "offset")
         tx = cls._tx_attr()
         stmt = (
             sa.select(cls)
@@ -327,6 +342,8 @@ class VersionClassBase:
         ``{primary key tuple: version}`` for each key that had a version by then."""
         from .batch import versions_at
 
+        _check_session(session, cls, "versions_at")
+        _check_int(transaction_id, cls, "versions_at", "the transaction id")
         return versions_at(cls, session, keys, transaction_id)
 
     @classmethod
@@ -336,6 +353,11 @@ class VersionClassBase:
         of every object. Relationships are not reverted. The caller commits."""
         from .batch import revert_many
 
+        if not isinstance(versions, Iterable) or isinstance(versions, str):
+            raise ConfigurationError(
+                f"{cls.__name__}.revert_many() takes versions (a list of {cls.__name__}), "
+                f"not {type(versions).__name__} {versions!r}."
+            )
         revert_many(cls, session, versions)
 
     # -- async forms -------------------------------------------------------------------
@@ -434,6 +456,36 @@ class SubqueryFetcher(VersionFetcher):
 
 class ValidityFetcher(VersionFetcher):
     """The fetcher of classes versioned with the ``validity`` strategy."""
+
+
+def _plain_python_type(column: sa.Column[Any]) -> type | None:
+    """``int`` or ``str`` for a column of an integer or string type, else None (a key
+    of another type is handed to the database as given)."""
+    try:
+        python_type = column.type.python_type
+    except NotImplementedError:
+        return None
+    return python_type if python_type in (int, str) else None
+
+
+def _fits(value: Any, expected: type) -> bool:
+    """Whether ``value`` can be a key value of a column holding ``expected`` values: an
+    integer key takes whole numbers (a float or Decimal too, when whole), not text."""
+    if isinstance(value, bool):
+        return False
+    if expected is int:
+        if isinstance(value, numbers.Integral):
+            return True
+        return isinstance(value, numbers.Real | decimal.Decimal) and float(value).is_integer()
+    return isinstance(value, expected)
+
+
+def _check_int(value: Any, cls: type, function: str, name: str, minimum: int = 0) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ConfigurationError(
+            f"{cls.__name__}.{function}() takes {name} as an integer >= {minimum}, not "
+            f"{type(value).__name__} {value!r}."
+        )
 
 
 def _check_session(session: Any, cls: type, function: str) -> None:

@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy import event, orm
 from sqlalchemy.engine import Engine
 
-from ...exc import NotSupportedError
+from ...exc import ConfigurationError, NotSupportedError, TableNotVersioned
 from ...schema.tables import MOD_COLUMN_INFO_KEY
 from ...schema.triggers import (
     GUC_CONTEXT,
@@ -478,8 +478,28 @@ def _connection(conn: Any) -> Connection:
     return conn  # type: ignore[no-any-return]
 
 
-def _reflect(connection: Connection, name: str, schema: str | None) -> sa.Table:
-    return sa.Table(name, sa.MetaData(), schema=schema, autoload_with=connection)
+def _reflect(
+    connection: Connection,
+    name: str,
+    schema: str | None,
+    function: str,
+    version_of: str | None = None,
+) -> sa.Table:
+    """Table ``name`` as the database has it; our error naming it when it does not
+    exist (``version_of``: the table it is the version table of)."""
+    try:
+        return sa.Table(name, sa.MetaData(), schema=schema, autoload_with=connection)
+    except sa.exc.NoSuchTableError:
+        where = f" in schema {schema!r}" if schema else ""
+        if version_of is not None:
+            raise TableNotVersioned(
+                f"{function}(): table {version_of!r} has no version table {name!r}"
+                f"{where} in the database; create it first (an Alembic migration, or "
+                f"metadata.create_all())."
+            ) from None
+        raise ConfigurationError(
+            f"{function}(): there is no table {name!r}{where} in the database."
+        ) from None
 
 
 def create_trigger(
@@ -524,11 +544,15 @@ def create_trigger(
         native.install(connection, table)
         return
     schema = schema if schema is not None else table.schema
-    live = _reflect(connection, table.name, schema)
+    live = _reflect(connection, table.name, schema, "create_trigger")
     version = _reflect(
-        connection, version_table_name or version_table_name_format % table.name, schema
+        connection,
+        version_table_name or version_table_name_format % table.name,
+        schema,
+        "create_trigger",
+        version_of=table.name,
     )
-    transaction = _reflect(connection, transaction_table_name, schema)
+    transaction = _reflect(connection, transaction_table_name, schema, "create_trigger")
     excluded = set(excluded_columns or ())
     columns = tuple(
         (c.name, c.name) for c in live.columns if c.name in version.c and c.name not in excluded
@@ -544,7 +568,9 @@ def create_trigger(
         )
     inspector = sa.inspect(connection)
     plugin_tables = {
-        suffix: _reflect(connection, f"{transaction_table_name}_{suffix}", schema)
+        suffix: _reflect(
+            connection, f"{transaction_table_name}_{suffix}", schema, "create_trigger"
+        )
         if inspector.has_table(f"{transaction_table_name}_{suffix}", schema=schema)
         else None
         for suffix in ("meta", "changes")
@@ -600,8 +626,8 @@ def sync_trigger(
         parent_name = table_name[len(prefix) : len(table_name) - len(rest)]
     elif suffix and suffix in table_name:
         parent_name = table_name.replace(suffix, "")
-    parent = _reflect(connection, parent_name, schema)
-    version = _reflect(connection, table_name, schema)
+    version = _reflect(connection, table_name, schema, "sync_trigger", version_of=parent_name)
+    parent = _reflect(connection, parent_name, schema, "sync_trigger")
     excluded = [c.name for c in parent.columns if c.name not in version.c]
     excluded += kwargs.pop("excluded_columns", None) or ()
     drop_trigger(connection, parent_name, schema=schema)
