@@ -147,6 +147,25 @@ class Plugin:
         """
         return {}
 
+    def bulk_version_row_values(
+        self,
+        uow: UnitOfWorkView,
+        version_table: Table,
+        rows: Mapping[tuple[Any, ...], tuple[Operation, frozenset[str]]],
+    ) -> Mapping[tuple[Any, ...], Mapping[str, Any]]:
+        """Column values (by version column key) for the version rows one bulk or
+        ORM-enabled statement writes: :meth:`version_row_values` for rows no session
+        object stands for, called once per statement and version table.
+
+        ``rows`` maps the key (primary key values) of each entity versioned to the
+        operation of its version row (after folding with this transaction's earlier
+        writes) and the keys of the versioned columns the statement gave a value
+        (INSERT) or a new value (UPDATE); every versioned column for a DELETE. Return
+        the values of the keys that get some; rows with equal values are written by
+        one statement, so return hashable values.
+        """
+        return {}
+
     def transaction_id_changed(
         self, uow: UnitOfWorkView, session: Session, old_id: int, new_id: int
     ) -> None:

@@ -27,9 +27,10 @@ Importing this module also registers three operations for tables versioned with
 ``native_versioning=True`` (PostgreSQL triggers): ``op.create_version_trigger``,
 ``op.drop_version_trigger`` and ``op.sync_version_trigger``, each with its reverse
 for downgrades and its rendering in autogenerate. A comparator writes them: a create
-for a table that is newly versioned by triggers (after its tables are created), and a
+for a table that is newly versioned by triggers (after its tables are created), a
 sync after any change to such a table, its version table or the transaction table
-(in a downgrade, after the changes are undone)::
+(in a downgrade, after the changes are undone), and a drop, first, for a versioned table
+that still has its triggers but is no longer versioned by them::
 
     op.add_column("article", sa.Column("summary", sa.String(100)))
     op.add_column("article_version", sa.Column("summary", sa.String(100)))
@@ -49,9 +50,10 @@ from alembic.autogenerate.render import render_op
 from alembic.operations import Operations, ops
 from alembic.operations.ops import MigrateOperation, OpContainer
 
-from ..capture.native.postgresql import create_trigger, native_capture_of
+from ..capture.native.postgresql import create_trigger, native_capture_of, trigger_spec
 from ..exc import ConfigurationError, ImproperlyConfigured, NotSupportedError
 from ..schema.maintenance import backfill, update_end_tx_column, update_property_mod_flags
+from ..schema.tables import registered_spec
 from ..schema.triggers import TriggerSpec, drop_statements, trigger_name
 
 if TYPE_CHECKING:
@@ -402,15 +404,61 @@ def _key(schema: str | None, name: str, default: str | None) -> tuple[str | None
     return (None if schema == default else schema, name)
 
 
+def _installed(connection: Connection, table: sa.Table, default: str | None) -> bool:
+    """Whether ``table`` has its version triggers in the database."""
+    found = connection.execute(
+        _INSTALLED,
+        {
+            "schema": table.schema or default,
+            "table": table.name,
+            "trigger": trigger_name(table.name, "INSERT"),
+        },
+    ).first()
+    return found is not None
+
+
+def _no_longer_native(
+    autogen_context: AutogenContext, connection: Connection, default: str | None
+) -> list[MigrateOperation]:
+    """A drop of the triggers of each table that the models version by ORM capture
+    but that still has its version triggers (``native_versioning`` turned off).
+
+    The metadata says which tables are versioned (the version table specs registered
+    in it); the class each was built for leads to its manager, whose transaction table
+    and the class's name give the options that re-create the triggers in a downgrade.
+    """
+    drops: list[MigrateOperation] = []
+    for metadata in _metadatas(autogen_context):
+        for table in metadata.tables.values():
+            spec = registered_spec(table)
+            if spec is None or spec.mapper is None or native_capture_of(table) is not None:
+                continue
+            manager = getattr(spec.mapper.class_, "__versioning_manager__", None)
+            if manager is None or not _installed(connection, table, default):
+                continue
+            owner = next(
+                (m for m in spec.mapper.iterate_to_root() if m.local_table is table),
+                spec.mapper,
+            )
+            was = trigger_spec(spec, manager.transaction_table, owner.class_.__name__)
+            schema = _key(table.schema, table.name, default)[0]
+            drops.append(DropVersionTriggerOp(table.name, schema=schema, **_options(table, was)))
+    return drops
+
+
 def _compare_version_triggers(
     autogen_context: AutogenContext, upgrade_ops: UpgradeOps, schemas: Any
 ) -> Any:
-    """Create the triggers of a newly natively versioned table, and sync those of a
-    natively versioned table after a change to it or to its version table."""
+    """Create the triggers of a newly natively versioned table, sync those of a
+    natively versioned table after a change to it or to its version table, and drop
+    those of a table no longer versioned natively."""
     connection = autogen_context.connection
     if connection is None or connection.dialect.name != "postgresql":
         return None
     default = connection.dialect.default_schema_name
+    # First in the upgrade (before changes its triggers may not survive), so last in
+    # the downgrade: the triggers are created again once the tables are as they were.
+    upgrade_ops.ops[:0] = _no_longer_native(autogen_context, connection, default)
     natives = [
         (table, capture.specs[table])
         for metadata in _metadatas(autogen_context)
@@ -432,14 +480,7 @@ def _compare_version_triggers(
     for table, spec in natives:
         key = _key(table.schema, table.name, default)
         op_args = {"schema": key[0], **_options(table, spec)}
-        installed = key not in created and connection.execute(
-            _INSTALLED,
-            {
-                "schema": table.schema or default,
-                "table": table.name,
-                "trigger": trigger_name(table.name, "INSERT"),
-            },
-        ).first()
+        installed = key not in created and _installed(connection, table, default)
         if not installed:
             if key in created or sa.inspect(connection).has_table(table.name, schema=key[0]):
                 creates.append(CreateVersionTriggerOp(table.name, **op_args))

@@ -59,11 +59,41 @@ class NullDeletePlugin(Plugin):
             nulls = self._nulls[version_table] = self._null_values(uow, version_table, obj)
         return nulls
 
+    def bulk_version_row_values(
+        self,
+        uow: Any,
+        version_table: sa.Table,
+        rows: Mapping[tuple[Any, ...], tuple[Operation, frozenset[str]]],
+    ) -> Mapping[tuple[Any, ...], Mapping[str, Any]]:
+        """The NULLs of the DELETE versions a bulk statement (``delete(Model)``) writes."""
+        deleted = [key for key, (operation, _) in rows.items() if operation == Operation.DELETE]
+        if not deleted:
+            return {}
+        nulls = self._nulls.get(version_table)
+        if nulls is None:
+            manager = uow.manager
+            model = next(
+                (
+                    model
+                    for model in map(manager.versioned_model, manager.version_class_map)
+                    if any(spec.version is version_table for spec in model.specs)
+                ),
+                None,
+            )
+            if model is None:
+                return {}
+            nulls = self._nulls[version_table] = self._nulls_of(model, version_table)
+        return dict.fromkeys(deleted, nulls)
+
     @staticmethod
     def _null_values(uow: Any, version_table: sa.Table, obj: Any) -> Mapping[str, None]:
         model = uow.manager.model_for_mapper(sa.inspect(obj).mapper)
         if model is None:
             return {}
+        return NullDeletePlugin._nulls_of(model, version_table)
+
+    @staticmethod
+    def _nulls_of(model: Any, version_table: sa.Table) -> Mapping[str, None]:
         # The discriminator of a polymorphic class is kept: without it the version
         # row could not be loaded as a version object.
         discriminator = model.mapper.polymorphic_on

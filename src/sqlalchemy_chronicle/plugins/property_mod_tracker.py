@@ -20,6 +20,10 @@ The flags of a version are:
 * UPDATE: true for the columns whose value changed;
 * DELETE: all true.
 
+Rows written by bulk and ORM-enabled statements (``session.execute(update(...))``,
+``insert(...)``, ``delete(...)``, upserts, ``bulk_*_mappings()``) get the same
+flags: the columns the statement gave a value (INSERT) or a new value (UPDATE).
+
 Several flushes in one database transaction write one version row; its flags are
 the OR of the flags of each flush, so a column changed by the first flush and left
 alone by the second stays flagged. A rolled-back savepoint forgets the flags of the
@@ -155,6 +159,44 @@ class PropertyModTrackerPlugin(Plugin):
                 for key, mod_key in tracked
                 if key in attrs and attributes.get_history(obj, key, _NO_LOAD).has_changes()
             )
+        return self._remember(uow, version_table, identity, changed, tracked)
+
+    def bulk_version_row_values(
+        self,
+        uow: Any,
+        version_table: sa.Table,
+        rows: Mapping[tuple[Any, ...], tuple[Operation, frozenset[str]]],
+    ) -> Mapping[tuple[Any, ...], Mapping[str, Any]]:
+        """The flags of the version rows of one bulk statement, ORed with earlier
+        writes' flags: the columns it gave (INSERT) or changed (UPDATE), all of them
+        for a DELETE."""
+        tracked = self.tracked_columns(version_table)
+        if not tracked:
+            return {}
+        # A copy, as for a flush: a savepoint taken before keeps the flags it saw.
+        memory = uow.info.get(_MEMORY_KEY)
+        if memory is not None:
+            uow.info[_MEMORY_KEY] = dict(memory)
+        every = frozenset(mod_key for _, mod_key in tracked)
+        values = {}
+        for key, (operation, changed) in rows.items():
+            if operation == Operation.DELETE:
+                flagged = every
+            else:
+                flagged = frozenset(mod_key for name, mod_key in tracked if name in changed)
+            values[key] = self._remember(uow, version_table, key, flagged, tracked)
+        return values
+
+    @staticmethod
+    def _remember(
+        uow: Any,
+        version_table: sa.Table,
+        identity: tuple[Any, ...],
+        changed: frozenset[str],
+        tracked: _Tracked,
+    ) -> dict[str, bool]:
+        """The flags ``changed`` ORed with those this transaction set before for the
+        entity ``identity``; remembered for the next write."""
         memory: dict[tuple[sa.Table, tuple[Any, ...]], frozenset[str]] | None = uow.info.get(
             _MEMORY_KEY
         )

@@ -78,6 +78,9 @@ class VersionTableSpec:
     strategy: Strategy
     #: What the write path built for this table and reuses (its prepared statements).
     cache: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: The mapper of the versioned class the table was built for (None for an
+    #: association table): the way from the metadata to the class and its manager.
+    mapper: Mapper[Any] | None = field(default=None, repr=False)
 
     @property
     def version_pk(self) -> tuple[sa.Column[Any], ...]:
@@ -229,6 +232,7 @@ class TableBuilder:
             end_tx=end_tx,
             op=op,
             strategy=options.strategy,
+            mapper=self.mapper,
         )
         _registry(self.parent_table.metadata)[self.parent_table] = spec
         return spec
