@@ -178,6 +178,15 @@ class Plugin:
         transaction row is deleted.
         """
 
+    def transaction_dropped(self, uow: UnitOfWorkView, session: Session, tx_id: int) -> None:
+        """The transaction row ``tx_id`` is deleted again: delete your rows of it.
+
+        A flush whose every change needed no version after all (a delete of a row that
+        another transaction deleted meanwhile) drops the transaction row written for it.
+        A plugin that stored rows for the transaction (metadata, say) deletes them here,
+        before the transaction row goes.
+        """
+
     def store_transaction_meta(
         self, uow: UnitOfWorkView, session: Session, meta: Mapping[str, Any]
     ) -> bool:

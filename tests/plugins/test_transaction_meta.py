@@ -326,3 +326,35 @@ def test_renamed_transaction_class_with_both_plugins(engine):
         Base.registry.dispose()
         if engine.dialect.name == "sqlite":
             engine.dispose()
+
+
+def test_a_flush_that_versions_nothing_after_all_leaves_no_meta_behind(db, base):
+    """A delete of a row another session deleted and committed meanwhile needs no
+    version: the transaction row written for it is dropped, and its metadata with it."""
+    Article = define_article(base)
+    db.create(base.metadata)
+    setup = db.session()
+    setup.add(Article(id=1, name="a"))
+    setup.commit()
+    setup.close()
+    late = db.session()
+    stale = late.get(Article, 1)  # a plain read: no lock held against the other session
+    other = db.session()
+    other.delete(other.get(Article, 1))
+    other.commit()
+    other.close()
+    with versioning_context(reason="cleanup"):
+        late.delete(stale)
+        with pytest.warns(sa.exc.SAWarning, match="0 were matched"):
+            late.commit()
+    late.close()
+    txs = [r["id"] for r in db.rows("transaction")]
+    assert len(txs) == 2  # the insert's and the other session's delete
+    assert meta_rows(db) == []
+    # and the next transaction with metadata writes it (on SQLite it may reuse the id)
+    session = db.session()
+    with versioning_context(reason="again"):
+        session.add(Article(id=2, name="b"))
+        session.commit()
+    newest = max(r["id"] for r in db.rows("transaction"))
+    assert meta_rows(db) == [(newest, "reason", "again")]

@@ -236,7 +236,10 @@ class Writer:
                         self.close(plan.spec, plan.new)
         if created and not uow.written:
             # Every change turned out to need no version (deletes of rows another
-            # transaction had deleted already): the transaction row goes too.
+            # transaction had deleted already): the transaction row goes too, and
+            # what plugins stored for it (metadata written with the row).
+            if len(plugins):
+                plugins.transaction_dropped(uow, session, tx_id)
             table = uow.manager.transaction_table
             connection.execute(sa.delete(table).where(table.c.id == tx_id))
             uow.transaction_id = None

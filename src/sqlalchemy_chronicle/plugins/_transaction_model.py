@@ -106,6 +106,12 @@ class TransactionModelPlugin(Plugin):
         """Build the model now if the transaction class was given ready-made."""
         self.model_for(manager)
 
+    def transaction_dropped(self, uow: Any, session: Any, tx_id: int) -> None:
+        """Delete this transaction's rows: its transaction row is deleted again."""
+        table = self.table_of(uow.manager)
+        if table is not None and uow.connection is not None:
+            uow.connection.execute(sa.delete(table).where(table.c.transaction_id == tx_id))
+
     def transaction_id_changed(self, uow: Any, session: Any, old_id: int, new_id: int) -> None:
         """Move this transaction's rows to its new id."""
         table = self.table_of(uow.manager)
