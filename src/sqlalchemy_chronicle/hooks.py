@@ -184,7 +184,8 @@ class Plugin:
         A flush whose every change needed no version after all (a delete of a row that
         another transaction deleted meanwhile) drops the transaction row written for it.
         A plugin that stored rows for the transaction (metadata, say) deletes them here,
-        before the transaction row goes.
+        before the transaction row goes. ``after_create_version_objects`` is not called
+        for such a write (there is no transaction left to describe).
         """
 
     def store_transaction_meta(

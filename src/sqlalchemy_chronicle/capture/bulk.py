@@ -440,10 +440,7 @@ def _write_changed(
     version = spec.version
     if not written:
         if created:  # nothing changed: no transaction row either
-            table = uow.manager.transaction_table
-            connection.execute(sa.delete(table).where(table.c.id == tx_id))
-            uow.transaction_id = None
-            uow.transaction_values = {}
+            writer.drop_transaction(connection, tx_id)
         return
     for key in written:
         uow.written[(version, key)] = Operation.UPDATE

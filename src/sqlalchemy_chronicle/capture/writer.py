@@ -236,20 +236,27 @@ class Writer:
                         self.close(plan.spec, plan.new)
         if created and not uow.written:
             # Every change turned out to need no version (deletes of rows another
-            # transaction had deleted already): the transaction row goes too, and
-            # what plugins stored for it (metadata written with the row).
-            if len(plugins):
-                plugins.transaction_dropped(uow, session, tx_id)
-            table = uow.manager.transaction_table
-            connection.execute(sa.delete(table).where(table.c.id == tx_id))
-            uow.transaction_id = None
-            uow.transaction_values = {}
+            # transaction had deleted already): the transaction row goes too.
+            self.drop_transaction(connection, tx_id)
             return
         if len(plugins):
             object_plugins = plugins.implementing("after_create_version_object")
             if object_plugins:
                 self._call_object_hooks(connection, plans, tx_id, object_plugins)
             plugins.after_create_version_objects(uow, session)
+
+    def drop_transaction(self, connection: Connection, tx_id: int) -> None:
+        """Delete the transaction row ``tx_id`` this write created and that nothing
+        needed after all, with what plugins stored for it (``transaction_dropped``;
+        ``after_create_version_objects`` is not called for it)."""
+        uow = self.uow
+        plugins = uow.manager.plugins
+        if len(plugins):
+            plugins.transaction_dropped(uow, self.session, tx_id)
+        table = uow.manager.transaction_table
+        connection.execute(sa.delete(table).where(table.c.id == tx_id))
+        uow.transaction_id = None
+        uow.transaction_values = {}
 
     def _call_object_hooks(
         self, connection: Connection, plans: Plan, tx_id: int, plugins: list[Any]
