@@ -252,3 +252,14 @@ def article_models(base: Any, db: Db) -> Callable[..., Any]:
         return Article
 
     return make
+
+
+@pytest.fixture
+def seeded(db: Db, article_models: Callable[..., Any]) -> tuple[Any, Any]:
+    """Articles 1-4 named a1-a4 with content c, committed in the first transaction:
+    ``(Article, session)``."""
+    Article = article_models()
+    session = db.session()
+    session.add_all([Article(name=f"a{i}", content="c") for i in range(1, 5)])
+    session.commit()
+    return Article, session

@@ -29,15 +29,6 @@ def _txs(db: Any) -> list[int]:
     return [r["id"] for r in db.rows("transaction")]
 
 
-@pytest.fixture
-def seeded(db, article_models):
-    """Articles 1-4 named a1-a4, committed in the first transaction."""
-    Article = article_models()
-    session = db.session()
-    session.add_all([Article(name=f"a{i}", content="c") for i in range(1, 5)])
-    session.commit()
-    return Article, session
-
 
 def _returning(db: Any) -> bool:
     return db.name != "mysql"  # MariaDB has DELETE ... RETURNING, no UPDATE ... RETURNING

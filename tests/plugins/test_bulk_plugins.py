@@ -40,15 +40,6 @@ def _last_tx(db: Any) -> int:
     return max(r["id"] for r in db.rows("transaction"))
 
 
-@pytest.fixture
-def seeded(db, article_models):
-    """Articles 1-4 named a1-a4 with content c, committed in the first transaction."""
-    Article = article_models()
-    session = db.session()
-    session.add_all([Article(name=f"a{i}", content="c") for i in range(1, 5)])
-    session.commit()
-    return Article, session
-
 
 # -- INSERT: the columns given ------------------------------------------------------------
 
