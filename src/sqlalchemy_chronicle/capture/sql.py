@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import tuple_
@@ -18,6 +18,7 @@ __all__ = [
     "ARRAYS",
     "IN",
     "JSON",
+    "PRIMARY_KEY_HINT",
     "array_param",
     "first_values",
     "json_keys",
@@ -26,6 +27,7 @@ __all__ = [
     "match_keys",
     "ordered",
     "table_name",
+    "through_primary_key",
     "unindexed",
 ]
 
@@ -173,6 +175,23 @@ class unindexed(ColumnElement[Any]):
 @compiles(unindexed)
 def _no_index(element: unindexed, compiler: SQLCompiler, **kw: Any) -> str:
     return "(" + compiler.process(element.column, **kw) + " + 0)"
+
+
+S = TypeVar("S", sa.Select[Any], sa.Update, sa.Delete)
+
+#: MySQL/MariaDB: read a version table through its primary key. By the
+#: ``transaction_id`` index their optimizer may prefer, a locking statement takes
+#: next-key locks (gaps included) there, where other transactions insert versions.
+PRIMARY_KEY_HINT = "FORCE INDEX (PRIMARY)"
+
+
+def through_primary_key(stmt: S, table: sa.FromClause) -> S:
+    """``stmt`` told to find the rows of ``table`` through its primary key on
+    MySQL/MariaDB (other dialects ignore the hint)."""
+    target: Any = table  # a Select and an UPDATE/DELETE type the hinted table apart
+    for name in ("mysql", "mariadb"):
+        stmt = stmt.with_hint(selectable=target, text=PRIMARY_KEY_HINT, dialect_name=name)
+    return stmt
 
 
 class table_name(ColumnElement[Any]):

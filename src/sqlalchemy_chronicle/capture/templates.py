@@ -34,6 +34,7 @@ from .sql import (
     json_keys,
     key_transport,
     match_keys,
+    through_primary_key,
     unindexed,
 )
 
@@ -318,13 +319,7 @@ class WriteStatements:
         delete = sa.literal(int(Operation.DELETE), spec.op.type)
         target, exprs = self._columns([prev.c[v.key] for _, v in spec.columns], delete, extras)
         columns = [prev.c[c.key] for c in spec.version_pk] + [prev.c[spec.tx.key]]
-        hint = "FORCE INDEX (PRIMARY)"
-        select = (
-            sa.select(*exprs)
-            .where(where(columns))
-            .with_hint(prev, hint, dialect_name="mysql")
-            .with_hint(prev, hint, dialect_name="mariadb")
-        )
+        select = through_primary_key(sa.select(*exprs).where(where(columns)), prev)
         return sa.insert(spec.version).from_select(target, select)
 
     def close_and_from_live(

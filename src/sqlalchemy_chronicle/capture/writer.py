@@ -46,7 +46,7 @@ from ..config import Operation
 from ..exc import ConfigurationError
 from .context import current_context
 from .plan import PK, Plan, TablePlan, plan_flush
-from .sql import key_in, ordered, table_name
+from .sql import key_in, ordered, table_name, through_primary_key
 from .templates import OP, TX, WriteStatements, chunks, extra_param, statements_for
 from .transaction_ids import insert_transaction_row
 
@@ -388,7 +388,7 @@ class Writer:
         )]
         for chunk in chunks(ordered(rows), len(columns)):
             connection.execute(
-                _by_primary_key(sa.update(spec.version))
+                through_primary_key(sa.update(spec.version), spec.version)
                 .where(_exact(columns, chunk, connection))
                 .values({column: new_id})
             )
@@ -722,7 +722,7 @@ class Writer:
         columns = [*spec.version_pk, spec.tx]
         for chunk in chunks(rows, len(columns)):
             stmt = (
-                _by_primary_key(sa.update(spec.version))
+                through_primary_key(sa.update(spec.version), spec.version)
                 .where(_exact(columns, chunk, connection), spec.end_tx.is_(None))
                 .values({spec.end_tx: tx_id})
             )
@@ -751,16 +751,14 @@ class Writer:
         lost: set[PK] = set()
         seen: set[PK] = set()
         pending = ordered(rows)
-        hint = "FORCE INDEX (PRIMARY)"
         while pending:
             got: dict[PK, tuple[Any, ...]] = {}
             for chunk in chunks(pending, width + 1):
-                read = (
+                read = through_primary_key(
                     sa.select(*columns, spec.end_tx, spec.op)
                     .where(_exact(columns, chunk, connection))
-                    .with_hint(spec.version, hint, dialect_name="mysql")
-                    .with_hint(spec.version, hint, dialect_name="mariadb")
-                    .with_for_update()
+                    .with_for_update(),
+                    spec.version,
                 )
                 got.update((tuple(r[: width + 1]), tuple(r)) for r in connection.execute(read))
             following: list[PK] = []
@@ -832,7 +830,7 @@ class Writer:
         rows = ordered([(*key, tx_id) for key in keys])
         for chunk in chunks(rows, len(columns)):
             connection.execute(
-                _by_primary_key(sa.update(spec.version))
+                through_primary_key(sa.update(spec.version), spec.version)
                 .where(_exact(columns, chunk, connection))
                 .values(values)
             )
@@ -864,22 +862,8 @@ def _exact(
     return key_in(columns, rows, connection.dialect)
 
 
-def _by_primary_key(stmt: sa.Update) -> sa.Update:
-    """``stmt`` told to find its rows through the primary key on MySQL/MariaDB: by the
-    ``transaction_id`` index its optimizer may prefer, an UPDATE takes next-key locks
-    (gaps included) there, where other transactions insert their versions."""
-    hint = "FORCE INDEX (PRIMARY)"
-    return stmt.with_hint(hint, dialect_name="mysql").with_hint(hint, dialect_name="mariadb")
-
-
 def _delete_by_primary_key(table: sa.Table) -> sa.Delete:
     """A DELETE from ``table`` that MySQL/MariaDB run through the primary key. Only the
     multi-table form takes an index hint there: ``DELETE t FROM t FORCE INDEX (PRIMARY)
     WHERE ...``."""
-    hint = "FORCE INDEX (PRIMARY)"
-    return (
-        sa.delete(table)
-        .prefix_with(table_name(table))
-        .with_hint(hint, dialect_name="mysql")
-        .with_hint(hint, dialect_name="mariadb")
-    )
+    return through_primary_key(sa.delete(table).prefix_with(table_name(table)), table)
