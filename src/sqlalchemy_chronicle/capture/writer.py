@@ -564,12 +564,10 @@ class Writer:
         Read by the entity's key, a prefix of the version table's key, the copy (a
         locking read in an ``INSERT ... SELECT``) would take next-key locks covering the
         gap before the entity's versions, where the neighbouring entity's next version
-        goes. The open versions are found by a plain (snapshot) read, closed by whole
-        key, and where the snapshot is older than the writer that closed one, the chain
-        is followed by whole keys to the version open now (:meth:`_follow`); then those
-        versions are copied through the primary key. An open version that is a DELETE
-        (another transaction deleted the row first) is neither copied nor closed; one
-        newer than this transaction is copied, not closed (it re-stamps).
+        goes. The open versions are found and closed by :meth:`_settle_by_version_key`,
+        then copied through the primary key. An open version that is a DELETE (another
+        transaction deleted the row first) is neither copied nor closed; one newer than
+        this transaction is copied, not closed (it re-stamps).
 
         Returns how many versions it wrote, and the keys with no open version in the
         snapshot, for :meth:`~.templates.WriteStatements.copy_last`.
@@ -578,27 +576,10 @@ class Writer:
         tx_id = self.tx_id()
         width = len(spec.version_pk)
         delete = int(Operation.DELETE)
-        found = ordered(self._open_in_snapshot(connection, spec, keys))
-        if not found:
-            return 0, keys
-        attempt = [r[: width + 1] for r in found if r[width + 1] != delete and r[width] < tx_id]
-        closed = self._close_rows(connection, spec, attempt)
-        seen = {tuple(r[:width]) for r in found}
-        if closed == len(found):
-            copy = {tuple(r[:width]): r[width] for r in found}
-        else:
-            # Closed since the snapshot, newer than this transaction, or a DELETE.
-            stops, lost = self._follow(connection, spec, [r[: width + 1] for r in found], tx_id)
-            more = [
-                (*key, tx)
-                for key, (tx, end, op) in stops.items()
-                if end is None and op != delete and tx < tx_id
-            ]
-            closed += self._close_rows(connection, spec, ordered(more))
-            copy = {key: tx for key, (tx, _, op) in stops.items() if op != delete}
-            seen -= lost
+        settled, closed = self._settle_by_version_key(connection, spec, keys, close_deletes=False)
         plan.closed += closed
-        plan.closed_keys.update(seen)
+        plan.closed_keys.update(settled)
+        copy = {key: tx for key, (tx, op) in settled.items() if op != delete}
         statements = statements_for(spec, connection.dialect)
         groups: dict[Any, list[PK]] = {}
         for key in copy:
@@ -618,7 +599,7 @@ class Writer:
                 stmt = statements.copy_versions(names, among)
                 stmt = stmt.execution_options(preserve_rowcount=True)
                 written += max(connection.execute(stmt, params).rowcount, 0)
-        return written, [key for key in keys if key not in seen]
+        return written, [key for key in keys if key not in settled]
 
     # -- single statements (association rows, re-stamping) ----------------------------
 
@@ -655,9 +636,28 @@ class Writer:
     def _close_by_version_key(
         self, connection: Connection, spec: VersionTableSpec, keys: list[PK]
     ) -> tuple[list[PK], int]:
-        """MySQL/MariaDB: close the open versions of ``keys`` by their whole primary key.
+        """MySQL/MariaDB: close the open versions of ``keys`` by their whole primary key
+        (:meth:`_settle_by_version_key`).
 
-        Under REPEATABLE READ an UPDATE that finds its rows by a prefix of the version
+        Returns the keys with no open version in the snapshot (new entities, or entities
+        whose versions were all committed after it), for the prefix UPDATE (a current
+        read), and how many versions it closed.
+        """
+        settled, closed = self._settle_by_version_key(connection, spec, keys, close_deletes=True)
+        return [key for key in keys if key not in settled], closed
+
+    def _settle_by_version_key(
+        self,
+        connection: Connection,
+        spec: VersionTableSpec,
+        keys: Sequence[PK],
+        *,
+        close_deletes: bool,
+    ) -> tuple[dict[PK, tuple[Any, Any]], int]:
+        """MySQL/MariaDB: find the version of each of ``keys`` open now, and close it,
+        locking no gap.
+
+        Under REPEATABLE READ a statement that finds its rows by a prefix of the version
         table's key (the entity's key, without ``transaction_id``) takes next-key locks:
         they cover the gap where the next version of the neighbouring entity goes, so
         two writers of different rows can deadlock on the version table. The open
@@ -665,30 +665,38 @@ class Writer:
         ``(key..., transaction_id)``, which locks those rows only. A version the snapshot
         shows open may have been closed since by a writer that committed after the
         snapshot was taken: the chain is then followed from it, by whole keys too
-        (:meth:`_follow`), to the version open now.
+        (:meth:`_follow`), to the version open now. Versions newer than this transaction
+        are not closed (the caller re-stamps), nor, unless ``close_deletes``, DELETE
+        versions (a deleted entity deleted again).
 
-        Returns the keys with no open version in the snapshot (new entities, or entities
-        whose versions were all committed after it), for the prefix UPDATE (a current
-        read), and how many versions it closed.
+        Returns, per entity key whose chain was settled, ``(transaction_id,
+        operation_type)`` of the version open now or closed here, and how many
+        versions it closed. Keys with no open version in the snapshot, or whose chain
+        led to a row that is gone (retention), are left out: only a current read by the
+        key prefix finds what they have.
         """
         assert spec.end_tx is not None
         tx_id = self.tx_id()
         width = len(spec.version_pk)
-        found = [row[: width + 1] for row in self._open_in_snapshot(connection, spec, keys)]
+        delete = int(Operation.DELETE)
+
+        def closable(tx: Any, op: Any) -> bool:
+            return bool(tx < tx_id and (close_deletes or op != delete))
+
+        found = ordered(self._open_in_snapshot(connection, spec, keys))
         if not found:
-            return keys, 0
-        found = ordered(found)
-        settled = {row[:width] for row in found}
-        closed = self._close_rows(connection, spec, [r for r in found if r[width] < tx_id])
-        if closed < len(found):
-            # Closed since the snapshot (or newer than this transaction): read on.
-            stops, lost = self._follow(connection, spec, found, tx_id)
-            more = [
-                (*key, tx) for key, (tx, end, _) in stops.items() if end is None and tx < tx_id
-            ]
-            closed += self._close_rows(connection, spec, ordered(more))
-            settled -= lost
-        return [key for key in keys if key not in settled], closed
+            return {}, 0
+        attempt = [row[: width + 1] for row in found if closable(row[width], row[width + 1])]
+        closed = self._close_rows(connection, spec, attempt)
+        if closed == len(found):
+            return {tuple(row[:width]): (row[width], row[width + 1]) for row in found}, closed
+        # Closed since the snapshot, newer than this transaction, or a DELETE kept open.
+        stops = self._follow(connection, spec, [row[: width + 1] for row in found], tx_id)
+        more = [
+            (*key, tx) for key, (tx, end, op) in stops.items() if end is None and closable(tx, op)
+        ]
+        closed += self._close_rows(connection, spec, ordered(more))
+        return {key: (tx, op) for key, (tx, _, op) in stops.items()}, closed
 
     def _open_in_snapshot(
         self, connection: Connection, spec: VersionTableSpec, keys: Sequence[PK]
@@ -732,7 +740,7 @@ class Writer:
     @staticmethod
     def _follow(
         connection: Connection, spec: VersionTableSpec, rows: Sequence[PK], tx_id: int
-    ) -> tuple[dict[PK, tuple[Any, Any, Any]], set[PK]]:
+    ) -> dict[PK, tuple[Any, Any, Any]]:
         """MySQL/MariaDB: from the versions ``rows`` (whole keys), follow each chain
         (``end_transaction_id`` to the next version's key) to the version open now, or to
         the one this transaction closed. Each step is a locking read by whole keys
@@ -740,15 +748,14 @@ class Writer:
         and locks the rows it reads and no gap.
 
         Returns, per entity key, ``(transaction_id, end_transaction_id,
-        operation_type)`` of that version, and the keys whose chain led to a row that
-        is not there (a version deleted by retention), left to a prefix read.
+        operation_type)`` of that version; a key whose chain led to a row that is not
+        there (a version deleted by retention) is left out, for a prefix read.
         """
         assert spec.end_tx is not None
         vpk = list(spec.version_pk)
         width = len(vpk)
         columns = [*vpk, spec.tx]
         stops: dict[PK, tuple[Any, Any, Any]] = {}
-        lost: set[PK] = set()
         seen: set[PK] = set()
         pending = ordered(rows)
         while pending:
@@ -767,17 +774,16 @@ class Writer:
                 current = got.get(tuple(row))
                 seen.add(tuple(row))
                 if current is None:
-                    lost.add(key)
                     continue
                 end = current[width + 1]
                 if end is None or end == tx_id:
                     stops[key] = (current[width], end, current[width + 2])
                 elif (*key, end) in seen:  # pragma: no cover - a chain that loops
-                    lost.add(key)
+                    continue
                 else:
                     following.append((*key, end))
             pending = ordered(following)
-        return stops, lost
+        return stops
 
     def replace(self, spec: VersionTableSpec, keys: Sequence[PK]) -> None:
         """Delete the versions this transaction wrote for ``keys`` (to write them anew)."""
