@@ -9,13 +9,14 @@ it imports when the first page is rendered.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta, timezone
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, quote, urlencode
+from urllib.parse import parse_qs
 
 from ..exc import ChronicleError, ConfigurationError, DatabaseUnavailable, HistoryNotFound
+from ._urls import Request
 
 if TYPE_CHECKING:
     from ..browse import HistoryBrowser
@@ -57,28 +58,6 @@ class BadRequest(Exception):
 
 class NotFound(Exception):
     """No such page, transaction, table or entity."""
-
-
-@dataclass
-class Request:
-    """What a page handler gets: the path below the mount point and the query."""
-
-    path: str
-    root: str
-    query: dict[str, list[str]] = field(default_factory=dict)
-
-    def arg(self, name: str) -> str | None:
-        """The first non-blank value of the query parameter ``name``, stripped."""
-        for value in self.query.get(name, []):
-            if value.strip():
-                return value.strip()
-        return None
-
-    def url(self, path: str, params: Mapping[str, Any] | Sequence[tuple[str, Any]] = ()) -> str:
-        """The URL of ``path`` (below the mount point) with the non-empty ``params``."""
-        items = params.items() if isinstance(params, Mapping) else params
-        pairs = [(k, str(v)) for k, v in items if v is not None and v != ""]
-        return self.root + path + ("?" + urlencode(pairs) if pairs else "")
 
 
 class HistoryPages:
@@ -325,12 +304,3 @@ def _parse_time(value: str | None, name: str, *, end: bool) -> datetime | None:
             f"(2026-01-31T14:30), not {value!r}."
         ) from None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
-
-
-def entity_url(request: Request, table: str, key: Mapping[str, Any] | Sequence[Any],
-               **params: Any) -> str:
-    """The URL of the entity page of ``key`` (a dict of key columns, or their values)."""
-    values = list(key.values()) if isinstance(key, Mapping) else list(key)
-    pairs: list[tuple[str, Any]] = [("key", v) for v in values]
-    pairs += [(k, v) for k, v in params.items()]
-    return request.url("/entity/" + quote(table, safe=""), pairs)

@@ -15,8 +15,8 @@ from typing import Any
 
 import jinja2
 
-from ._pages import Request, entity_url
 from ._textdiff import is_long_text, line_diff
+from ._urls import Request, entity_url
 
 __all__ = ["Renderer", "show_value"]
 
