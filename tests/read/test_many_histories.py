@@ -122,6 +122,27 @@ def test_versions_at_many_keys_in_one_query(db, article_models, strategy):
     assert last[(ids[1],)].name == "a1.2"
 
 
+def test_versions_at_takes_the_newest_where_a_broken_chain_leaves_two_open(db, article_models):
+    # A chain broken outside chronicle (a version left open by a writer that did not
+    # version, as `chronicle verify` reports): two versions of one key are valid at the
+    # last transaction by their bounds. The batch answers as version_at does, the newest.
+    Article = article_models({"strategy": "validity"})
+    ids = _seed(db, Article, n=2, edits=2)
+    ArticleVersion = version_class(Article)
+    session = db.session()
+    session.execute(
+        sa.update(ArticleVersion.__table__)
+        .where(ArticleVersion.__table__.c.id == ids[0])
+        .values(end_transaction_id=None)
+    )
+    session.commit()
+    last = max(session.scalars(sa.select(ArticleVersion.transaction_id)))
+    found = ArticleVersion.versions_at(session, ids, last)
+    assert found[(ids[0],)].name == "a0.2"
+    assert found[(ids[0],)] is ArticleVersion.version_at(session, ids[0], last)
+    assert found[(ids[1],)].name == "a1.2"
+
+
 def test_selectinload_of_versions_with_a_list_loader(db, article_models):
     Article = article_models({"versions_lazy": "selectin"})
     ids = _seed(db, Article, n=8, edits=1)
