@@ -27,8 +27,12 @@ compare in SQL: only the keys of the rows its ``WHERE`` matches are read before 
 (locked); afterwards one ``UPDATE`` closes the open versions of those rows whose
 values differ from their live row, and one ``INSERT ... SELECT`` from the live table
 writes a version for each of them that has no open version left, returning the keys
-it wrote. No row's values travel through Python. (A row older than versioning, with
-no version at all, gets one even when the statement left it as it was.) Rows this
+it wrote; when the UPDATE closed a version of every row (the statement changed them
+all, the common case), the INSERT copies them all, with neither that look-up per row
+nor the keys read back. No row's values travel through Python; the keys travel as
+one parameter (an array on PostgreSQL, a JSON document on SQLite), or in chunks of
+:data:`~.templates.CHUNK_PARAMS` values. (A row older than versioning, with no
+version at all, gets one even when the statement left it as it was.) Rows this
 transaction versioned already take the general path.
 
 Inserts without their keys (database-generated integer keys) find the new rows as
@@ -68,7 +72,7 @@ from ..config import Operation
 from ..exc import NotSupportedError
 from .context import current_context
 from .plan import PK, Plan, TablePlan
-from .sql import ARRAYS, key_in, ordered, unindexed
+from .sql import ARRAYS, JSON, key_in, ordered, unindexed
 from .templates import OP, TX, chunks, statements_for
 from .writer import Writer
 
@@ -293,7 +297,7 @@ def version_statement(
             before = target.select_keys(connection, keys, lock=True)
     elif _fast_update(target, state, connection, uow):
         locked = _select_keys(connection, target, stmt.whereclause)
-        if not any((target.spec.version, key) in uow.written for key in locked):
+        if not _versioned_already(uow, target.spec.version, locked):
             result = state.invoke_statement()
             if locked:
                 _write_changed(uow, session, connection, target, locked)
@@ -360,7 +364,20 @@ def _select_keys(connection: Connection, target: _Target, where: Any) -> list[PK
         stmt = stmt.where(where)
     if connection.dialect.name != "sqlite":
         stmt = stmt.with_for_update(of=target.spec.parent)
-    return [tuple(row) for row in connection.execute(stmt).all()]
+    result = connection.execute(stmt)
+    if len(target.pk) == 1:  # no Row objects for thousands of one-column keys
+        return [(key,) for key in result.scalars().all()]
+    return [tuple(row) for row in result]
+
+
+def _versioned_already(uow: UnitOfWork, version: sa.Table, keys: list[PK]) -> bool:
+    """Whether this transaction wrote a version of one of ``keys`` already."""
+    written = uow.written
+    if not written:
+        return False
+    if len(written) < len(keys):
+        return not {key for table, key in written if table is version}.isdisjoint(keys)
+    return any((version, key) in written for key in keys)
 
 
 def _changed_statements(spec: VersionTableSpec, dialect: sa.Dialect) -> tuple[Any, Any, Any]:
@@ -428,11 +445,18 @@ def _write_changed(
     tx_id = writer.tx_id()
     width = len(spec.pk)
     written: list[PK] = []
-    # Arrays (PostgreSQL) carry any number of keys in one parameter per key column.
-    parts = [keys] if statements.transport == ARRAYS else chunks(keys, width)
+    # Arrays (PostgreSQL) and a JSON document (SQLite) carry any number of keys in one
+    # parameter (per key column): one close and one INSERT whatever the number of rows.
+    parts = [keys] if statements.transport in (ARRAYS, JSON) else chunks(keys, width)
     for chunk in parts:
         params = {TX: tx_id, OP: int(Operation.UPDATE), **statements.key_params(chunk)}
-        connection.execute(close, params)
+        if connection.execute(close, params).rowcount == len(chunk):
+            # Every row changed and had its open version closed (the common case): each
+            # gets a version, copied from the live row without the look-up of an open
+            # version per row, and without reading the keys back.
+            connection.execute(statements.from_live(()), params)
+            written.extend(chunk)
+            continue
         result = connection.execute(add, params)
         if find is not None:
             result = connection.execute(find, params)
@@ -442,8 +466,7 @@ def _write_changed(
         if created:  # nothing changed: no transaction row either
             writer.drop_transaction(connection, tx_id)
         return
-    for key in written:
-        uow.written[(version, key)] = Operation.UPDATE
+    uow.written.update(dict.fromkeys([(version, key) for key in written], Operation.UPDATE))
     uow.written_specs[version] = spec
     uow.changed_entities = {target.model.parent} if target.model is not None else set()
     if not created:
