@@ -14,6 +14,7 @@ __all__ = [
     "from_select_names",
     "is_upsert",
     "new_instance",
+    "remove_property",
     "session_connections",
 ]
 
@@ -101,3 +102,34 @@ def session_connections(session: Any) -> list[Any]:
     for entry in getattr(transaction, "_connections", {}).values():
         found.setdefault(id(entry[0]), entry[0])
     return list(found.values())
+
+
+def remove_property(mapper: Any, key: str) -> bool:
+    """Take the property ``key`` that ``Mapper.add_property()`` gave ``mapper`` off it
+    again, and off its subclasses, which inherited it; whether it was there.
+
+    ``remove_versioning()`` takes away the ``versions`` relationship it added;
+    SQLAlchemy has ``add_property`` but no public way back. The property leaves the
+    mappers' property collections and the class (the attribute goes), and the
+    mappers forget what they derived from it. A relationship loaded eagerly keeps its
+    entry in the class's instrumentation: statements compiled before (SQLAlchemy
+    caches them per mapper) still load it, and would fail without it.
+    """
+    prop = mapper._props.get(key)
+    if prop is None:
+        return False
+    eager = getattr(prop, "lazy", None) in ("joined", "selectin", "subquery", "immediate", False)
+    for each in mapper.self_and_descendants:
+        each._props.pop(key, None)
+        each._init_properties.pop(key, None)
+        manager = each.class_manager
+        if key in vars(each.class_):
+            # Not delattr(): declarative classes refuse to lose a mapped attribute.
+            type.__delattr__(each.class_, key)
+        manager.local_attrs.pop(key, None)
+        if not eager:
+            manager.pop(key, None)
+        manager._reset_memoizations()
+    for each in mapper.self_and_descendants:
+        each._expire_memoizations()
+    return True
