@@ -39,7 +39,8 @@ def dml_values(stmt: Any) -> list[dict[Any, Any]]:
     Bulk capture must know the keys of the rows an ``insert(Model).values(...)``
     adds. No public accessor gives them: ``ValuesBase._values`` (one row, values as
     bound parameters) and ``_multi_values`` (several rows) hold them. A value that is
-    an SQL expression rather than a bound value is left out.
+    an SQL expression rather than a bound value is given as that expression: the
+    column is given (plugins flag it), its value is known only to the database.
     """
     multi = getattr(stmt, "_multi_values", None) or ()
     rows: list[dict[Any, Any]] = []
@@ -51,10 +52,7 @@ def dml_values(stmt: Any) -> list[dict[Any, Any]]:
     if single:
         row: dict[Any, Any] = {}
         for k, v in single.items():
-            if isinstance(v, sa.BindParameter):
-                row[_key(k)] = v.value
-            elif not isinstance(v, sa.ClauseElement):
-                row[_key(k)] = v
+            row[_key(k)] = v.value if isinstance(v, sa.BindParameter) else v
         rows.append(row)
     return rows
 

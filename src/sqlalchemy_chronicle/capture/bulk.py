@@ -151,13 +151,15 @@ class _Target:
         )
 
     def key_of(self, params: Mapping[Any, Any]) -> PK | None:
-        """The key a parameter dict names, or None when it lacks a key column."""
+        """The key a parameter dict names, or None when it lacks a key column (or gives
+        it as an SQL expression, whose value only the database knows)."""
         values = {getattr(k, "key", k): v for k, v in params.items()}
         key = []
         for names in self.key_names:
             for name in names:
-                if name in values and values[name] is not None:
-                    key.append(values[name])
+                value = values.get(name)
+                if value is not None and not isinstance(value, sa.ClauseElement):
+                    key.append(value)
                     break
             else:
                 return None
