@@ -445,6 +445,28 @@ def test_plugin_hooks_run_around_the_versions_of_a_bulk_update(db, seeded):
     assert sorted(h[:2] for h in _history(db) if h[2] == tx2) == [(1, "renamed"), (2, "renamed")]
 
 
+@pytest.mark.versioning(plugins=[HOOKS])
+def test_plugin_hooks_do_not_run_for_a_bulk_update_that_changes_nothing(db, seeded):
+    """As for a flush that versions nothing: neither hook, before or after the
+    transaction row was written."""
+    Article, session = seeded
+    HOOKS.calls.clear()
+    session.execute(sa.update(Article).where(Article.id <= 2).values(name=Article.name))
+    assert HOOKS.calls == []
+    session.get(Article, 3).name = "flushed"
+    session.flush()
+    HOOKS.calls.clear()
+    session.execute(sa.update(Article).where(Article.id <= 2).values(content="c"))
+    assert HOOKS.calls == []
+    session.execute(sa.update(Article).where(Article.id <= 2).values(content="d"))
+    assert HOOKS.calls == [("before", session), ("after", session)]
+    session.commit()
+    _, tx2 = _txs(db)
+    assert sorted(h[:2] for h in _history(db) if h[2] == tx2) == [
+        (1, "a1"), (2, "a2"), (3, "flushed")
+    ]
+
+
 def test_a_bulk_save_stops_watching_the_connection_when_it_ends(db, seeded):
     """A second bulk save in the same transaction costs what the first one did: the
     first one's listeners are gone from the connection."""

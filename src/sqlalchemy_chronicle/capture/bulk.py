@@ -382,12 +382,14 @@ def _versioned_already(uow: UnitOfWork, version: sa.Table, keys: list[PK]) -> bo
     return any((version, key) in written for key in keys)
 
 
-def _changed_statements(spec: VersionTableSpec, dialect: sa.Dialect) -> tuple[Any, Any, Any]:
-    """The close, add and (without ``INSERT ... RETURNING``) find statements of
+def _changed_statements(
+    spec: VersionTableSpec, dialect: sa.Dialect
+) -> tuple[Any, Any, Any, Any]:
+    """The close, add, (without ``INSERT ... RETURNING``) find and probe statements of
     :func:`_write_changed`, built once per table and key transport."""
     statements = statements_for(spec, dialect)
     cache_key = f"bulk_update:{dialect.name}:{statements.transport}"
-    built: tuple[Any, Any, Any] | None = spec.cache.get(cache_key)
+    built: tuple[Any, Any, Any, Any] | None = spec.cache.get(cache_key)
     if built is not None:
         return built
     assert spec.end_tx is not None
@@ -422,7 +424,20 @@ def _changed_statements(spec: VersionTableSpec, dialect: sa.Dialect) -> tuple[An
         add = add.returning(*spec.version_pk)
     else:
         find = sa.select(*spec.version_pk).where(spec.tx == tx, statements.keys_in(spec.version_pk))
-    built = spec.cache[cache_key] = (close, add, find)
+    # Whether some row has no open version holding its values (so needs a version).
+    kept = version.alias("chronicle_kept")
+    unchanged = sa.exists().where(
+        *[kept.c[v.key] == p for p, v in spec.pk],
+        unindexed(kept.c[spec.end_tx.key]).is_(None),
+        *[p.is_not_distinct_from(kept.c[v.key]) for p, v in spec.columns],
+    )
+    probe = (
+        sa.select(sa.literal(1))
+        .select_from(spec.parent)
+        .where(statements.keys_in([p for p, _ in spec.pk]), sa.not_(unchanged))
+        .limit(1)
+    )
+    built = spec.cache[cache_key] = (close, add, find, probe)
     return built
 
 
@@ -437,19 +452,25 @@ def _write_changed(
     """
     spec = target.spec
     statements = statements_for(spec, connection.dialect)
-    close, add, find = _changed_statements(spec, connection.dialect)
+    close, add, find, probe = _changed_statements(spec, connection.dialect)
     writer = Writer(uow, session, connection)
     created = uow.transaction_id is None
+    # Arrays (PostgreSQL) and a JSON document (SQLite) carry any number of keys in one
+    # parameter (per key column): one close and one INSERT whatever the number of rows.
+    width = len(spec.pk)
+    parts = [keys] if statements.transport in (ARRAYS, JSON) else list(chunks(keys, width))
     plugins = uow.manager.plugins
     if len(plugins):
+        # The hooks run around a write that versions something, as for a flush: when
+        # the statement changed no row, neither runs (nor is a transaction row written).
+        if not any(
+            connection.execute(probe, statements.key_params(chunk)).first() for chunk in parts
+        ):
+            return
         writer.tx_id()
         plugins.before_create_version_objects(uow, session)
     tx_id = writer.tx_id()
-    width = len(spec.pk)
     written: list[PK] = []
-    # Arrays (PostgreSQL) and a JSON document (SQLite) carry any number of keys in one
-    # parameter (per key column): one close and one INSERT whatever the number of rows.
-    parts = [keys] if statements.transport in (ARRAYS, JSON) else chunks(keys, width)
     for chunk in parts:
         params = {TX: tx_id, OP: int(Operation.UPDATE), **statements.key_params(chunk)}
         if connection.execute(close, params).rowcount == len(chunk):
