@@ -761,7 +761,10 @@ def remove_versioning(
     session: Any = orm.Session,
     manager: VersioningManager = versioning_manager,
 ) -> None:
-    """Undo :func:`make_versioned`: remove the listeners and forget the built classes."""
+    """Undo :func:`make_versioned`: remove the listeners, take away what versioning
+    added to the versioned classes (their ``versions`` relationship, the history
+    batches' listeners, the old values kept on assignment) and forget the built
+    classes. The version and transaction classes stay mapped in their registry."""
     _check_manager(manager, "remove_versioning")
     manager.uninstall()
     manager.reset()
