@@ -21,8 +21,12 @@ def test_dml_values_reads_single_and_multi_row_values():
     rows = [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]
     assert dml_values(sa.insert(TABLE).values(rows)) == rows
     assert dml_values(sa.insert(TABLE)) == []
-    # an SQL expression is no value a key can be read from
-    assert dml_values(sa.insert(TABLE).values(id=sa.func.abs(-1), name="x")) == [{"name": "x"}]
+    # an SQL expression is given as itself: the column is given, its value unknown here
+    expression = sa.func.abs(-1)
+    (row,) = dml_values(sa.insert(TABLE).values(id=expression, name="x"))
+    assert row.keys() == {"id", "name"} and row["id"] is expression and row["name"] == "x"
+    (row,) = dml_values(sa.insert(TABLE).values([{"id": expression, "name": "x"}]))
+    assert row.keys() == {"id", "name"} and row["id"] is expression
 
 
 def test_from_select_names_reads_the_names_given_to_from_select():

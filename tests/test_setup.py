@@ -200,6 +200,46 @@ def test_remove_versioning_stops_capture(db, base, manager):
     assert manager.options["create_composite_index"] is False
 
 
+@pytest.mark.parametrize("lazy", ["dynamic", "selectin"])
+def test_remove_versioning_takes_away_what_versioning_added(db, base, manager, lazy):
+    """The ``versions`` relationship, the history batches' listeners (a loaded object
+    no longer joins a batch) and the old values kept on assignment all go; queries
+    compiled before (eager-loading the versions) still run."""
+    manager.options["versions_lazy"] = lazy
+
+    class Article(base):
+        __tablename__ = "article"
+        __versioned__: dict[str, Any] = {}
+        id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+        name: Mapped[str | None] = mapped_column(sa.Unicode(255))
+
+    class Special(Article):  # single-table subclass: inherits ``versions``
+        extra: Mapped[str | None] = mapped_column(sa.Unicode(20))
+
+    db.create(base.metadata)
+    session = db.session()
+    session.add_all([Article(name="a"), Special(name="s", extra="x")])
+    session.commit()
+    session.close()
+    loaded = session.scalars(sa.select(Article).order_by(Article.id)).all()
+    assert [len(a.versions.all() if lazy == "dynamic" else a.versions) for a in loaded] == [1, 1]
+    assert Article.name.impl.active_history is True
+    session.close()
+
+    remove_versioning(manager=manager)
+    for cls in (Article, Special):
+        assert "versions" not in sa.inspect(cls).attrs
+        assert not hasattr(cls, "versions")
+        assert cls.name.impl.active_history is False
+    loaded = session.scalars(sa.select(Article).order_by(Article.id)).all()
+    assert [a.name for a in loaded] == ["a", "s"]
+    assert all("_chronicle_history_batch" not in vars(a) for a in loaded)
+    loaded[0].name = "b"
+    session.commit()
+    assert [r["name"] for r in db.rows("article", order_by=["id"])] == ["b", "s"]
+    assert [r["name"] for r in db.rows("article_version", order_by=["id"])] == ["a", "s"]
+
+
 def test_default_manager_make_and_remove_versioning(engine):
     """The module-level manager, as Continuum users set it up."""
     make_versioned(user_cls=None)

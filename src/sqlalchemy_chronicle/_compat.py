@@ -14,6 +14,7 @@ __all__ = [
     "from_select_names",
     "is_upsert",
     "new_instance",
+    "remove_property",
     "session_connections",
 ]
 
@@ -38,7 +39,8 @@ def dml_values(stmt: Any) -> list[dict[Any, Any]]:
     Bulk capture must know the keys of the rows an ``insert(Model).values(...)``
     adds. No public accessor gives them: ``ValuesBase._values`` (one row, values as
     bound parameters) and ``_multi_values`` (several rows) hold them. A value that is
-    an SQL expression rather than a bound value is left out.
+    an SQL expression rather than a bound value is given as that expression: the
+    column is given (plugins flag it), its value is known only to the database.
     """
     multi = getattr(stmt, "_multi_values", None) or ()
     rows: list[dict[Any, Any]] = []
@@ -50,10 +52,7 @@ def dml_values(stmt: Any) -> list[dict[Any, Any]]:
     if single:
         row: dict[Any, Any] = {}
         for k, v in single.items():
-            if isinstance(v, sa.BindParameter):
-                row[_key(k)] = v.value
-            elif not isinstance(v, sa.ClauseElement):
-                row[_key(k)] = v
+            row[_key(k)] = v.value if isinstance(v, sa.BindParameter) else v
         rows.append(row)
     return rows
 
@@ -101,3 +100,34 @@ def session_connections(session: Any) -> list[Any]:
     for entry in getattr(transaction, "_connections", {}).values():
         found.setdefault(id(entry[0]), entry[0])
     return list(found.values())
+
+
+def remove_property(mapper: Any, key: str) -> bool:
+    """Take the property ``key`` that ``Mapper.add_property()`` gave ``mapper`` off it
+    again, and off its subclasses, which inherited it; whether it was there.
+
+    ``remove_versioning()`` takes away the ``versions`` relationship it added;
+    SQLAlchemy has ``add_property`` but no public way back. The property leaves the
+    mappers' property collections and the class (the attribute goes), and the
+    mappers forget what they derived from it. A relationship loaded eagerly keeps its
+    entry in the class's instrumentation: statements compiled before (SQLAlchemy
+    caches them per mapper) still load it, and would fail without it.
+    """
+    prop = mapper._props.get(key)
+    if prop is None:
+        return False
+    eager = getattr(prop, "lazy", None) in ("joined", "selectin", "subquery", "immediate", False)
+    for each in mapper.self_and_descendants:
+        each._props.pop(key, None)
+        each._init_properties.pop(key, None)
+        manager = each.class_manager
+        if key in vars(each.class_):
+            # Not delattr(): declarative classes refuse to lose a mapped attribute.
+            type.__delattr__(each.class_, key)
+        manager.local_attrs.pop(key, None)
+        if not eager:
+            manager.pop(key, None)
+        manager._reset_memoizations()
+    for each in mapper.self_and_descendants:
+        each._expire_memoizations()
+    return True

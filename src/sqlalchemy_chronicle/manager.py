@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event, orm
 
+from ._compat import remove_property
 from .capture import writer
 from .capture.native.postgresql import NativeCapture
 from .capture.orm import OrmCapture
@@ -113,6 +114,10 @@ class VersioningManager:
         #: The writer of version rows, as units of work call it.
         self.writer: VersionWriter = writer
         self._installed = False
+        #: (target, event, listener) of the read side (see :meth:`_listen`).
+        self._read_listeners: list[tuple[Any, str, Any]] = []
+        #: (mapper, key) of the properties added to versioned classes.
+        self._added_properties: list[tuple[orm.Mapper[Any], str]] = []
         self._set_transaction_cls(transaction_cls)
         self.reset()
 
@@ -331,7 +336,16 @@ class VersioningManager:
         self._capture.install(session)
 
     def uninstall(self) -> None:
-        """Remove every listener this manager installed."""
+        """Remove every listener this manager installed, and what it added to the
+        versioned classes: the ``versions`` relationships and the history batches'
+        listeners (the version classes stay mapped in their registry)."""
+        for target, name, fn in self._read_listeners:
+            if event.contains(target, name, fn):
+                event.remove(target, name, fn)
+        self._read_listeners.clear()
+        for mapper, key in self._added_properties:
+            remove_property(mapper, key)
+        self._added_properties.clear()
         if self._installed:
             target = self._mapper_target
             for name, fn in (
@@ -672,23 +686,29 @@ class VersioningManager:
         )
         if base_version is None:
             for name in ("expire", "refresh"):
-                event.listen(version_cls, name, forget_links, propagate=True)
+                self._listen(version_cls, name, forget_links)
         model.version_cls = version_cls
         self.version_class_map[parent] = version_cls
         self.parent_class_map[version_cls] = parent
         dynamic = options.versions_lazy == "dynamic"
-        add_versions_relationship(model, version_cls, VersionsQuery if dynamic else None)
+        if add_versions_relationship(model, version_cls, VersionsQuery if dynamic else None):
+            self._added_properties.append((model.mapper, "versions"))
         if dynamic and base_version is None:
             # The loop over objects reaching their histories batches (read/batch.py).
             # raw: the listeners take the InstanceState, as SQLAlchemy has it (no
             # wrapper call looking up the object, for every object a query loads).
-            loaded = partial(note_loaded, model)
-            event.listen(model.mapper, "load", loaded, propagate=True, raw=True)
-            refreshed = partial(note_refreshed, model)
-            event.listen(model.mapper, "refresh", refreshed, propagate=True, raw=True)
-            event.listen(model.mapper, "expire", forget_batch, propagate=True, raw=True)
+            self._listen(model.mapper, "load", partial(note_loaded, model), raw=True)
+            self._listen(model.mapper, "refresh", partial(note_refreshed, model), raw=True)
+            self._listen(model.mapper, "expire", forget_batch, raw=True)
         if len(self.plugins):
             self.plugins.after_version_class_built(parent, version_cls)
+
+
+    def _listen(self, target: Any, name: str, fn: Any, **kw: Any) -> None:
+        """Listen (propagated) to a read-side event of a built class, so that
+        :meth:`uninstall` can take the listener away again."""
+        event.listen(target, name, fn, propagate=True, **kw)
+        self._read_listeners.append((target, name, fn))
 
 
 def _inherited_keys(model: VersionedModel) -> set[str]:
@@ -741,7 +761,10 @@ def remove_versioning(
     session: Any = orm.Session,
     manager: VersioningManager = versioning_manager,
 ) -> None:
-    """Undo :func:`make_versioned`: remove the listeners and forget the built classes."""
+    """Undo :func:`make_versioned`: remove the listeners, take away what versioning
+    added to the versioned classes (their ``versions`` relationship, the history
+    batches' listeners, the old values kept on assignment) and forget the built
+    classes. The version and transaction classes stay mapped in their registry."""
     _check_manager(manager, "remove_versioning")
     manager.uninstall()
     manager.reset()

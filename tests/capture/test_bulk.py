@@ -270,6 +270,27 @@ def test_bulk_statement_count_does_not_grow_with_rows(db, article_models):
     assert [(r[1], r[4]) for r in rows if r[0] == 1] == [("n1", INSERT), ("by key", DELETE)]
 
 
+def test_update_where_of_thousands_of_rows_costs_five_statements(db, article_models):
+    """More keys than one key list carries (2,000 parameters): on SQLite and PostgreSQL
+    they travel as one JSON document or one array, so the statement costs the SELECT
+    of its keys, itself, the transaction row, one closing UPDATE and one INSERT of the
+    versions; on MariaDB the last two run once per 2,000 keys."""
+    Article = article_models()
+    session = db.session()
+    n = 2500
+    session.execute(sa.insert(Article), [{"id": i, "name": f"n{i}"} for i in range(1, n + 1)])
+    session.commit()
+    with db.count_statements() as stmts:
+        session.execute(sa.update(Article).where(Article.id > 0).values(name=Article.name + "!"))
+    session.commit()
+    assert len(stmts) == (7 if db.name == "mysql" else 5)
+    tx1, tx2 = _txs(db)
+    rows = _history(db)
+    assert len(rows) == 2 * n
+    assert {(r[2], r[3], r[4]) for r in rows} == {(tx1, tx2, INSERT), (tx2, None, UPDATE)}
+    assert sorted(r[1] for r in rows if r[2] == tx2) == sorted(f"n{i}!" for i in range(1, n + 1))
+
+
 def test_legacy_bulk_save_statement_count_does_not_grow_with_rows(db, article_models):
     Article = article_models()
     session = db.session()
@@ -422,6 +443,28 @@ def test_plugin_hooks_run_around_the_versions_of_a_bulk_update(db, seeded):
     session.commit()
     _, tx2 = _txs(db)
     assert sorted(h[:2] for h in _history(db) if h[2] == tx2) == [(1, "renamed"), (2, "renamed")]
+
+
+@pytest.mark.versioning(plugins=[HOOKS])
+def test_plugin_hooks_do_not_run_for_a_bulk_update_that_changes_nothing(db, seeded):
+    """As for a flush that versions nothing: neither hook, before or after the
+    transaction row was written."""
+    Article, session = seeded
+    HOOKS.calls.clear()
+    session.execute(sa.update(Article).where(Article.id <= 2).values(name=Article.name))
+    assert HOOKS.calls == []
+    session.get(Article, 3).name = "flushed"
+    session.flush()
+    HOOKS.calls.clear()
+    session.execute(sa.update(Article).where(Article.id <= 2).values(content="c"))
+    assert HOOKS.calls == []
+    session.execute(sa.update(Article).where(Article.id <= 2).values(content="d"))
+    assert HOOKS.calls == [("before", session), ("after", session)]
+    session.commit()
+    _, tx2 = _txs(db)
+    assert sorted(h[:2] for h in _history(db) if h[2] == tx2) == [
+        (1, "a1"), (2, "a2"), (3, "flushed")
+    ]
 
 
 def test_a_bulk_save_stops_watching_the_connection_when_it_ends(db, seeded):

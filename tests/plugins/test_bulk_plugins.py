@@ -52,6 +52,26 @@ def test_insert_values_flags_the_columns_given(db, article_models):
     assert _flags(db) == [(1, True, False, INSERT), (2, True, False, INSERT)]
 
 
+def test_insert_values_flags_columns_given_as_sql_expressions(db, article_models):
+    """A column given an SQL expression (a function, another column) is given too."""
+    Article = article_models()
+    session = db.session()
+    session.execute(sa.insert(Article).values(id=1, name=sa.func.upper("a")))
+    session.execute(sa.insert(Article).values(id=2, content=sa.literal("c") + "d", name=None))
+    session.execute(sa.insert(Article).values([
+        {"id": 3, "name": sa.func.lower("B"), "content": None},
+        {"id": 4, "name": "n", "content": sa.func.upper("x")},
+    ]))
+    session.commit()
+    assert [(r["id"], r["name"], r["content"]) for r in db.rows("article", order_by=["id"])] == [
+        (1, "A", None), (2, None, "cd"), (3, "b", None), (4, "n", "X"),
+    ]
+    assert _flags(db) == [
+        (1, True, False, INSERT), (2, True, True, INSERT),
+        (3, True, True, INSERT), (4, True, True, INSERT),
+    ]
+
+
 def test_insert_executemany_flags_the_columns_each_row_gives(db, article_models):
     Article = article_models()
     session = db.session()

@@ -178,6 +178,20 @@ def read_insert_source(
     return rows
 
 
+def _given(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> set[tuple[Any, ...]] | None:
+    """The distinct values of the columns ``names`` in ``rows``, as tuples; None when a
+    row lacks one of them (or there are no rows)."""
+    if not rows:
+        return None
+    get = operator.itemgetter(*names)
+    try:
+        if len(names) == 1:
+            return {(value,) for value in map(get, rows)}
+        return set(map(get, rows))
+    except KeyError:
+        return None
+
+
 def version_association_insert(
     uow: UnitOfWork,
     connection: Connection,
@@ -208,23 +222,18 @@ def version_association_insert(
         if not rows:
             return
     key_names = [p.key for p, _ in spec.pk]
-    links = sorted({c.key for c in table.columns if c.foreign_keys})
-    has_keys, has_links = set(key_names), set(links)
-    if rows and all(row.keys() >= has_keys for row in rows):
-        match_names = key_names
-    elif rows and links and all(row.keys() >= has_links for row in rows):
-        match_names = links
-    else:
+    match_names = key_names
+    found = _given(rows, key_names)
+    if found is None:
+        match_names = sorted({c.key for c in table.columns if c.foreign_keys})
+        found = _given(rows, match_names) if match_names else None
+    if found is None:
         raise NotSupportedError(
             f"Cannot version this INSERT into association table {table.name!r}: the rows "
             f"it adds cannot be told apart (no values for {', '.join(key_names)}); insert "
             f"the rows with their key values, or through the relationship."
         )
-    if len(match_names) == 1:
-        (name,) = match_names
-        values = ordered({(row[name],) for row in rows})
-    else:
-        values = ordered(set(map(operator.itemgetter(*match_names), rows)))
+    values = ordered(found)
     if match_names == key_names:
         keys = values
     else:

@@ -27,8 +27,12 @@ compare in SQL: only the keys of the rows its ``WHERE`` matches are read before 
 (locked); afterwards one ``UPDATE`` closes the open versions of those rows whose
 values differ from their live row, and one ``INSERT ... SELECT`` from the live table
 writes a version for each of them that has no open version left, returning the keys
-it wrote. No row's values travel through Python. (A row older than versioning, with
-no version at all, gets one even when the statement left it as it was.) Rows this
+it wrote; when the UPDATE closed a version of every row (the statement changed them
+all, the common case), the INSERT copies them all, with neither that look-up per row
+nor the keys read back. No row's values travel through Python; the keys travel as
+one parameter (an array on PostgreSQL, a JSON document on SQLite), or in chunks of
+:data:`~.templates.CHUNK_PARAMS` values. (A row older than versioning, with no
+version at all, gets one even when the statement left it as it was.) Rows this
 transaction versioned already take the general path.
 
 Inserts without their keys (database-generated integer keys) find the new rows as
@@ -68,7 +72,7 @@ from ..config import Operation
 from ..exc import NotSupportedError
 from .context import current_context
 from .plan import PK, Plan, TablePlan
-from .sql import ARRAYS, key_in, ordered, unindexed
+from .sql import ARRAYS, JSON, key_in, ordered, unindexed
 from .templates import OP, TX, chunks, statements_for
 from .writer import Writer
 
@@ -147,13 +151,15 @@ class _Target:
         )
 
     def key_of(self, params: Mapping[Any, Any]) -> PK | None:
-        """The key a parameter dict names, or None when it lacks a key column."""
+        """The key a parameter dict names, or None when it lacks a key column (or gives
+        it as an SQL expression, whose value only the database knows)."""
         values = {getattr(k, "key", k): v for k, v in params.items()}
         key = []
         for names in self.key_names:
             for name in names:
-                if name in values and values[name] is not None:
-                    key.append(values[name])
+                value = values.get(name)
+                if value is not None and not isinstance(value, sa.ClauseElement):
+                    key.append(value)
                     break
             else:
                 return None
@@ -293,7 +299,7 @@ def version_statement(
             before = target.select_keys(connection, keys, lock=True)
     elif _fast_update(target, state, connection, uow):
         locked = _select_keys(connection, target, stmt.whereclause)
-        if not any((target.spec.version, key) in uow.written for key in locked):
+        if not _versioned_already(uow, target.spec.version, locked):
             result = state.invoke_statement()
             if locked:
                 _write_changed(uow, session, connection, target, locked)
@@ -360,15 +366,30 @@ def _select_keys(connection: Connection, target: _Target, where: Any) -> list[PK
         stmt = stmt.where(where)
     if connection.dialect.name != "sqlite":
         stmt = stmt.with_for_update(of=target.spec.parent)
-    return [tuple(row) for row in connection.execute(stmt).all()]
+    result = connection.execute(stmt)
+    if len(target.pk) == 1:  # no Row objects for thousands of one-column keys
+        return [(key,) for key in result.scalars().all()]
+    return [tuple(row) for row in result]
 
 
-def _changed_statements(spec: VersionTableSpec, dialect: sa.Dialect) -> tuple[Any, Any, Any]:
-    """The close, add and (without ``INSERT ... RETURNING``) find statements of
+def _versioned_already(uow: UnitOfWork, version: sa.Table, keys: list[PK]) -> bool:
+    """Whether this transaction wrote a version of one of ``keys`` already."""
+    written = uow.written
+    if not written:
+        return False
+    if len(written) < len(keys):
+        return not {key for table, key in written if table is version}.isdisjoint(keys)
+    return any((version, key) in written for key in keys)
+
+
+def _changed_statements(
+    spec: VersionTableSpec, dialect: sa.Dialect
+) -> tuple[Any, Any, Any, Any]:
+    """The close, add, (without ``INSERT ... RETURNING``) find and probe statements of
     :func:`_write_changed`, built once per table and key transport."""
     statements = statements_for(spec, dialect)
     cache_key = f"bulk_update:{dialect.name}:{statements.transport}"
-    built: tuple[Any, Any, Any] | None = spec.cache.get(cache_key)
+    built: tuple[Any, Any, Any, Any] | None = spec.cache.get(cache_key)
     if built is not None:
         return built
     assert spec.end_tx is not None
@@ -403,7 +424,20 @@ def _changed_statements(spec: VersionTableSpec, dialect: sa.Dialect) -> tuple[An
         add = add.returning(*spec.version_pk)
     else:
         find = sa.select(*spec.version_pk).where(spec.tx == tx, statements.keys_in(spec.version_pk))
-    built = spec.cache[cache_key] = (close, add, find)
+    # Whether some row has no open version holding its values (so needs a version).
+    kept = version.alias("chronicle_kept")
+    unchanged = sa.exists().where(
+        *[kept.c[v.key] == p for p, v in spec.pk],
+        unindexed(kept.c[spec.end_tx.key]).is_(None),
+        *[p.is_not_distinct_from(kept.c[v.key]) for p, v in spec.columns],
+    )
+    probe = (
+        sa.select(sa.literal(1))
+        .select_from(spec.parent)
+        .where(statements.keys_in([p for p, _ in spec.pk]), sa.not_(unchanged))
+        .limit(1)
+    )
+    built = spec.cache[cache_key] = (close, add, find, probe)
     return built
 
 
@@ -418,21 +452,34 @@ def _write_changed(
     """
     spec = target.spec
     statements = statements_for(spec, connection.dialect)
-    close, add, find = _changed_statements(spec, connection.dialect)
+    close, add, find, probe = _changed_statements(spec, connection.dialect)
     writer = Writer(uow, session, connection)
     created = uow.transaction_id is None
+    # Arrays (PostgreSQL) and a JSON document (SQLite) carry any number of keys in one
+    # parameter (per key column): one close and one INSERT whatever the number of rows.
+    width = len(spec.pk)
+    parts = [keys] if statements.transport in (ARRAYS, JSON) else list(chunks(keys, width))
     plugins = uow.manager.plugins
     if len(plugins):
+        # The hooks run around a write that versions something, as for a flush: when
+        # the statement changed no row, neither runs (nor is a transaction row written).
+        if not any(
+            connection.execute(probe, statements.key_params(chunk)).first() for chunk in parts
+        ):
+            return
         writer.tx_id()
         plugins.before_create_version_objects(uow, session)
     tx_id = writer.tx_id()
-    width = len(spec.pk)
     written: list[PK] = []
-    # Arrays (PostgreSQL) carry any number of keys in one parameter per key column.
-    parts = [keys] if statements.transport == ARRAYS else chunks(keys, width)
     for chunk in parts:
         params = {TX: tx_id, OP: int(Operation.UPDATE), **statements.key_params(chunk)}
-        connection.execute(close, params)
+        if connection.execute(close, params).rowcount == len(chunk):
+            # Every row changed and had its open version closed (the common case): each
+            # gets a version, copied from the live row without the look-up of an open
+            # version per row, and without reading the keys back.
+            connection.execute(statements.from_live(()), params)
+            written.extend(chunk)
+            continue
         result = connection.execute(add, params)
         if find is not None:
             result = connection.execute(find, params)
@@ -442,8 +489,7 @@ def _write_changed(
         if created:  # nothing changed: no transaction row either
             writer.drop_transaction(connection, tx_id)
         return
-    for key in written:
-        uow.written[(version, key)] = Operation.UPDATE
+    uow.written.update(dict.fromkeys([(version, key) for key in written], Operation.UPDATE))
     uow.written_specs[version] = spec
     uow.changed_entities = {target.model.parent} if target.model is not None else set()
     if not created:

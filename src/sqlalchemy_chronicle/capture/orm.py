@@ -52,6 +52,9 @@ class OrmCapture:
         self.info_key = f"sqlalchemy_chronicle.uow.{next(_counter)}"
         self._session_targets: list[Any] = []
         self._mapper_listeners: list[tuple[Any, str, Any]] = []
+        #: The attribute implementations :meth:`listen_attribute` made keep their old
+        #: values, and whether they did before.
+        self._active_history: list[tuple[Any, bool]] = []
         #: Whether Core statements are watched (some association table is versioned).
         self._watching_statements = False
         #: The sessions holding a unit of work: an index for the read-only views below,
@@ -162,6 +165,9 @@ class OrmCapture:
             if event.contains(target, name, fn):
                 event.remove(target, name, fn)
         self._mapper_listeners.clear()
+        for impl, before in reversed(self._active_history):
+            impl.active_history = before
+        self._active_history.clear()
 
     def watch_mapper(self, mapper: Mapper[Any], model: VersionedModel) -> None:
         """Record the rows ``mapper`` writes as changes of ``model``."""
@@ -206,7 +212,9 @@ class OrmCapture:
             if key in class_manager and isinstance(
                 class_manager.mapper.attrs.get(key), orm.ColumnProperty
             ):
-                class_manager[key].impl.active_history = True
+                impl = class_manager[key].impl
+                self._active_history.append((impl, impl.active_history))
+                impl.active_history = True
 
     # -- session events --------------------------------------------------------------
 

@@ -95,7 +95,10 @@ def json_keys(keys: Sequence[Sequence[Any]]) -> str:
     values for one-column keys, else an array of arrays."""
     if keys and len(keys[0]) == 1:
         return json.dumps([key[0] for key in keys])
-    return json.dumps([list(key) for key in keys])
+    try:
+        return json.dumps(keys)  # tuples are arrays to the encoder: no copy per key
+    except TypeError:  # keys that are no tuples (rows)
+        return json.dumps([list(key) for key in keys])
 
 
 def match_keys(

@@ -211,13 +211,14 @@ def _is_history(prop: Any) -> bool:
 
 def add_versions_relationship(
     model: VersionedModel, version_cls: type, query_class: type | None = None
-) -> None:
+) -> bool:
     """Give the parent class its ``versions`` relationship, ordered by transaction: a
-    dynamic query unless the ``versions_lazy`` option says otherwise."""
+    dynamic query unless the ``versions_lazy`` option says otherwise. Whether it added
+    one (not when the class inherits its ancestor's)."""
     mapper = model.mapper
     inherited = mapper.inherits is not None and not mapper.concrete
     if inherited and "versions" in mapper.attrs:
-        return  # a versioned ancestor's ``versions`` returns this class's versions too
+        return False  # a versioned ancestor's ``versions`` returns this class's versions too
     ours = any(
         _is_history(m.attrs.get("versions")) for m in mapper.iterate_to_root() if m is not mapper
     )
@@ -240,6 +241,7 @@ def add_versions_relationship(
             query_class=query_class,
         ),
     )
+    return True
 
 
 def build_transaction_class(
