@@ -197,6 +197,19 @@ def test_transaction_dropped_hook_gets_the_session_and_the_dropped_id(db, articl
     assert len(ids) == 2 and tx_id > max(ids)
 
 
+def test_session_bound_per_model_writes_versions_on_the_models_connection(db, article_models):
+    """A session with no default bind, only one for the versioned model: the flush's
+    versions and transaction row go on the connection of the model it wrote."""
+    Article = article_models()
+    with sa.orm.Session(binds={Article: db.engine}) as session:
+        session.add(Article(name="a"))
+        session.commit()
+        session.get(Article, 1).name = "b"
+        session.commit()
+    assert [r["name"] for r in db.rows("article_version")] == ["a", "b"]
+    assert len(db.rows("transaction")) == 2
+
+
 def test_update_of_excluded_column_only_writes_nothing(db, article_models):
     Article = article_models({"exclude": ["content"]})
     session = db.session()
