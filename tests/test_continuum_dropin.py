@@ -254,6 +254,7 @@ def test_unit_of_work_of_a_scoped_session_is_the_proxied_sessions(db, base, mana
         scoped.add(Article(name="a"))
         scoped.flush()
         assert manager.unit_of_work(scoped) is manager.unit_of_work(scoped())
+        assert manager.find_unit_of_work(scoped) is manager.unit_of_work(scoped())
         assert list(manager.session_connection_map) == [scoped()]
         scoped.commit()
         assert dict(manager.units_of_work) == {}

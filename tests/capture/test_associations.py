@@ -285,6 +285,30 @@ def test_core_delete_with_bound_parameters_executemany(db, models):
     ]
 
 
+def test_core_delete_where_a_column_equals_a_subquery_is_versioned(db, models):
+    """``col = (SELECT ...)`` is not a bound value: the statement's own WHERE reads the
+    rows it deletes. The subquery's entity (Tag) is not what the statement writes: no
+    tag gets a version (they used to get DELETE versions, as if the statement were on
+    the tag table)."""
+    m = models
+    session = db.session()
+    _seed(session, m)
+    session.execute(sa.insert(m.table), [{"article_id": 1, "tag_id": t} for t in (1, 2, 3)])
+    session.commit()
+    t2 = sa.select(m.Tag.id).where(m.Tag.name == "t2").scalar_subquery()
+    session.execute(sa.delete(m.table).where(m.table.c.tag_id == t2))
+    session.commit()
+    _, tx2, tx3 = _txs(db)
+    assert [r[:5] for r in _pairs(db, m)] == [
+        (1, 1, tx2, None, INSERT), (1, 2, tx2, tx3, INSERT), (1, 3, tx2, None, INSERT),
+        (1, 2, tx3, None, DELETE),
+    ]
+    assert [(r["id"], r["operation_type"]) for r in db.rows("tag_version")] == [
+        (1, INSERT), (2, INSERT), (3, INSERT),
+    ]
+    assert [r["name"] for r in db.rows("tag")] == ["t1", "t2", "t3"]
+
+
 def test_core_delete_matching_nothing_writes_nothing(db, models):
     m = models
     session = db.session()

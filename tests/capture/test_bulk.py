@@ -636,3 +636,49 @@ def test_update_where_versions_a_row_older_than_versioning(db, seeded):
     assert [h for h in _history(db) if h[2] == tx2] == [
         (2, "changed", tx2, None, UPDATE), (7, "old", tx2, None, UPDATE)
     ]
+
+
+def test_rows_older_than_versioning_a_statement_does_not_write_get_no_version(db, seeded):
+    """A row written without versioning (the largest key) keeps having no version when
+    statements around it write other rows: an UPDATE ... WHERE on another row, a
+    bulk_insert_mappings() and an insert() without keys version only their own rows."""
+    Article, session = seeded
+    with db.engine.begin() as conn:  # key 5, generated as the next ones will be
+        conn.execute(sa.insert(Article.__table__).values(name="old", content="c"))
+    session.execute(sa.update(Article).where(Article.id == 1).values(name="changed"))
+    session.bulk_insert_mappings(Article, [{"name": "legacy"}])
+    session.execute(sa.insert(Article), [{"name": "auto"}])
+    session.commit()
+    _, tx2 = _txs(db)
+    assert [(h[0], h[1], h[4]) for h in _history(db) if h[2] == tx2] == [
+        (1, "changed", UPDATE), (6, "legacy", INSERT), (7, "auto", INSERT),
+    ]
+    assert [r["name"] for r in db.rows("article_version") if r["id"] == 5] == []
+
+
+def test_update_where_closes_only_the_open_version(db, seeded):
+    """The shorter path of UPDATE ... WHERE closes the version open before it, and
+    leaves the older, closed ones as they were."""
+    Article, session = seeded
+    session.get(Article, 1).name = "second"
+    session.commit()
+    session.execute(sa.update(Article).where(Article.id == 1).values(name="third"))
+    session.commit()
+    tx1, tx2, tx3 = _txs(db)
+    assert [h for h in _history(db) if h[0] == 1] == [
+        (1, "a1", tx1, tx2, INSERT), (1, "second", tx2, tx3, UPDATE),
+        (1, "third", tx3, None, UPDATE),
+    ]
+
+
+def test_bulk_statements_in_a_session_bound_per_model(db, article_models):
+    """A session with no default bind, only one for the model: its bulk statements are
+    read before and after on the model's connection, and versioned."""
+    Article = article_models()
+    with orm.Session(binds={Article: db.engine}) as session:
+        session.execute(sa.insert(Article), [{"id": 1, "name": "a"}])
+        session.commit()
+        session.execute(sa.update(Article).where(Article.id == 1).values(name="b"))
+        session.commit()
+    tx1, tx2 = _txs(db)
+    assert _history(db) == [(1, "a", tx1, tx2, INSERT), (1, "b", tx2, None, UPDATE)]

@@ -469,6 +469,30 @@ def test_delete_of_a_row_deleted_meanwhile_writes_no_version(db, article_models,
     assert _history_problems(db, strategy, pool=1) == []
 
 
+@pytest.mark.filterwarnings("ignore:DELETE statement on table 'article' expected to delete")
+@BOTH_STRATEGIES
+def test_delete_of_a_row_deleted_meanwhile_beside_another_versions_the_other(
+    db, article_models, strategy
+):
+    """One flush deletes a row another session deleted first and a row still there: the
+    second gets its DELETE version, under a transaction row that stays."""
+    Article = article_models()
+    _seed(db, Article, pool=2)
+    a, b = db.session(), db.session()
+    stale, live = a.get(Article, 1), a.get(Article, 2)
+    b.delete(b.get(Article, 1))
+    b.commit()
+    a.delete(stale)
+    a.delete(live)
+    a.commit()
+
+    txs = [r["id"] for r in db.rows("transaction")]
+    deletes = [(r["id"], r["transaction_id"]) for r in db.rows("article_version")
+               if r["operation_type"] == Operation.DELETE]
+    assert sorted(deletes) == [(1, txs[1]), (2, txs[2])]
+    assert _history_problems(db, strategy, pool=2) == []
+
+
 # -- MariaDB: versioning must not make writers of different rows wait for each other ---
 
 

@@ -325,12 +325,12 @@ def test_concurrent_tasks_running_sessions_in_threads_record_their_own_user(db, 
 @WITH_USERS
 def test_metadata_without_a_plugin_to_store_it_is_an_error(db, models):
     Article = models
-    with db.session() as session, versioning_context(user_id=1, reason="import"):
+    with db.session() as session, versioning_context(user_id=1, reason="import", batch=7):
         session.add(Article(name="x"))
         with pytest.raises(ConfigurationError) as err:
             session.commit()
     assert "TransactionMetaPlugin" in str(err.value)
-    assert "reason" in str(err.value)
+    assert "metadata (batch, reason)" in str(err.value)
     assert db.rows("article") == []
     assert db.rows("transaction") == []
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import sqlite3
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
 
 from sqlalchemy_chronicle import Operation, Plugin, version_class
 from sqlalchemy_chronicle.capture import templates
@@ -101,6 +103,111 @@ def test_object_per_version_hook_sees_and_changes_each_version(db, article_model
         ("a", noted["a"]), ("b", noted["b"]), ("b2", noted["b2"])
     ]
     assert noted["b2"] == "noted 3"
+
+
+class _HookCalls(Plugin):
+    """Notes each object-per-version call (classes, key, whether ``uow`` is the writing
+    transaction's) and each dropped transaction (session, id)."""
+
+    def __init__(self) -> None:
+        self.objects: list[tuple[str, str, int, bool]] = []
+        self.dropped: list[tuple[Any, int]] = []
+
+    def after_create_version_object(self, uow, parent_obj, version_obj):
+        self.objects.append((
+            type(parent_obj).__name__, type(version_obj).__name__, parent_obj.id,
+            version_obj.transaction_id == uow.transaction_id,
+        ))
+
+    def transaction_dropped(self, uow, session, tx_id):
+        self.dropped.append((session, tx_id))
+
+
+HOOK_CALLS = _HookCalls()
+
+
+@pytest.mark.versioning(plugins=[HOOK_CALLS])
+def test_object_per_version_hook_runs_once_per_object_of_joined_models(db, base):
+    """A subclass object has a row in both tables of a joined model: the hook gets it
+    once, as a version of its own class, and the base-class object beside it too."""
+
+    class Employee(base):
+        __tablename__ = "employee"
+        __versioned__: dict[str, Any] = {}
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str] = mapped_column(sa.String(20))
+        kind: Mapped[str] = mapped_column(sa.String(20))
+        __mapper_args__ = {"polymorphic_on": "kind", "polymorphic_identity": "employee"}
+
+    class Engineer(Employee):
+        __tablename__ = "engineer"
+        id: Mapped[int] = mapped_column(sa.ForeignKey("employee.id"), primary_key=True)
+        skill: Mapped[str] = mapped_column(sa.String(20))
+        __mapper_args__ = {"polymorphic_identity": "engineer"}
+
+    db.create(base.metadata)
+    HOOK_CALLS.objects.clear()
+    session = db.session()
+    session.add_all([Engineer(id=1, name="e", skill="sql"), Employee(id=2, name="p")])
+    session.commit()
+    assert sorted(HOOK_CALLS.objects) == [
+        ("Employee", version_class(Employee).__name__, 2, True),
+        ("Engineer", version_class(Engineer).__name__, 1, True),
+    ]
+
+
+@pytest.mark.versioning(plugins=[HOOK_CALLS])
+def test_object_per_version_hook_sees_only_the_versions_of_its_flush(db, article_models):
+    """The second flush of a transaction hands over its own versions, not again those
+    the first flush wrote under the same transaction id."""
+    Article = article_models()
+    HOOK_CALLS.objects.clear()
+    session = db.session()
+    a, b = Article(name="a"), Article(name="b")
+    session.add(a)
+    session.flush()
+    session.add(b)
+    session.commit()
+    name = version_class(Article).__name__
+    assert HOOK_CALLS.objects == [("Article", name, a.id, True), ("Article", name, b.id, True)]
+
+
+@pytest.mark.versioning(plugins=[HOOK_CALLS])
+def test_transaction_dropped_hook_gets_the_session_and_the_dropped_id(db, article_models):
+    """A delete of a row another session deleted meanwhile versions nothing: the
+    transaction row is dropped and plugins are told which, with the user's session."""
+    Article = article_models()
+    setup = db.session()
+    setup.add(Article(id=1, name="a"))
+    setup.commit()
+    setup.close()
+    late = db.session()
+    stale = late.get(Article, 1)  # a plain read: no lock held against the other session
+    other = db.session()
+    other.delete(other.get(Article, 1))
+    other.commit()
+    other.close()
+    HOOK_CALLS.dropped.clear()
+    late.delete(stale)
+    with pytest.warns(sa.exc.SAWarning, match="0 were matched"):
+        late.commit()
+    [(session, tx_id)] = HOOK_CALLS.dropped
+    assert session is late
+    ids = [r["id"] for r in db.rows("transaction")]
+    assert len(ids) == 2 and tx_id > max(ids)
+
+
+def test_session_bound_per_model_writes_versions_on_the_models_connection(db, article_models):
+    """A session with no default bind, only one for the versioned model: the flush's
+    versions and transaction row go on the connection of the model it wrote."""
+    Article = article_models()
+    with sa.orm.Session(binds={Article: db.engine}) as session:
+        session.add(Article(name="a"))
+        session.commit()
+        session.get(Article, 1).name = "b"
+        session.commit()
+    assert [r["name"] for r in db.rows("article_version")] == ["a", "b"]
+    assert len(db.rows("transaction")) == 2
 
 
 def test_update_of_excluded_column_only_writes_nothing(db, article_models):

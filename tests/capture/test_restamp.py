@@ -51,3 +51,55 @@ def test_overtaken_transaction_moves_with_its_plugin_rows(db, article_models, st
     assert meta == [(b_tx, "reason", "slow job"), (a_tx, "reason", "slow job")]
     changes = {(r["transaction_id"], r["entity_name"]) for r in db.rows("transaction_changes")}
     assert changes == {(seed_tx, "Article"), (b_tx, "Article"), (a_tx, "Article")}
+
+
+@pytest.mark.parametrize("strategy", ["validity", "subquery"])
+def test_transaction_that_versions_another_row_in_a_later_flush_keeps_its_id(
+    db, article_models, strategy
+):
+    """Older versions of a row are no sign of being overtaken: only a newer transaction's
+    version of one of this write's rows moves the transaction to a new id."""
+    Article = article_models()
+    seed = db.session()
+    seed.add_all([Article(id=1, name="one"), Article(id=2, name="two")])
+    seed.commit()
+    seed.close()
+    session = db.session()
+    session.get(Article, 1).name = "one again"
+    session.flush()
+    early_id = db.manager.unit_of_work(session).transaction_id
+    session.get(Article, 2).name = "two again"
+    session.commit()
+    seed_tx, tx = (r["id"] for r in db.rows("transaction"))
+    assert tx == early_id
+    history = [(r["id"], r["transaction_id"], r["name"])
+               for r in db.rows("article_version", order_by=["id", "transaction_id"])]
+    assert history == [
+        (1, seed_tx, "one"), (1, tx, "one again"), (2, seed_tx, "two"), (2, tx, "two again"),
+    ]
+
+
+@pytest.mark.dbs("postgresql", "mysql")
+@pytest.mark.parametrize("strategy", ["validity", "subquery"])
+def test_transaction_overtaken_only_on_other_rows_keeps_its_id(db, article_models, strategy):
+    """B versions a row A never touches between A's two flushes: A's history is still in
+    order, so A keeps the id it took first (smaller than B's)."""
+    Article = article_models()
+    seed = db.session()
+    # Rows between those written: no gap lock of one write covers another's (MariaDB).
+    seed.add_all([Article(id=i, name=str(i)) for i in range(1, 6)])
+    seed.commit()
+    seed.close()
+    a, b = db.session(), db.session()
+    a.get(Article, 1).name = "1 by A"
+    a.flush()
+    early_id = db.manager.unit_of_work(a).transaction_id
+    b.get(Article, 3).name = "3 by B"
+    b.commit()
+    a.get(Article, 5).name = "5 by A"
+    a.commit()
+    seed_tx, a_tx, b_tx = (r["id"] for r in db.rows("transaction"))
+    assert a_tx == early_id < b_tx
+    written = {(r["id"], r["transaction_id"])
+               for r in db.rows("article_version") if r["transaction_id"] != seed_tx}
+    assert written == {(1, a_tx), (3, b_tx), (5, a_tx)}

@@ -253,3 +253,19 @@ def test_equal_values_of_other_types_write_no_version(db, Record):
     record.data = {"a": [1, 2, 3]}
     session.commit()
     assert [v.data for v in record.versions] == [{"a": [1, 2]}, {"a": [1, 2, 3]}]
+
+
+def test_bulk_update_by_keys_of_other_types(keyed, db):
+    """A bulk UPDATE by primary key reads its rows before and after by keys that travel
+    as an ``IN`` list: each changed row gets its version."""
+    Item, (k1, k2, _) = keyed
+    session = db.session()
+    session.add_all([Item(key=k1, name="a"), Item(key=k2, name="b")])
+    session.commit()
+    session.execute(sa.update(Item), [{"key": k1, "name": "a2"}, {"key": k2, "name": "b"}])
+    session.commit()
+    tx1, tx2 = sorted(r["id"] for r in db.rows("transaction"))
+    assert _history(db, Item) == {
+        k1: [("a", tx1, tx2, INSERT), ("a2", tx2, None, UPDATE)],
+        k2: [("b", tx1, None, INSERT)],
+    }

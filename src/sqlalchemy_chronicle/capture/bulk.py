@@ -199,6 +199,10 @@ def _target(manager: CaptureConfig, state: ORMExecuteState) -> _Target | None:
     if not isinstance(table, sa.Table):
         return None
     mapper = state.bind_mapper if state.is_orm_statement else None
+    if mapper is not None and not any(t is table._deannotate() for t in mapper.tables):
+        # The mapper of an entity in a subquery (``col == select(Tag.id)...``), not of
+        # the table written: that table goes by itself.
+        mapper = None
     model = None
     if mapper is not None:
         # An ORM statement's table is an annotated copy; the mapper names the real one.
