@@ -137,14 +137,17 @@ PLUGINS = (PropertyModTrackerPlugin, TransactionChangesPlugin, TransactionMetaPl
 
 
 @contextlib.contextmanager
-def versioned(engine: sa.Engine, native: bool, strategy: str = "validity") -> Iterator[Models]:
-    """The models, versioned by triggers (``native``) or by the ORM, with fresh tables."""
+def versioned(
+    engine: sa.Engine, native: bool, strategy: str = "validity", plugins: bool = True
+) -> Iterator[Models]:
+    """The models, versioned by triggers (``native``) or by the ORM, with fresh tables;
+    with the plugins of ``PLUGINS`` or none."""
     manager = VersioningManager()
     make_versioned(
         manager=manager,
         user_cls=None,
         options={"native_versioning": native, "strategy": strategy},
-        plugins=[plugin() for plugin in PLUGINS],
+        plugins=[plugin() for plugin in PLUGINS] if plugins else [],
     )
     models = None
     try:
@@ -191,12 +194,15 @@ def snapshot(engine: sa.Engine, models: Models) -> dict[str, list[tuple[Any, ...
 
 
 def compare(
-    engine: sa.Engine, scenario: Callable[[orm.Session, Models], None], strategy: str = "validity"
+    engine: sa.Engine,
+    scenario: Callable[[orm.Session, Models], None],
+    strategy: str = "validity",
+    plugins: bool = True,
 ) -> None:
     """Run ``scenario`` with ORM capture and with triggers; the tables must be equal."""
     results = []
     for native in (False, True):
-        with versioned(engine, native, strategy) as models:
+        with versioned(engine, native, strategy, plugins) as models:
             with orm.Session(engine) as session:
                 scenario(session, models)
             results.append(snapshot(engine, models))
@@ -365,6 +371,18 @@ def test_triggers_write_what_orm_capture_writes(engine, scenario):
 @pytest.mark.parametrize("scenario", [inserts_updates_deletes, one_version_per_transaction])
 def test_triggers_write_what_orm_capture_writes_under_the_subquery_strategy(engine, scenario):
     compare(engine, scenario, strategy="subquery")
+
+
+@pg_only
+@pytest.mark.parametrize(
+    "scenario",
+    [inserts_updates_deletes, one_version_per_transaction, savepoints_and_rollbacks, inheritance],
+    ids=lambda s: getattr(s, "__name__", None),
+)
+def test_triggers_write_what_orm_capture_writes_without_plugins(engine, scenario):
+    """Without TransactionChangesPlugin the triggers read the transaction id themselves
+    once the transaction has one (the function is called for the first write only)."""
+    compare(engine, scenario, plugins=False)
 
 
 def small_and_large_statements(conn: sa.Connection, m: Models, n: int) -> None:
@@ -652,8 +670,9 @@ def test_the_orm_reads_history_written_by_triggers(engine):
 
 
 @pg_only
-def test_two_concurrent_transactions_keep_unbroken_chains(engine):
-    with versioned(engine, native=True) as m:
+@pytest.mark.parametrize("plugins", [True, False], ids=["plugins", "no_plugins"])
+def test_two_concurrent_transactions_keep_unbroken_chains(engine, plugins):
+    with versioned(engine, native=True, plugins=plugins) as m:
         with orm.Session(engine) as session:
             session.add_all([m.Article(id=1, name="a"), m.Article(id=2, name="b")])
             session.commit()
@@ -670,9 +689,12 @@ def test_two_concurrent_transactions_keep_unbroken_chains(engine):
         assert [name for name, *_ in article_history(engine, 2)] == ["b", "b2", "b1"]
         with engine.connect() as conn:
             ids = conn.scalars(sa.text('SELECT id FROM "transaction" ORDER BY id')).all()
-            changes = conn.execute(sa.text("SELECT transaction_id FROM transaction_changes"))
-            assert sorted(r[0] for r in changes) == ids  # moved with the transaction
+            if plugins:
+                changes = conn.execute(sa.text("SELECT transaction_id FROM transaction_changes"))
+                assert sorted(r[0] for r in changes) == ids  # moved with the transaction
         assert len(ids) == 3
+        # The first transaction moved to the newest id, its two versions with it.
+        assert article_history(engine, 1)[-1][2] == article_history(engine, 2)[-1][2] == ids[-1]
 
 
 @pg_only

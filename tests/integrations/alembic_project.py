@@ -175,6 +175,16 @@ def drop_everything(engine: sa.Engine, schemas: list[str | None]) -> None:
                 conn.execute(sa.text(
                     f"DROP TYPE {preparer.quote_schema(schema)}.{preparer.quote(name)}"
                 ))
+            # The trigger functions dropping a table leaves (native versioning).
+            functions = conn.execute(sa.text(
+                "SELECT p.oid::regprocedure::text FROM pg_proc p "
+                "JOIN pg_namespace n ON n.oid = p.pronamespace "
+                "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') "
+                "AND (p.proname LIKE '%!_audit' ESCAPE '!' "
+                "OR p.proname LIKE 'chronicle!_%' ESCAPE '!')"
+            )).scalars().all()
+            for function in functions:
+                conn.execute(sa.text(f"DROP FUNCTION IF EXISTS {function}"))
 
 
 def iter_nonempty_lines(source: str) -> Iterator[str]:

@@ -600,3 +600,80 @@ def test_a_trigger_operation_with_an_unknown_option_names_it():
 
     with pytest.raises(ConfigurationError, match=r"sync_version_trigger\('article'\).*entity"):
         SyncVersionTriggerOp("article", entity="Article")
+
+
+#: Articles and their tags, the link table versioned too, all by triggers.
+NATIVE_LINKS_V1 = """\
+article_tag = sa.Table(
+    "article_tag",
+    Base.metadata,
+    sa.Column("article_id", sa.ForeignKey("article.id"), primary_key=True),
+    sa.Column("tag_id", sa.ForeignKey("tag.id"), primary_key=True),
+)
+
+
+class Article(Base):
+    __tablename__ = "article"
+    __versioned__ = {"native_versioning": True}
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(sa.String(50))
+    tags = orm.relationship("Tag", secondary=article_tag)
+
+
+class Tag(Base):
+    __tablename__ = "tag"
+    __versioned__ = {"native_versioning": True}
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(50))
+"""
+#: The same models, versioned by ORM capture.
+NATIVE_LINKS_V0 = NATIVE_LINKS_V1.replace('{"native_versioning": True}', "{}")
+
+
+def link_versions(engine: sa.Engine) -> list[tuple[Any, ...]]:
+    return sql(
+        engine,
+        "SELECT article_id, tag_id, operation_type FROM article_tag_version "
+        "ORDER BY transaction_id, article_id, tag_id",
+    )
+
+
+@pytest.mark.once
+@pytest.mark.dbs("postgresql")
+def test_turning_native_versioning_off_drops_the_triggers_of_link_tables(project, engine):
+    p = project()
+    p.write_models(p.header + NATIVE_LINKS_V1)
+    p.autogenerate("native")
+    p.upgrade()
+    assert audit_functions(engine) == {"article_audit", "tag_audit", "article_tag_audit"}
+    sql(engine, "INSERT INTO article (id, title) VALUES (1, 'a')")
+    sql(engine, "INSERT INTO tag (id, name) VALUES (1, 't'), (2, 'u')")
+    sql(engine, "INSERT INTO article_tag VALUES (1, 1)")
+    assert link_versions(engine) == [(1, 1, Operation.INSERT)]
+
+    # ORM capture again: the link table's triggers go with the others (left, they
+    # would version every link a second time), and come back in the downgrade.
+    p.write_models(p.header + NATIVE_LINKS_V0)
+    source = p.autogenerate("orm capture")
+    drops = [
+        "op.drop_version_trigger('article', entity_name='Article')",
+        "op.drop_version_trigger('article_tag', association=True)",
+        "op.drop_version_trigger('tag', entity_name='Tag')",
+    ]
+    assert sorted(body(source, "upgrade")) == drops
+    assert sorted(body(source, "downgrade")) == [d.replace("drop_", "create_") for d in drops]
+    p.upgrade()
+    p.check()  # a second autogenerate is empty
+    assert audit_functions(engine) == set()
+    models = p.models()
+    with sa.orm.Session(engine) as session:
+        article = session.get(models.Article, 1)
+        article.tags.append(session.get(models.Tag, 2))
+        session.commit()
+    assert link_versions(engine) == [(1, 1, Operation.INSERT), (1, 2, Operation.INSERT)]
+    p.forget_models()
+
+    p.downgrade(p.revisions[0])
+    assert audit_functions(engine) == {"article_audit", "tag_audit", "article_tag_audit"}
+    sql(engine, "DELETE FROM article_tag WHERE tag_id = 1")
+    assert link_versions(engine)[-1] == (1, 1, Operation.DELETE)

@@ -421,26 +421,46 @@ def _no_longer_native(
     autogen_context: AutogenContext, connection: Connection, default: str | None
 ) -> list[MigrateOperation]:
     """A drop of the triggers of each table that the models version by ORM capture
-    but that still has its version triggers (``native_versioning`` turned off).
+    but that still has its version triggers (``native_versioning`` turned off),
+    association tables included.
 
     The metadata says which tables are versioned (the version table specs registered
     in it); the class each was built for leads to its manager, whose transaction table
     and the class's name give the options that re-create the triggers in a downgrade.
+    An association table's spec has no class: its manager is the one that versions it
+    (``association_tables``), and it is re-created as an association (no entity name).
     """
     drops: list[MigrateOperation] = []
     for metadata in _metadatas(autogen_context):
-        for table in metadata.tables.values():
-            spec = registered_spec(table)
-            if spec is None or spec.mapper is None or native_capture_of(table) is not None:
-                continue
-            manager = getattr(spec.mapper.class_, "__versioning_manager__", None)
+        specs = [
+            (table, spec)
+            for table in metadata.tables.values()
+            if (spec := registered_spec(table)) is not None and native_capture_of(table) is None
+        ]
+        managers = {
+            id(manager): manager
+            for _, spec in specs
+            if spec.mapper is not None
+            and (manager := getattr(spec.mapper.class_, "__versioning_manager__", None))
+        }
+        for table, spec in specs:
+            if spec.mapper is None:
+                manager = next(
+                    (m for m in managers.values() if table in m.association_tables), None
+                )
+                owner_name = None
+            else:
+                manager = getattr(spec.mapper.class_, "__versioning_manager__", None)
+                owner = next(
+                    (m for m in spec.mapper.iterate_to_root() if m.local_table is table),
+                    spec.mapper,
+                )
+                owner_name = owner.class_.__name__
             if manager is None or not _installed(connection, table, default):
                 continue
-            owner = next(
-                (m for m in spec.mapper.iterate_to_root() if m.local_table is table),
-                spec.mapper,
+            was = trigger_spec(
+                spec, manager.transaction_table, owner_name, association=spec.mapper is None
             )
-            was = trigger_spec(spec, manager.transaction_table, owner.class_.__name__)
             schema = _key(table.schema, table.name, default)[0]
             drops.append(DropVersionTriggerOp(table.name, schema=schema, **_options(table, was)))
     return drops

@@ -134,6 +134,10 @@ class TriggerSpec:
     polymorphic: (
         tuple[sa.Table, tuple[tuple[str, str], ...], str, tuple[tuple[Any, str], ...]] | None
     ) = None
+    #: Whether the transaction function records the entity names of each statement
+    #: (there is a ``transaction_changes`` table): the audit function then calls it
+    #: for every write, else only for a transaction's first.
+    records_entities: bool = True
 
     @property
     def events(self) -> tuple[str, ...]:
@@ -457,6 +461,48 @@ def _newer_exists(spec: TriggerSpec, event: str, compiler: Any, current: Any) ->
     )
 
 
+def _key_exists(spec: TriggerSpec, event: str, compiler: Any, where: Any) -> Any:
+    """``EXISTS``: a version (in ``spec``'s version table or, for an update, in one of
+    its other tables') of a row of the triggering statement for which ``where``
+    (called with the version table) holds."""
+    source = _live(spec.table, "chronicle_old" if event == "DELETE" else "chronicle_new")
+    tables: list[tuple[TriggerSpec, list[tuple[str, str]]]] = [(spec, list(spec.key))]
+    if event == "UPDATE":
+        for related, pairs in spec.related:
+            version_of = dict(related.key)
+            tables.append((related, [(a, version_of[b]) for a, b in pairs]))
+    probes = []
+    for written, key in tables:
+        version = _pinned(written.version, compiler)
+        probes.append(
+            sa.exists(
+                sa.select(sa.literal(1))
+                .select_from(source)
+                .join(version, sa.and_(*[version.c[v] == source.c[a] for a, v in key]))
+                .where(where(written, version))
+            )
+        )
+    return sa.or_(*probes)
+
+
+def _this_transaction_exists(spec: TriggerSpec, event: str, compiler: Any, current: Any) -> Any:
+    """``EXISTS``: a row of the triggering statement has a version by this transaction
+    (``current``), which the statement folds into."""
+    return _key_exists(
+        spec, event, compiler, lambda t, version: version.c[t.transaction_column] == current
+    )
+
+
+def _open_exists(spec: TriggerSpec, compiler: Any) -> Any:
+    """``EXISTS``: an inserted row has an open version (a re-insert): it is closed."""
+    return _key_exists(
+        spec,
+        "INSERT",
+        compiler,
+        lambda t, version: version.c[t.end_transaction_column].is_(None),
+    )
+
+
 def _restamp_function(spec: TriggerSpec, compiler: Any) -> str:
     return _qualified_function(
         compiler, spec.transaction_table, restamp_function_name(spec.transaction_table)
@@ -575,10 +621,12 @@ def _write_parts(
     compiler: Any,
     suffix: str,
     fold: bool = True,
+    close: bool = True,
 ) -> tuple[list[Any], Any]:
     """The ``WITH`` parts folding into and closing ``spec``'s versions of the
     ``changed`` rows, and the ``INSERT`` of the rest. Without ``fold`` (no version of
-    this transaction can exist yet) only the closing and the ``INSERT``."""
+    this transaction can exist yet) only the closing and the ``INSERT``; without
+    ``close`` (none of the rows has an open version) no closing."""
     version = _pinned(spec.version, compiler)
     vtx = version.c[spec.transaction_column]
     vop = version.c[spec.operation_column]
@@ -604,7 +652,7 @@ def _write_parts(
         .cte(f"chronicle_folded{suffix}")
     )
     parts = [folded] if fold else []
-    if spec.end_transaction_column is not None:
+    if spec.end_transaction_column is not None and close:
         end = version.c[spec.end_transaction_column]
         closed = (
             sa.update(version)
@@ -685,9 +733,9 @@ def _version_block(spec: TriggerSpec, event: str, compiler: Any) -> list[str]:
         entities = sa.null()
     transaction_id = _transaction_function(compiler, spec.transaction_table)
 
-    def statement(fold: bool, tx_id: Any) -> str:
+    def statement(fold: bool, tx_id: Any, close: bool = True) -> str:
         ctes: list[Any] = [changed]
-        parts, insert = _write_parts(spec, changed, tx_id, op, compiler, "", fold)
+        parts, insert = _write_parts(spec, changed, tx_id, op, compiler, "", fold, close)
         ctes += parts
         if op is Operation.UPDATE:
             # The other tables of these entities get a version too, as the ORM writes
@@ -719,25 +767,70 @@ def _version_block(spec: TriggerSpec, event: str, compiler: Any) -> list[str]:
     written = _was_written(spec, compiler)
     # A small statement (an ORM flush sends one per row for updates and deletes) runs
     # static SQL: PL/pgSQL keeps its plans, made for statements of at most
-    # SMALL_STATEMENT_ROWS rows, so each looks the versions up by key. EXISTS stops
-    # at the first changed row: a second pass only for no-op statements. Folding into
-    # this transaction's versions only once it wrote some: the first statement of a
-    # transaction neither looks nor anti-joins.
+    # SMALL_STATEMENT_ROWS rows, so each looks the versions up by key. What each
+    # costs is mostly its executor's start-up (a table and its indexes opened per
+    # node), so one SELECT answers every question first, each by key (EXISTS stops
+    # at the first row): did a row change, does one have a version newer than this
+    # transaction (then it moves to a new id), did this transaction version one of
+    # them already (only then the statement folds into it: an UPDATE more), has a
+    # new row an open version (only then it is closed: an UPDATE more). Then one
+    # statement writes, without the parts that cannot apply; the transaction id is
+    # read from the setting, the function called only for the first write or to
+    # record the entity names.
     tx_static: Any = sa.literal_column("chronicle_tx", sa.BigInteger)
     current: Any = sa.literal_column("chronicle_current", sa.BigInteger)
+    known = current.is_not(None)
+    questions = [
+        sa.exists(changed_select),
+        sa.and_(known, _newer_exists(spec, event, compiler, current)),
+        sa.and_(known, _this_transaction_exists(spec, event, compiler, current)),
+    ]
+    # Only inserted rows can have no open version (first inserts, inserted links):
+    # updated and deleted rows have one, closed by the statement.
+    probe_open = event == "INSERT" and spec.end_transaction_column is not None
+    if probe_open:
+        questions.append(_open_exists(spec, compiler))
+    answers = "chronicle_found, chronicle_newer, chronicle_fold"
+    answers += ", chronicle_open" if probe_open else ""
+
+    def writes(close: bool) -> list[str]:
+        return [
+            "        IF chronicle_fold THEN",
+            f"          {statement(True, tx_static, close)};",
+            "        ELSE",
+            f"          {statement(False, tx_static, close)};",
+            "        END IF;",
+        ]
+
+    if spec.records_entities and (spec.entity_name or name_expr is not None):
+        tx_lines = [f"        chronicle_tx := {_sql(compiler, transaction_id(entities))};"]
+    else:
+        tx_lines = [
+            "        chronicle_tx := chronicle_current;",
+            "        IF chronicle_tx IS NULL THEN",
+            f"          chronicle_tx := {_sql(compiler, transaction_id(entities))};",
+            "        END IF;",
+        ]
+    if probe_open:
+        write_lines = [
+            "        IF chronicle_open THEN",
+            *["  " + line for line in writes(True)],
+            "        ELSE",
+            *["  " + line for line in writes(False)],
+            "        END IF;",
+        ]
+    else:
+        write_lines = writes(True)
     small = [
-        f"      IF {_sql(compiler, sa.exists(changed_select))} THEN",
-        f"        {_read_current(compiler)}",
-        f"        IF chronicle_current IS NOT NULL AND "
-        f"{_sql(compiler, _newer_exists(spec, event, compiler, current))} THEN",
-        f"          PERFORM {restamp}();",
+        f"      {_read_current(compiler)}",
+        f"      {_sql(compiler, sa.select(*questions))} INTO {answers};",
+        "      IF chronicle_found THEN",
+        "        IF chronicle_newer THEN",
+        # The versions this transaction wrote move with it: chronicle_fold holds.
+        f"          chronicle_current := {restamp}();",
         "        END IF;",
-        f"        chronicle_tx := {_sql(compiler, transaction_id(entities))};",
-        f"        IF {written} THEN",
-        f"          {statement(True, tx_static)};",
-        "        ELSE",
-        f"          {statement(False, tx_static)};",
-        "        END IF;",
+        *tx_lines,
+        *write_lines,
         "      END IF;",
     ]
     # A larger one (a bulk UPDATE of 100,000 rows) runs the same statements through
@@ -792,7 +885,8 @@ def _create_audit_function(element: CreateAuditFunction, compiler: DDLCompiler, 
     spec = element.spec
     lines = [
         "DECLARE chronicle_current bigint; chronicle_tx bigint; chronicle_written text;",
-        "  chronicle_found boolean; chronicle_entities text[];",
+        "  chronicle_found boolean; chronicle_newer boolean; chronicle_fold boolean;",
+        "  chronicle_open boolean; chronicle_entities text[];",
         "BEGIN",
         _read_written(compiler),
     ]

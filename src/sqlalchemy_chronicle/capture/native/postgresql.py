@@ -308,14 +308,20 @@ class NativeCapture:
         return [
             CreateTransactionFunction(*args),
             CreateRestampFunction(*args),
-            *create_statements(self.specs[table]),
+            *create_statements(self._spec(table)),
         ]
 
     def install(self, connection: Connection, table: sa.Table) -> None:
         """Create (or replace) the function and triggers of versioned ``table``."""
         self._check(connection, self._names.get(table, table.name))
-        for statement in create_statements(self.specs[table]):
+        for statement in create_statements(self._spec(table)):
             connection.execute(statement)
+
+    def _spec(self, table: sa.Table) -> TriggerSpec:
+        """The trigger spec of ``table``, knowing whether the transaction function
+        records entity names (the plugins' tables are built after the models)."""
+        records = self._plugin_table("changes") is not None
+        return dataclasses.replace(self.specs[table], records_entities=records)
 
     def remove(self, connection: Connection, table: sa.Table) -> None:
         """Drop the triggers and function of ``table`` (ORM capture takes over)."""
@@ -587,6 +593,7 @@ def create_trigger(
         transaction_table=transaction,
         entity_name=entity_name,
         association=not live.primary_key.columns if association is None else association,
+        records_entities=plugin_tables["changes"] is not None,
     )
     args = (transaction, plugin_tables["meta"], plugin_tables["changes"])
     connection.execute(CreateTransactionFunction(*args))
