@@ -451,23 +451,24 @@ def _drop_restamp_function(element: DropRestampFunction, compiler: DDLCompiler, 
 def _newer_exists(spec: TriggerSpec, event: str, compiler: Any, current: Any) -> Any:
     """``EXISTS``: a row about to be versioned has a version by a transaction newer than
     ``current`` (this transaction's id, taken earlier): then it moves to a new id."""
-    version = _pinned(spec.version, compiler)
-    source = _live(spec.table, "chronicle_old" if event == "DELETE" else "chronicle_new")
-    return sa.exists(
-        sa.select(sa.literal(1))
-        .select_from(source)
-        .join(version, sa.and_(*[version.c[v] == source.c[a] for a, v in spec.key]))
-        .where(version.c[spec.transaction_column] > current)
+    return _key_exists(
+        spec,
+        event,
+        compiler,
+        lambda t, version: version.c[t.transaction_column] > current,
+        other_tables=False,
     )
 
 
-def _key_exists(spec: TriggerSpec, event: str, compiler: Any, where: Any) -> Any:
-    """``EXISTS``: a version (in ``spec``'s version table or, for an update, in one of
-    its other tables') of a row of the triggering statement for which ``where``
-    (called with the version table) holds."""
+def _key_exists(
+    spec: TriggerSpec, event: str, compiler: Any, where: Any, *, other_tables: bool = True
+) -> Any:
+    """``EXISTS``: a version (in ``spec``'s version table or, for an update and unless
+    not ``other_tables``, in one of its other tables') of a row of the triggering statement
+    for which ``where`` (called with the spec and the version table) holds."""
     source = _live(spec.table, "chronicle_old" if event == "DELETE" else "chronicle_new")
     tables: list[tuple[TriggerSpec, list[tuple[str, str]]]] = [(spec, list(spec.key))]
-    if event == "UPDATE":
+    if event == "UPDATE" and other_tables:
         for related, pairs in spec.related:
             version_of = dict(related.key)
             tables.append((related, [(a, version_of[b]) for a, b in pairs]))
