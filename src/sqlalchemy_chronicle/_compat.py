@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 __all__ = [
     "dml_values",
+    "engine_on_pool",
     "from_select_names",
     "is_upsert",
     "new_instance",
@@ -131,3 +132,17 @@ def remove_property(mapper: Any, key: str) -> bool:
     for each in mapper.self_and_descendants:
         each._expire_memoizations()
     return True
+
+
+def engine_on_pool(engine: Any, pool: Any) -> Any:
+    """An :class:`~sqlalchemy.engine.Engine` like ``engine`` (same dialect and URL)
+    whose connections come from ``pool``.
+
+    MySQL/MariaDB capture reads what other transactions committed on a second
+    connection, from a pool of its own (``engine.pool.recreate()``, so that it never
+    waits for the user's pool). ``create_engine()`` cannot be given an existing,
+    initialized dialect, and building a second one from the URL would lose the
+    ``connect_args`` and ``creator`` the pool already holds; the ``Engine``
+    constructor takes exactly (pool, dialect, url), but is not documented as public.
+    """
+    return sa.engine.Engine(pool, engine.dialect, engine.url)

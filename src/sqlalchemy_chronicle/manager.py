@@ -19,6 +19,7 @@ from sqlalchemy import event, orm
 
 from ._compat import remove_property
 from .capture import writer
+from .capture.committed import CommittedReads
 from .capture.native.postgresql import NativeCapture
 from .capture.orm import OrmCapture
 from .capture.unit_of_work import UnitOfWork, VersionWriter
@@ -113,6 +114,8 @@ class VersioningManager:
         self.native = NativeCapture(self)
         #: The writer of version rows, as units of work call it.
         self.writer: VersionWriter = writer
+        #: Reads of what is committed now, on a second connection (MySQL/MariaDB).
+        self.committed_reads = CommittedReads()
         self._installed = False
         #: (target, event, listener) of the read side (see :meth:`_listen`).
         self._read_listeners: list[tuple[Any, str, Any]] = []
@@ -357,6 +360,7 @@ class VersioningManager:
             self._installed = False
         self._capture.uninstall()
         self.native.uninstall()
+        self.committed_reads.dispose()
 
     def _instrument_class(self, mapper: orm.Mapper[Any], cls: type) -> None:
         versioned = getattr(cls, "__versioned__", None)

@@ -689,14 +689,6 @@ def test_closing_a_version_closed_after_the_snapshot_locks_no_gap(
 
 
 @pytest.mark.dbs("mysql")
-@pytest.mark.xfail(
-    raises=Deadlock,
-    strict=True,
-    reason="what is left on MariaDB: the version of a newly inserted row is closed by a "
-    "current read of its key prefix (the row may have been deleted and inserted again by "
-    "writers that committed after the snapshot), which locks the gap before that key's "
-    "versions, where the previous key's next version goes",
-)
 def test_an_insert_does_not_lock_the_previous_rows_versions(db, article_models, pool_engine):
     Article = article_models()
     _seed(db, Article, pool=3)
@@ -704,6 +696,50 @@ def test_an_insert_does_not_lock_the_previous_rows_versions(db, article_models, 
     a.add(Article(id=4, name="4 by A"))
     a.flush()
     _b_commits_while_a_waits_for_b(db, pool_engine, Article, a, b_row=3, a_row=3)
+    assert _history_problems(db, "validity", pool=4) == []
+
+
+@pytest.mark.dbs("mysql")
+@pytest.mark.parametrize("deleted", ["before A's snapshot", "after A's snapshot"])
+def test_an_insert_again_closes_the_delete_it_follows_and_locks_no_gap(
+    db, article_models, pool_engine, deleted
+):
+    # Row 4 was deleted; A inserts it again and must close its open DELETE version, also
+    # when C deleted it after A's snapshot was taken (A's snapshot then shows row 4's
+    # last version as an open UPDATE, or no version at all). Closing by a current read
+    # of row 4's key prefix locked the gap where row 3's next version goes.
+    Article = article_models()
+    _seed(db, Article, pool=4)
+    with orm.Session(pool_engine) as c:
+        c.get(Article, 4).name = "4 by C"
+        c.commit()
+
+    def c_deletes_row_4() -> None:
+        with orm.Session(pool_engine) as c:
+            c.delete(c.get(Article, 4))
+            c.commit()
+
+    a = orm.Session(pool_engine)
+    if deleted == "before A's snapshot":
+        c_deletes_row_4()
+        a.get(Article, 1)  # A's snapshot (MariaDB) is taken here
+    else:
+        a.get(Article, 1)
+        c_deletes_row_4()
+    a.add(Article(id=4, name="4 by A"))
+    a.flush()
+    _b_commits_while_a_waits_for_b(db, pool_engine, Article, a, b_row=3, a_row=3)
+    rows = db.rows("article_version", order_by=["id", "transaction_id"])
+    story = [
+        (r["name"], Operation(r["operation_type"]), r["end_transaction_id"] is None)
+        for r in rows if r["id"] == 4
+    ]
+    assert story == [
+        ("seed-4", Operation.INSERT, False),
+        ("4 by C", Operation.UPDATE, False),
+        ("4 by C", Operation.DELETE, False),
+        ("4 by A", Operation.INSERT, True),
+    ]
     assert _history_problems(db, "validity", pool=4) == []
 
 

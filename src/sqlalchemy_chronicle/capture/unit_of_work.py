@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from ..hooks import PluginCollection
     from ..schema.models import VersionedModel
     from ..schema.tables import VersionTableSpec
+    from .committed import CommittedReads
 
 
 __all__ = [
@@ -98,6 +99,8 @@ class CaptureConfig(Protocol):
     native: NativeBackend
     #: The writer of version rows (:mod:`.writer`).
     writer: VersionWriter
+    #: Reads of what is committed now, beside a transaction (MySQL/MariaDB).
+    committed_reads: CommittedReads
 
     @property
     def transaction_table(self) -> sa.Table: ...

@@ -480,7 +480,7 @@ class Writer:
             rest = plan.new - plan.closed_keys if plan.closed_keys else plan.new
             closed = plan.closed
             if rest:
-                closed += self.close(spec, rest, plan.ops)
+                closed += self.close(spec, rest)
             # An updated or deleted entity must have had an open version; fewer closed
             # means rows older than versioning, or a newer transaction got there first.
             ops, insert = plan.ops, Operation.INSERT
@@ -505,8 +505,12 @@ class Writer:
         statements = statements_for(spec, connection.dialect)
         written = 0
         keys_left = keys_all
+        settled: set[PK] = set()
         if spec.end_tx is not None and connection.dialect.name in ("mysql", "mariadb"):
-            written, keys_left = self._copy_by_version_key(connection, plan, keys_all)
+            # The keys not settled there have no open version, committed or this
+            # transaction's: there is nothing to copy.
+            written, settled = self._copy_by_version_key(connection, plan, keys_all)
+            keys_left = []
         groups: dict[Any, list[PK]] = {}
         if not plan.extras:
             if keys_left:
@@ -533,7 +537,7 @@ class Writer:
             rows = connection.execute(mine)
             found.update(tuple(row) for row in rows)
         missing = [key for key in keys_all if key not in found]
-        known: set[PK] = set()
+        known: set[PK] = {key for key in missing if key in settled}
         for keys in chunks(missing, width):
             versioned = sa.select(*vpk).distinct().where(key_in(vpk, keys, connection.dialect))
             rows = connection.execute(versioned)
@@ -557,7 +561,7 @@ class Writer:
 
     def _copy_by_version_key(
         self, connection: Connection, plan: TablePlan, keys: list[PK]
-    ) -> tuple[int, list[PK]]:
+    ) -> tuple[int, set[PK]]:
         """MySQL/MariaDB: write DELETE versions of ``keys`` as copies of their open
         versions, and close those, all by whole version keys.
 
@@ -569,8 +573,8 @@ class Writer:
         transaction deleted the row first) is neither copied nor closed; one newer than
         this transaction is copied, not closed (it re-stamps).
 
-        Returns how many versions it wrote, and the keys with no open version in the
-        snapshot, for :meth:`~.templates.WriteStatements.copy_last`.
+        Returns how many versions it wrote, and the keys that have an open version
+        (copied or not).
         """
         spec = plan.spec
         tx_id = self.tx_id()
@@ -599,7 +603,7 @@ class Writer:
                 stmt = statements.copy_versions(names, among)
                 stmt = stmt.execution_options(preserve_rowcount=True)
                 written += max(connection.execute(stmt, params).rowcount, 0)
-        return written, [key for key in keys if key not in settled]
+        return written, set(settled)
 
     # -- single statements (association rows, re-stamping) ----------------------------
 
@@ -607,44 +611,16 @@ class Writer:
         self,
         spec: VersionTableSpec,
         keys: Sequence[PK] | set[PK],
-        ops: Mapping[PK, Operation] | None = None,
     ) -> int:
-        """Close the open previous versions of ``keys``; how many it closed.
-
-        ``ops``, the operation of each key's new version when known: an INSERT
-        rarely has a previous version (a row inserted again after a delete), so on
-        MySQL/MariaDB it skips the look-up by whole key.
-        """
+        """Close the open previous versions of ``keys``; how many it closed."""
         connection = self.connection
-        statements = statements_for(spec, connection.dialect)
-        assert statements.close is not None
         keys = ordered(keys)
         if connection.dialect.name in ("mysql", "mariadb"):
-            insert = Operation.INSERT
-            inserted = [k for k in keys if ops.get(k) is insert] if ops else []
-            if inserted:
-                keys = [k for k in keys if ops is None or ops.get(k) is not insert]
-            closed = 0
-            if keys:
-                keys, closed = self._close_by_version_key(connection, spec, keys)
-            keys = ordered([*keys, *inserted]) if inserted else keys
-            if not keys:
-                return closed
-            return closed + statements.run(connection, statements.close, keys, self.tx_id())
+            _, closed = self._settle_by_version_key(connection, spec, keys, close_deletes=True)
+            return closed
+        statements = statements_for(spec, connection.dialect)
+        assert statements.close is not None
         return statements.run(connection, statements.close, keys, self.tx_id())
-
-    def _close_by_version_key(
-        self, connection: Connection, spec: VersionTableSpec, keys: list[PK]
-    ) -> tuple[list[PK], int]:
-        """MySQL/MariaDB: close the open versions of ``keys`` by their whole primary key
-        (:meth:`_settle_by_version_key`).
-
-        Returns the keys with no open version in the snapshot (new entities, or entities
-        whose versions were all committed after it), for the prefix UPDATE (a current
-        read), and how many versions it closed.
-        """
-        settled, closed = self._settle_by_version_key(connection, spec, keys, close_deletes=True)
-        return [key for key in keys if key not in settled], closed
 
     def _settle_by_version_key(
         self,
@@ -665,48 +641,76 @@ class Writer:
         ``(key..., transaction_id)``, which locks those rows only. A version the snapshot
         shows open may have been closed since by a writer that committed after the
         snapshot was taken: the chain is then followed from it, by whole keys too
-        (:meth:`_follow`), to the version open now. Versions newer than this transaction
-        are not closed (the caller re-stamps), nor, unless ``close_deletes``, DELETE
-        versions (a deleted entity deleted again).
+        (:meth:`_follow`), to the version open now. Keys the snapshot shows no open
+        version of (new entities, entities whose versions were all committed after the
+        snapshot; most INSERTs) are looked up among what is committed now, on a second
+        connection (:mod:`.committed`), and closed the same way. Versions newer than
+        this transaction are not closed (the caller re-stamps), nor, unless
+        ``close_deletes``, DELETE versions (a deleted entity deleted again).
 
-        Returns, per entity key whose chain was settled, ``(transaction_id,
+        Returns, per entity key with an open version, ``(transaction_id,
         operation_type)`` of the version open now or closed here, and how many
-        versions it closed. Keys with no open version in the snapshot, or whose chain
-        led to a row that is gone (retention), are left out: only a current read by the
-        key prefix finds what they have.
+        versions it closed. Keys left out have no open version: nothing to close.
         """
         assert spec.end_tx is not None
         tx_id = self.tx_id()
-        width = len(spec.version_pk)
         delete = int(Operation.DELETE)
 
         def closable(tx: Any, op: Any) -> bool:
             return bool(tx < tx_id and (close_deletes or op != delete))
 
-        found = ordered(self._open_in_snapshot(connection, spec, keys))
+        # The snapshot first, whatever the operation: it alone shows this database
+        # transaction's own versions of earlier commits of a Session joined to an outer
+        # transaction (SQLAlchemy's test-suite pattern), such as the DELETE version an
+        # INSERT of the same key must close.
+        found = self._open_versions(connection, spec, keys, committed=False)
+        settled, closed = self._settle_rows(connection, spec, found, closable)
+        rest = [key for key in keys if key not in settled]
+        if rest:
+            found = self._open_versions(connection, spec, rest, committed=True)
+            more, more_closed = self._settle_rows(connection, spec, found, closable)
+            settled.update(more)
+            closed += more_closed
+        return settled, closed
+
+    def _settle_rows(
+        self,
+        connection: Connection,
+        spec: VersionTableSpec,
+        found: Sequence[tuple[Any, ...]],
+        closable: Callable[[Any, Any], bool],
+    ) -> tuple[dict[PK, tuple[Any, Any]], int]:
+        """Close the versions ``found`` open (``(key..., transaction_id,
+        operation_type)``) that are ``closable``, following the chains of those closed
+        meanwhile (:meth:`_settle_by_version_key`)."""
         if not found:
             return {}, 0
+        width = len(spec.version_pk)
+        found = ordered(found)
         attempt = [row[: width + 1] for row in found if closable(row[width], row[width + 1])]
         closed = self._close_rows(connection, spec, attempt)
         if closed == len(found):
             return {tuple(row[:width]): (row[width], row[width + 1]) for row in found}, closed
-        # Closed since the snapshot, newer than this transaction, or a DELETE kept open.
-        stops = self._follow(connection, spec, [row[: width + 1] for row in found], tx_id)
+        # Closed meanwhile, newer than this transaction, or a DELETE kept open.
+        stops = self._follow(connection, spec, [row[: width + 1] for row in found], self.tx_id())
         more = [
             (*key, tx) for key, (tx, end, op) in stops.items() if end is None and closable(tx, op)
         ]
         closed += self._close_rows(connection, spec, ordered(more))
         return {key: (tx, op) for key, (tx, _, op) in stops.items()}, closed
 
-    def _open_in_snapshot(
-        self, connection: Connection, spec: VersionTableSpec, keys: Sequence[PK]
+    def _open_versions(
+        self, connection: Connection, spec: VersionTableSpec, keys: Sequence[PK], *,
+        committed: bool,
     ) -> list[tuple[Any, ...]]:
-        """``(key..., transaction_id, operation_type)`` of the versions of ``keys`` that
-        are open in this transaction's snapshot, other than its own: a plain read, which
-        locks nothing (MySQL/MariaDB)."""
+        """``(key..., transaction_id, operation_type)`` of the open versions of
+        ``keys`` other than this transaction's, by reads that lock nothing
+        (MySQL/MariaDB): in this transaction's snapshot, or, if ``committed``, as
+        committed now (:mod:`.committed`)."""
         assert spec.end_tx is not None
         tx_id = self.tx_id()
         vpk = list(spec.version_pk)
+        committed_reads = self.uow.manager.committed_reads
         found: list[tuple[Any, ...]] = []
         for chunk in chunks(keys, len(vpk)):
             probe = sa.select(*vpk, spec.tx, spec.op).where(
@@ -714,7 +718,10 @@ class Writer:
                 spec.end_tx.is_(None),
                 spec.tx != tx_id,
             )
-            found.extend(tuple(row) for row in connection.execute(probe))
+            if committed:
+                found.extend(tuple(row) for row in committed_reads.rows(connection, probe))
+            else:
+                found.extend(tuple(row) for row in connection.execute(probe))
         return found
 
     def _close_rows(
