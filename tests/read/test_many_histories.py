@@ -241,3 +241,30 @@ def test_objects_of_subclasses_batch_with_their_base(db, base):
         names = [_names(e.versions.all()) for e in loaded]
     assert names == [["e"], ["g", "g2"], ["h"]]
     assert len(stmts) == 1
+
+
+@pytest.mark.dbs("sqlite", "postgresql")  # MariaDB's snapshot hides the other commit anyway
+def test_an_expired_object_reads_its_history_again(db, article_models):
+    """Expiring an object (``session.expire()``, of any of its attributes too,
+    ``expire_all()``, ``refresh()``) asks for what is in the database now: its history
+    too, not the batch read before; the other members of the batch still answer from
+    it."""
+    Article = article_models()
+    ids = _seed(db, Article, n=3, edits=0)
+    session = db.session()
+    first, second, third = session.scalars(sa.select(Article).order_by(Article.id)).all()
+    assert _names(first.versions.all()) == ["a0.0"]  # loads the batch
+    with db.session() as other:  # another transaction commits a version of each
+        for article in other.scalars(sa.select(Article)):
+            article.name += "!"
+        other.commit()
+    session.expire(first, ["content"])  # one attribute is enough
+    assert _names(first.versions.all()) == ["a0.0", "a0.0!"]
+    with db.count_statements() as stmts:
+        assert _names(second.versions.all()) == ["a1.0"]  # still the batch
+    assert stmts == []
+    session.refresh(second)
+    assert _names(second.versions.all()) == ["a1.0", "a1.0!"]
+    session.expire_all()
+    assert _names(third.versions.all()) == ["a2.0", "a2.0!"]
+    assert ids == [first.id, second.id, third.id]
