@@ -16,6 +16,13 @@ or deleted them), so no other transaction can commit a version of those rows unt
 ends: what the second connection reads is what the writer then closes, by whole version key,
 which locks those rows only.
 
+The second connection does not see what this database transaction wrote, so the writer
+reads its own snapshot first and asks the second connection for the keys the snapshot
+shows no open version of. The keys of rows a flush inserts skip the snapshot (it shows no
+version of them) unless an earlier versioning transaction wrote in the same database
+transaction: a Session joined to an outer transaction commits by releasing savepoints, and
+the DELETE version of its earlier commit is in this snapshot only (:meth:`CommittedReads.alone`).
+
 The second connection comes from a pool of its own, made from the engine's pool
 (:meth:`sqlalchemy.pool.Pool.recreate`: the same creator, size and connect events), and
 is returned after each read. Its statements never wait for a lock, so it is never held
@@ -42,6 +49,10 @@ if TYPE_CHECKING:
     from sqlalchemy.pool import Pool
 
 __all__ = ["CommittedReads"]
+
+#: Where a connection keeps (its database transaction, the first versioning transaction
+#: that wrote in it): a key of ``connection.info``.
+_FIRST = "chronicle_first_transaction"
 
 
 class CommittedReads:
@@ -85,6 +96,34 @@ class CommittedReads:
         ``connection``'s database."""
         with self.engine_for(connection).connect() as side:
             return list(side.execute(stmt))
+
+    @staticmethod
+    def note_transaction(connection: Connection, tx_id: int) -> None:
+        """Take note that versioning transaction ``tx_id`` writes in ``connection``'s
+        database transaction (kept on the connection, for :meth:`alone`)."""
+        root = connection.get_transaction()
+        if root is None:
+            return
+        found = connection.info.get(_FIRST)
+        if found is None or found[0]() is not root:
+            connection.info[_FIRST] = (weakref.ref(root), tx_id)
+
+    @staticmethod
+    def alone(connection: Connection, tx_id: int) -> bool:
+        """Whether ``tx_id`` is the first versioning transaction that wrote in
+        ``connection``'s database transaction.
+
+        Then this database transaction holds no versions of its own but ``tx_id``'s,
+        and what a second connection reads is all there is to find. It is not, when a
+        Session joined to an outer transaction commits several times (each commit a
+        savepoint): the versions of the earlier commits are in this transaction's
+        snapshot only.
+        """
+        root = connection.get_transaction()
+        found = connection.info.get(_FIRST)
+        return root is not None and found is not None and found[0]() is root and (
+            found[1] == tx_id
+        )
 
     def dispose(self) -> None:
         """Close the connections of every second pool (uninstall).
