@@ -353,9 +353,21 @@ def _wait_until_blocked(engine: sa.Engine, done: threading.Thread | None = None)
         for _ in range(400):  # a bounded wait for the other thread to reach the lock
             if conn.execute(query).scalar() or (done is not None and not done.is_alive()):
                 return
+            if engine.dialect.name != "postgresql" and _innodb_status_shows_a_wait(conn):
+                return
             conn.rollback()
             time.sleep(0.025)
     raise AssertionError("the second session never blocked on the row lock")
+
+
+def _innodb_status_shows_a_wait(conn: sa.Connection) -> bool:
+    """Whether ``SHOW ENGINE INNODB STATUS`` lists a lock wait on a table of this
+    database (MariaDB's ``information_schema`` lock tables sometimes miss one: a
+    transaction that wrote before it waited was seen missing from ``innodb_trx``)."""
+    database = conn.scalar(sa.text("SELECT database()"))
+    status = conn.exec_driver_sql("SHOW ENGINE INNODB STATUS").one()[-1]
+    waits = status.split("TRX HAS BEEN WAITING")[1:]
+    return any(f"of table `{database}`." in wait.split("------------------")[0] for wait in waits)
 
 
 @pytest.mark.dbs("postgresql", "mysql")
@@ -741,6 +753,65 @@ def test_an_insert_again_closes_the_delete_it_follows_and_locks_no_gap(
         ("4 by A", Operation.INSERT, True),
     ]
     assert _history_problems(db, "validity", pool=4) == []
+
+
+@pytest.mark.dbs("mysql")
+@pytest.mark.parametrize("strategy", ["subquery"])  # it looks for newer writers every flush
+def test_looking_for_newer_writers_does_not_wait_for_their_other_rows(
+    db, article_models, pool_engine, strategy
+):
+    # A later flush of A asks whether a transaction with a larger id versioned its rows
+    # meanwhile. As a locking read it went through the transaction_id index (the rows
+    # newer than A are few, each entity's versions many) and waited for B's uncommitted
+    # version of another row, while B waited for A's row 2: a deadlock (seen in the soak).
+    Article = article_models()
+    _seed(db, Article, pool=3)
+    with orm.Session(pool_engine) as s:
+        for n in range(30):
+            for article in s.scalars(sa.select(Article)):
+                article.content = f"edit {n}"
+            s.commit()
+    with pool_engine.connect() as conn:
+        conn.exec_driver_sql("ANALYZE TABLE article_version").all()
+    a = orm.Session(pool_engine)
+    a.get(Article, 2).name = "2 by A"
+    a.flush()  # A's id is taken; A holds row 2
+    b = orm.Session(pool_engine)
+    errors: list[BaseException] = []
+
+    def second() -> None:
+        try:
+            b.get(Article, 3).name = "3 by B"
+            b.flush()  # a newer id; B's version of row 3 is not committed
+            b.get(Article, 2).name = "2 by B"
+            b.commit()  # waits for A
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    try:
+        _wait_until_blocked(pool_engine, done=thread)
+        a.get(Article, 1).name = "1 by A"
+        a.commit()
+    except sa.exc.OperationalError as exc:
+        errors.append(exc)
+        a.rollback()
+    finally:
+        thread.join(timeout=60)
+        a.close()
+        b.close()
+    assert not thread.is_alive()
+    deadlocks = [
+        e for e in errors
+        if isinstance(e, sa.exc.DBAPIError) and e.orig is not None and e.orig.args[0] == 1213
+    ]
+    if deadlocks:
+        raise Deadlock(str(deadlocks[0].orig))
+    assert errors == []
+    names = {r["id"]: r["name"] for r in db.rows("article")}
+    assert names == {1: "1 by A", 2: "2 by B", 3: "3 by B"}
+    assert _history_problems(db, "subquery", pool=3) == []
 
 
 # -- REPEATABLE READ snapshots do not leak stale values into versions ---------------------

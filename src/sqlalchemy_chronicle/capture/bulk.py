@@ -498,7 +498,7 @@ def _write_changed(
     uow.changed_entities = {target.model.parent} if target.model is not None else set()
     if not created:
         plan = TablePlan(spec, new=set(written))
-        if Writer._overtaken(connection, [plan], tx_id):
+        if writer._overtaken(connection, [plan], tx_id):
             writer.restamp(tx_id)
             writer.close(spec, written)
     if len(plugins):

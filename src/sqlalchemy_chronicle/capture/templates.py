@@ -356,7 +356,7 @@ class WriteStatements:
         the closed rows as DELETEs of ``TX``, and returns one row: how many it
         copied, and how many of those had a smaller transaction id than ``TX`` (the
         others were written by a newer transaction in between: see
-        ``UnitOfWork._overtaken``); with an ``opening``, the id of the transaction row
+        ``Writer._overtaken``); with an ``opening``, the id of the transaction row
         it wrote. Finding the last versions once instead of twice, and one round trip
         instead of two.
         """

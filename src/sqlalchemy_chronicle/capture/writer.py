@@ -306,8 +306,7 @@ class Writer:
         finally:
             private.close()
 
-    @staticmethod
-    def _overtaken(connection: Connection, plans: list[TablePlan], tx_id: int) -> bool:
+    def _overtaken(self, connection: Connection, plans: list[TablePlan], tx_id: int) -> bool:
         """Whether a transaction with a larger id versioned one of these entities.
 
         This transaction took its id at an earlier write (or before this write locked
@@ -315,9 +314,13 @@ class Writer:
         this write could lock it; writing under the old id would put this version
         before that one in the history.
         """
-        # MySQL/MariaDB read a snapshot under REPEATABLE READ; a locking read sees the
-        # versions committed since, as the UPDATEs of this flush saw their rows.
-        locking = connection.dialect.name in ("mysql", "mariadb")
+        # MySQL/MariaDB read a snapshot under REPEATABLE READ, which may not show the
+        # versions committed since; a locking read would, but through the
+        # transaction_id index it waits for the uncommitted versions of any newer
+        # writer, of any entity (a deadlock when that writer waits for this one's rows).
+        # What is committed now, read on a second connection, is exact: this
+        # transaction holds the live rows, so a newer writer of them has committed.
+        committed = connection.dialect.name in _MYSQL
         for plan in plans:
             spec = plan.spec
             vpk = spec.version_pk
@@ -328,9 +331,11 @@ class Writer:
                     .where(key_in(vpk, keys, connection.dialect), spec.tx > tx_id)
                     .limit(1)
                 )
-                if locking:
-                    probe = probe.with_for_update(read=True)
-                if connection.execute(probe).first() is not None:
+                if committed:
+                    probe = through_primary_key(probe, spec.version)
+                    if self.uow.manager.committed_reads.rows(connection, probe):
+                        return True
+                elif connection.execute(probe).first() is not None:
                     return True
         return False
 
