@@ -21,6 +21,7 @@ import asyncio
 import itertools
 import os
 import random
+import re
 import sys
 import threading
 import time
@@ -54,6 +55,37 @@ class Counts:
     deadlocks: int = 0
     errors: list[str] = field(default_factory=list)
     reasons: dict[str, int] = field(default_factory=dict)
+    #: MySQL/MariaDB: the tables each deadlock locked rows of (from the server's report).
+    deadlock_tables: dict[str, int] = field(default_factory=dict)
+    #: Where to read the server's report of its latest deadlock (MySQL/MariaDB).
+    engine: sa.Engine | None = None
+
+    def failed(self, exc: BaseException) -> bool:
+        """Count a retry (True) or record a writer error (False)."""
+        kind = _kind(exc)
+        if kind is None:
+            self.errors.append(f"{type(exc).__name__}: {exc}"[:300])
+            return False
+        self.add(retries=1, deadlocks=int(kind == "deadlock"))
+        reason = str(getattr(exc, "orig", exc))[:120]
+        tables = self._latest_deadlock() if kind == "deadlock" else None
+        with self.lock:
+            self.reasons[reason] = self.reasons.get(reason, 0) + 1
+            if tables is not None:
+                self.deadlock_tables[tables] = self.deadlock_tables.get(tables, 0) + 1
+        return True
+
+    def _latest_deadlock(self) -> str | None:
+        """The tables of the latest deadlock MySQL/MariaDB detected: a deadlock in the
+        live table only is the workload's own, one in a version or the transaction
+        table is versioning's."""
+        if self.engine is None or self.engine.dialect.name not in ("mysql", "mariadb"):
+            return None
+        with self.engine.connect() as conn:
+            status = conn.exec_driver_sql("SHOW ENGINE INNODB STATUS").one()[-1]
+        section = status.partition("LATEST DETECTED DEADLOCK")[2].partition("\nTRANSACTIONS\n")[0]
+        names = sorted(set(re.findall(r"of table `[^`]*`\.`([^`]*)`", section)))
+        return ", ".join(names) or "?"
 
     def add(self, **kw: int) -> None:
         with self.lock:
@@ -184,14 +216,8 @@ def thread_writer(engine: sa.Engine, w: Workload, until: float, counts: Counts) 
                     counts.add(rollbacks=1)
             except Exception as exc:
                 session.rollback()
-                kind = _kind(exc)
-                if kind is None:
-                    counts.errors.append(f"{type(exc).__name__}: {exc}"[:300])
+                if not counts.failed(exc):
                     return
-                counts.add(retries=1, deadlocks=int(kind == "deadlock"))
-                reason = str(getattr(exc, "orig", exc))[:120]
-                with counts.lock:
-                    counts.reasons[reason] = counts.reasons.get(reason, 0) + 1
 
 
 async def task_writer(engine: Any, w: Workload, until: float, counts: Counts) -> None:
@@ -207,14 +233,8 @@ async def task_writer(engine: Any, w: Workload, until: float, counts: Counts) ->
                     counts.add(rollbacks=1)
             except Exception as exc:
                 await session.rollback()
-                kind = _kind(exc)
-                if kind is None:
-                    counts.errors.append(f"{type(exc).__name__}: {exc}"[:300])
+                if not counts.failed(exc):
                     return
-                counts.add(retries=1, deadlocks=int(kind == "deadlock"))
-                reason = str(getattr(exc, "orig", exc))[:120]
-                with counts.lock:
-                    counts.reasons[reason] = counts.reasons.get(reason, 0) + 1
 
 
 def broken_chains(connection: sa.Connection, metadata: sa.MetaData) -> list[str]:
@@ -262,7 +282,7 @@ def soak(db: str, threads: int, tasks: int, seconds: float, hot: int) -> bool:
         with orm.Session(engine) as session:
             session.add_all([Article(id=i, name="hot", views=0) for i in range(1, hot + 1)])
             session.commit()
-        counts = Counts()
+        counts = Counts(engine=engine)
         until = time.monotonic() + seconds
         workers = [threading.Thread(target=thread_writer,
                                     args=(engine, Workload(Article, hot, n), until, counts))
@@ -303,6 +323,8 @@ def soak(db: str, threads: int, tasks: int, seconds: float, hot: int) -> bool:
               f"{len(counts.errors)} writer errors")
         for reason, n in sorted(counts.reasons.items(), key=lambda item: -item[1])[:5]:
             print(f"  retried {n}x: {reason}")
+        for tables, n in sorted(counts.deadlock_tables.items(), key=lambda item: -item[1]):
+            print(f"  {n} deadlock(s) on rows of: {tables}")
         for line in problems[:20] + counts.errors[:5]:
             print("  " + line)
         metadata.drop_all(engine)

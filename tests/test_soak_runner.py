@@ -63,3 +63,51 @@ def test_the_chain_check_reports_a_broken_chain(tmp_path):
         engine.dispose()
     finally:
         remove_versioning(manager=manager)
+
+
+@pytest.mark.dbs("mysql")
+def test_a_deadlock_is_counted_with_the_tables_it_locked(engine):
+    """Two connections lock two rows of one table in opposite orders: the soak's
+    counts name the table of the deadlock the server reports."""
+    import threading
+
+    sys.path.insert(0, ROOT)
+    try:
+        from benchmarks.soak import Counts
+    finally:
+        sys.path.remove(ROOT)
+    metadata = sa.MetaData()
+    table = sa.Table("soak_locks", metadata, sa.Column("id", sa.Integer, primary_key=True))
+    metadata.drop_all(engine)
+    metadata.create_all(engine)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.insert(table), [{"id": 1}, {"id": 2}])
+        counts = Counts(engine=engine)
+        both_locked, failures = threading.Barrier(2, timeout=10), []
+
+        def lock(first: int, second: int, delay: float) -> None:
+            with engine.connect() as conn:
+                try:
+                    lock_row = sa.select(table).with_for_update()
+                    conn.execute(lock_row.where(table.c.id == first)).all()
+                    both_locked.wait()
+                    threading.Event().wait(delay)
+                    conn.execute(lock_row.where(table.c.id == second)).all()
+                    conn.rollback()
+                except sa.exc.DBAPIError as exc:
+                    conn.rollback()
+                    failures.append(exc)
+
+        threads = [threading.Thread(target=lock, args=(1, 2, 0.0)),
+                   threading.Thread(target=lock, args=(2, 1, 0.3))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert len(failures) == 1
+        assert counts.failed(failures[0]) is True
+        assert (counts.deadlocks, counts.retries, counts.errors) == (1, 1, [])
+        assert counts.deadlock_tables == {"soak_locks": 1}
+    finally:
+        metadata.drop_all(engine)
