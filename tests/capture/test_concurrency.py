@@ -524,39 +524,19 @@ def test_writers_of_different_rows_do_not_deadlock_on_the_version_table(
     a.get(Article, 2).name = "2 by A"
     a.flush()  # A versions row 2
     a_article = a.get(Article, 1)
-    stats = Stats()
 
-    def second() -> None:
-        try:
-            b_article.name = "1 by B"
-            b.commit()  # without versioning this never waits for A
-        except BaseException as exc:
-            stats.errors.append(exc)
+    def b_work() -> None:
+        b_article.name = "1 by B"
+        b.commit()  # without versioning this never waits for A
 
-    thread = threading.Thread(target=second)
-    thread.start()
-    try:
+    def a_work() -> None:
         # The closing UPDATE locks only the versions it closes (by their whole key), so
         # B commits without waiting for A; a prefix UPDATE's next-key locks on
         # article_version made B wait here and A then deadlock on B.
-        _wait_until_blocked(pool_engine, done=thread)
         a_article.name = "1 by A"
         a.commit()  # A waits for B's lock on row 1: a cycle, one of them is killed
-    except sa.exc.OperationalError as exc:
-        stats.errors.append(exc)
-        a.rollback()
-    finally:
-        thread.join(timeout=60)
-        a.close()
-        b.close()
-    assert not thread.is_alive()
-    deadlocks = [
-        e for e in stats.errors
-        if isinstance(e, sa.exc.DBAPIError) and e.orig is not None and e.orig.args[0] == 1213
-    ]
-    if deadlocks:
-        raise Deadlock(str(deadlocks[0].orig))
-    assert stats.errors == []
+
+    _a_after_b_waits(pool_engine, a, b, b_work, a_work)
     assert _history_problems(db, "validity", pool=2) == []
 
 
@@ -573,12 +553,33 @@ def _b_commits_while_a_waits_for_b(
     b = orm.Session(pool_engine)
     b_article = b.get(Article, b_row)
     a_article = a.get(Article, a_row)
+
+    def b_work() -> None:
+        b_article.name = f"{b_row} by B"
+        b.commit()
+
+    def a_work() -> None:
+        a_article.name = f"{a_row} by A"
+        a.commit()
+
+    _a_after_b_waits(pool_engine, a, b, b_work, a_work)
+
+
+def _a_after_b_waits(
+    pool_engine: sa.Engine,
+    a: orm.Session,
+    b: orm.Session,
+    b_work: Callable[[], None],
+    a_work: Callable[[], None],
+) -> None:
+    """Run ``b_work`` in a thread until it waits for a lock, then ``a_work``; raise
+    :class:`Deadlock` if the database chose one of them as a deadlock victim, and
+    fail on any other error of either."""
     errors: list[BaseException] = []
 
     def second() -> None:
         try:
-            b_article.name = f"{b_row} by B"
-            b.commit()
+            b_work()
         except BaseException as exc:
             errors.append(exc)
 
@@ -586,8 +587,7 @@ def _b_commits_while_a_waits_for_b(
     thread.start()
     try:
         _wait_until_blocked(pool_engine, done=thread)
-        a_article.name = f"{a_row} by A"
-        a.commit()
+        a_work()
     except sa.exc.OperationalError as exc:
         errors.append(exc)
         a.rollback()
@@ -777,38 +777,18 @@ def test_looking_for_newer_writers_does_not_wait_for_their_other_rows(
     a.get(Article, 2).name = "2 by A"
     a.flush()  # A's id is taken; A holds row 2
     b = orm.Session(pool_engine)
-    errors: list[BaseException] = []
 
-    def second() -> None:
-        try:
-            b.get(Article, 3).name = "3 by B"
-            b.flush()  # a newer id; B's version of row 3 is not committed
-            b.get(Article, 2).name = "2 by B"
-            b.commit()  # waits for A
-        except BaseException as exc:
-            errors.append(exc)
+    def b_work() -> None:
+        b.get(Article, 3).name = "3 by B"
+        b.flush()  # a newer id; B's version of row 3 is not committed
+        b.get(Article, 2).name = "2 by B"
+        b.commit()  # waits for A
 
-    thread = threading.Thread(target=second)
-    thread.start()
-    try:
-        _wait_until_blocked(pool_engine, done=thread)
+    def a_work() -> None:
         a.get(Article, 1).name = "1 by A"
         a.commit()
-    except sa.exc.OperationalError as exc:
-        errors.append(exc)
-        a.rollback()
-    finally:
-        thread.join(timeout=60)
-        a.close()
-        b.close()
-    assert not thread.is_alive()
-    deadlocks = [
-        e for e in errors
-        if isinstance(e, sa.exc.DBAPIError) and e.orig is not None and e.orig.args[0] == 1213
-    ]
-    if deadlocks:
-        raise Deadlock(str(deadlocks[0].orig))
-    assert errors == []
+
+    _a_after_b_waits(pool_engine, a, b, b_work, a_work)
     names = {r["id"]: r["name"] for r in db.rows("article")}
     assert names == {1: "1 by A", 2: "2 by B", 3: "3 by B"}
     assert _history_problems(db, "subquery", pool=3) == []
