@@ -174,7 +174,7 @@ class Writer:
     def _opened(self, tx_id: int, values: dict[str, Any]) -> int:
         uow = self.uow
         uow.opened(tx_id, values)
-        if uow.connection is not None and uow.connection.dialect.name in ("mysql", "mariadb"):
+        if uow.connection is not None and uow.connection.dialect.name in _MYSQL:
             uow.manager.committed_reads.note_transaction(uow.connection, tx_id)
         native = uow.manager.native
         if native.active and uow.connection is not None:
@@ -354,7 +354,7 @@ class Writer:
             spec = uow.manager.association_spec(parent)
             if spec is not None and spec.version in uow.association_touched:
                 specs[spec.version] = spec
-        by_key = connection.dialect.name in ("mysql", "mariadb")
+        by_key = connection.dialect.name in _MYSQL
         for spec in specs.values():
             if by_key:
                 self._restamp_by_key(connection, spec, spec.tx, old_id, new_id)
@@ -526,7 +526,7 @@ class Writer:
         written = 0
         keys_left = keys_all
         settled: set[PK] = set()
-        if spec.end_tx is not None and connection.dialect.name in ("mysql", "mariadb"):
+        if spec.end_tx is not None and connection.dialect.name in _MYSQL:
             # The keys not settled there have no open version, committed or this
             # transaction's: there is nothing to copy.
             written, settled = self._copy_by_version_key(connection, plan, keys_all)
@@ -849,7 +849,7 @@ class Writer:
         self, connection: Connection, statements: WriteStatements, keys: Sequence[PK]
     ) -> None:
         tx_id = self.tx_id()
-        if connection.dialect.name not in ("mysql", "mariadb"):
+        if connection.dialect.name not in _MYSQL:
             statements.run(connection, statements.replace, keys, tx_id)
             return
         # MySQL/MariaDB: by the whole key, through the primary key. MariaDB would find
@@ -878,7 +878,7 @@ class Writer:
         extra: tuple[tuple[str, Any], ...],
     ) -> None:
         tx_id = self.tx_id()
-        if connection.dialect.name not in ("mysql", "mariadb"):
+        if connection.dialect.name not in _MYSQL:
             mark = statements.mark_deleted(tuple(k for k, _ in extra))
             statements.run(connection, mark, keys, tx_id, extra)
             return
